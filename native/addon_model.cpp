@@ -1,0 +1,312 @@
+// AddonModel (a loaded llama_model: info, metadata, tokenizer, and the entry points of its jobs),
+// AddonLora (a loaded LoRA adapter) and CancelToken, plus their load workers.
+#include <cstdio>
+
+#include "addon.h"
+#include "backend.h"
+#include "ggml-backend.h"
+
+namespace w2s {
+
+bool tokenize_text(const llama_vocab * vocab, const std::string & text, bool add_special, bool parse_special,
+                   std::vector<llama_token> & out) {
+    // A token never spans less than one byte, so text.size() + specials bounds the count.
+    out.resize(text.size() + 8);
+    int32_t n = llama_tokenize(vocab, text.data(), static_cast<int32_t>(text.size()), out.data(),
+                               static_cast<int32_t>(out.size()), add_special, parse_special);
+    if (n < 0) {
+        out.resize(static_cast<size_t>(-n));
+        n = llama_tokenize(vocab, text.data(), static_cast<int32_t>(text.size()), out.data(),
+                           static_cast<int32_t>(out.size()), add_special, parse_special);
+    }
+    if (n < 0) return false;
+    out.resize(static_cast<size_t>(n));
+    return true;
+}
+
+// ---- model loading ---------------------------------------------------------------------------------
+
+namespace {
+
+class ModelLoadWorker : public Napi::AsyncWorker {
+public:
+    ModelLoadWorker(Napi::Env env, std::string path, int32_t n_gpu_layers, bool repack, bool vocab_only)
+        : Napi::AsyncWorker(env, "ModelLoadWorker"), deferred_(Napi::Promise::Deferred::New(env)),
+          path_(std::move(path)), n_gpu_layers_(n_gpu_layers), repack_(repack), vocab_only_(vocab_only) {}
+    Napi::Promise promise() { return deferred_.Promise(); }
+
+    void Execute() override {
+        if (ggml_backend_reg_by_name("CPU") == nullptr) {
+            fail_ = {ERR_LLAMA, "the ggml backends are not loaded: call init(libDir) first"};
+            return;
+        }
+        llama_model_params mp = llama_model_default_params();
+        mp.n_gpu_layers = n_gpu_layers_;
+        mp.use_extra_bufts = repack_;
+        mp.vocab_only = vocab_only_;
+        // Our own callback replaces the default one, which prints dots to stderr.
+        mp.progress_callback = [](float, void *) { return true; };
+        clear_log_errors();
+        llama_model * m = llama_model_load_from_file(path_.c_str(), mp);
+        if (m == nullptr) {
+            std::string log = take_log_errors();
+            fail_ = {ERR_LLAMA, "llama_model_load_from_file failed for " + path_ + (log.empty() ? "" : ": " + log)};
+            return;
+        }
+        model_ = model_ptr(m, [](llama_model * p) { llama_model_free(p); });
+        if (llama_model_has_encoder(m) || !llama_model_has_decoder(m)) {
+            char arch[128] = {0};
+            llama_model_meta_val_str(m, "general.architecture", arch, sizeof(arch));
+            fail_ = {"ERR_W2S_UNSUPPORTED_MODEL",
+                     std::string("unsupported architecture '") + arch + "': weak2strong needs a decoder-only model"};
+            model_.reset();
+        }
+    }
+    void OnOK() override {
+        Napi::Env env = Env();
+        if (!fail_.code.empty()) {
+            deferred_.Reject(make_error(env, fail_.code, fail_.message).Value());
+            return;
+        }
+        Napi::Object obj = env.GetInstanceData<instance_data>()->model_ctor.New({});
+        AddonModel::Unwrap(obj)->model = model_;
+        deferred_.Resolve(obj);
+    }
+    void OnError(const Napi::Error & e) override { deferred_.Reject(e.Value()); }
+
+private:
+    Napi::Promise::Deferred deferred_;
+    std::string path_;
+    int32_t n_gpu_layers_;
+    bool repack_;
+    bool vocab_only_;
+    model_ptr model_;
+    job_failure fail_;
+};
+
+class LoraLoadWorker : public Napi::AsyncWorker {
+public:
+    LoraLoadWorker(Napi::Env env, model_ptr model, std::string path)
+        : Napi::AsyncWorker(env, "LoraLoadWorker"), deferred_(Napi::Promise::Deferred::New(env)),
+          model_(std::move(model)), path_(std::move(path)) {}
+    Napi::Promise promise() { return deferred_.Promise(); }
+    void Execute() override {
+        clear_log_errors();
+        llama_adapter_lora * a = llama_adapter_lora_init(model_.get(), path_.c_str());
+        if (a == nullptr) {
+            std::string log = take_log_errors();
+            message_ = "llama_adapter_lora_init failed for " + path_ + (log.empty() ? "" : ": " + log);
+            return;
+        }
+        lora_ = std::make_shared<lora_handle>();
+        lora_->model = model_;
+        lora_->adapter = a;
+    }
+    void OnOK() override {
+        Napi::Env env = Env();
+        if (!lora_) {
+            deferred_.Reject(make_error(env, "ERR_W2S_ADAPTER", message_).Value());
+            return;
+        }
+        Napi::Object obj = env.GetInstanceData<instance_data>()->lora_ctor.New({});
+        AddonLora::Unwrap(obj)->lora = lora_;
+        deferred_.Resolve(obj);
+    }
+    void OnError(const Napi::Error & e) override { deferred_.Reject(e.Value()); }
+
+private:
+    Napi::Promise::Deferred deferred_;
+    model_ptr model_;
+    std::string path_;
+    std::string message_;
+    lora_ptr lora_;
+};
+
+std::string meta_string(int32_t (*fn)(const llama_model *, int32_t, char *, size_t), const llama_model * m, int32_t i) {
+    std::vector<char> buf(256);
+    int32_t n = fn(m, i, buf.data(), buf.size());
+    if (n >= static_cast<int32_t>(buf.size())) {
+        buf.resize(static_cast<size_t>(n) + 1);
+        n = fn(m, i, buf.data(), buf.size());
+    }
+    return n < 0 ? std::string() : std::string(buf.data(), static_cast<size_t>(n));
+}
+
+}  // namespace
+
+// loadModel(path, {gpuLayers, repack, vocabOnly}) -> Promise<AddonModel>
+Napi::Value load_model(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 2 || !info[0].IsString() || !info[1].IsObject()) {
+        throw make_error(env, ERR_INVALID, "loadModel(path, options) expects a string and an object");
+    }
+    Napi::Object o = info[1].As<Napi::Object>();
+    auto * w = new ModelLoadWorker(env, info[0].As<Napi::String>().Utf8Value(),
+                                   o.Get("gpuLayers").As<Napi::Number>().Int32Value(),
+                                   o.Get("repack").ToBoolean().Value(), o.Get("vocabOnly").ToBoolean().Value());
+    Napi::Promise p = w->promise();
+    w->Queue();
+    return p;
+}
+
+// ---- AddonModel ------------------------------------------------------------------------------------
+
+Napi::Function AddonModel::define(Napi::Env env) {
+    return DefineClass(env, "AddonModel", {
+        InstanceMethod("info", &AddonModel::info),
+        InstanceMethod("metadata", &AddonModel::metadata),
+        InstanceMethod("tokenize", &AddonModel::tokenize),
+        InstanceMethod("detokenize", &AddonModel::detokenize),
+        InstanceMethod("loadLora", &AddonModel::load_lora),
+        InstanceMethod("sample", &AddonModel::sample),
+        InstanceMethod("score", &AddonModel::score),
+        InstanceMethod("dispose", &AddonModel::dispose),
+    });
+}
+
+AddonModel::AddonModel(const Napi::CallbackInfo & info) : Napi::ObjectWrap<AddonModel>(info) {}
+
+model_ptr AddonModel::require(Napi::Env env) const {
+    if (!model) throw make_error(env, ERR_DISPOSED, "the model was disposed");
+    return model;
+}
+
+Napi::Value AddonModel::info(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    llama_model * m = require(env).get();
+    const llama_vocab * v = llama_model_get_vocab(m);
+    char desc[256] = {0};
+    llama_model_desc(m, desc, sizeof(desc));
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("description", desc);
+    o.Set("nVocab", llama_vocab_n_tokens(v));
+    o.Set("nCtxTrain", llama_model_n_ctx_train(m));
+    o.Set("nEmbd", llama_model_n_embd(m));
+    o.Set("nLayer", llama_model_n_layer(m));
+    o.Set("nHead", llama_model_n_head(m));
+    o.Set("nParams", static_cast<double>(llama_model_n_params(m)));
+    o.Set("sizeBytes", static_cast<double>(llama_model_size(m)));
+    o.Set("bos", llama_vocab_bos(v));
+    o.Set("eos", llama_vocab_eos(v));
+    o.Set("addBos", llama_vocab_get_add_bos(v));
+    return o;
+}
+
+Napi::Value AddonModel::metadata(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    llama_model * m = require(env).get();
+    Napi::Object o = Napi::Object::New(env);
+    const int32_t n = llama_model_meta_count(m);
+    for (int32_t i = 0; i < n; ++i) {
+        o.Set(meta_string(llama_model_meta_key_by_index, m, i), meta_string(llama_model_meta_val_str_by_index, m, i));
+    }
+    return o;
+}
+
+// tokenize(text, addSpecial, parseSpecial) -> Int32Array. Synchronous: llama.cpp tokenizes ~MB/s, and
+// callers tokenize one prompt at a time; batch work tokenizes inside the job workers instead.
+Napi::Value AddonModel::tokenize(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    llama_model * m = require(env).get();
+    if (info.Length() < 1 || !info[0].IsString()) throw make_error(env, ERR_INVALID, "tokenize(text) expects a string");
+    std::vector<llama_token> toks;
+    if (!tokenize_text(llama_model_get_vocab(m), info[0].As<Napi::String>().Utf8Value(), info[1].ToBoolean().Value(),
+                       info[2].ToBoolean().Value(), toks)) {
+        throw make_error(env, ERR_LLAMA, "llama_tokenize failed");
+    }
+    Napi::Int32Array out = Napi::Int32Array::New(env, toks.size());
+    std::copy(toks.begin(), toks.end(), out.Data());
+    return out;
+}
+
+// detokenize(Int32Array, renderSpecial) -> string
+Napi::Value AddonModel::detokenize(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    llama_model * m = require(env).get();
+    if (info.Length() < 1 || !info[0].IsTypedArray()) throw make_error(env, ERR_INVALID, "detokenize(tokens) expects an Int32Array");
+    Napi::Int32Array toks = info[0].As<Napi::Int32Array>();
+    const llama_vocab * v = llama_model_get_vocab(m);
+    const int32_t n_vocab = llama_vocab_n_tokens(v);
+    for (size_t i = 0; i < toks.ElementLength(); ++i) {
+        if (toks[i] < 0 || toks[i] >= n_vocab) {
+            throw make_error(env, ERR_INVALID, "token " + std::to_string(toks[i]) + " at index " + std::to_string(i) +
+                                                   " is outside the vocabulary [0, " + std::to_string(n_vocab) + ")");
+        }
+    }
+    std::string text(toks.ElementLength() * 8 + 16, '\0');
+    const bool special = info[1].ToBoolean().Value();
+    int32_t n = llama_detokenize(v, toks.Data(), static_cast<int32_t>(toks.ElementLength()), text.data(),
+                                 static_cast<int32_t>(text.size()), false, special);
+    if (n < 0) {
+        text.resize(static_cast<size_t>(-n));
+        n = llama_detokenize(v, toks.Data(), static_cast<int32_t>(toks.ElementLength()), text.data(),
+                             static_cast<int32_t>(text.size()), false, special);
+    }
+    if (n < 0) throw make_error(env, ERR_LLAMA, "llama_detokenize failed");
+    text.resize(static_cast<size_t>(n));
+    return Napi::String::New(env, text);
+}
+
+Napi::Value AddonModel::load_lora(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    model_ptr m = require(env);
+    if (info.Length() < 1 || !info[0].IsString()) throw make_error(env, ERR_INVALID, "loadLora(path) expects a string");
+    auto * w = new LoraLoadWorker(env, m, info[0].As<Napi::String>().Utf8Value());
+    Napi::Promise p = w->promise();
+    w->Queue();
+    return p;
+}
+
+Napi::Value AddonModel::sample(const Napi::CallbackInfo & info) { return start_sample_job(info, require(info.Env())); }
+Napi::Value AddonModel::score(const Napi::CallbackInfo & info) { return start_score_job(info, require(info.Env())); }
+
+Napi::Value AddonModel::dispose(const Napi::CallbackInfo & info) {
+    model.reset();  // running jobs and adapters keep their own reference
+    return info.Env().Undefined();
+}
+
+// ---- AddonLora ---------------------------------------------------------------------------------------
+
+Napi::Function AddonLora::define(Napi::Env env) {
+    return DefineClass(env, "AddonLora", {
+        InstanceMethod("metadata", &AddonLora::metadata),
+        InstanceMethod("dispose", &AddonLora::dispose),
+    });
+}
+
+AddonLora::AddonLora(const Napi::CallbackInfo & info) : Napi::ObjectWrap<AddonLora>(info) {}
+
+Napi::Value AddonLora::metadata(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    if (!lora) throw make_error(env, ERR_DISPOSED, "the adapter was disposed");
+    Napi::Object o = Napi::Object::New(env);
+    const int32_t n = llama_adapter_meta_count(lora->adapter);
+    char key[256];
+    std::vector<char> val(4096);
+    for (int32_t i = 0; i < n; ++i) {
+        if (llama_adapter_meta_key_by_index(lora->adapter, i, key, sizeof(key)) < 0) continue;
+        if (llama_adapter_meta_val_str_by_index(lora->adapter, i, val.data(), val.size()) < 0) continue;
+        o.Set(key, val.data());
+    }
+    return o;
+}
+
+Napi::Value AddonLora::dispose(const Napi::CallbackInfo & info) {
+    lora.reset();
+    return info.Env().Undefined();
+}
+
+// ---- CancelToken -------------------------------------------------------------------------------------
+
+Napi::Function CancelToken::define(Napi::Env env) {
+    return DefineClass(env, "CancelToken", {InstanceMethod("cancel", &CancelToken::cancel)});
+}
+
+CancelToken::CancelToken(const Napi::CallbackInfo & info) : Napi::ObjectWrap<CancelToken>(info) {}
+
+Napi::Value CancelToken::cancel(const Napi::CallbackInfo & info) {
+    flag->store(true);
+    return info.Env().Undefined();
+}
+
+}  // namespace w2s

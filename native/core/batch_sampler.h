@@ -1,0 +1,55 @@
+// The batched sampling loop (decode -> sample -> stop-check -> refill) over one llama_context holding many
+// sequences: continuous batching, and the n samples of a prompt share the prompt's KV cells.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "context.h"
+#include "sampling.h"
+
+namespace w2s {
+
+enum class finish_reason { stop, length, eos };
+
+struct batch_sample_request {
+    std::vector<std::vector<llama_token>> prompts;  // tokenized prompts (BOS included when the model adds it)
+    int32_t n = 1;                                  // samples per prompt
+    sampling_params sampling;
+    uint64_t seed = 0;
+    int32_t max_tokens = 256;                       // new tokens per sample
+    std::vector<std::string> stops;                 // generation ends before the first occurrence of any
+    int32_t parallel = 16;                          // sequences decoded together
+    int32_t n_ctx_seq = 0;                          // positions one sequence may reach (prompt + generated)
+    uint32_t n_kv_cells = 0;                        // KV cells in total; 0 = derived from the work
+    int32_t n_batch = 512;
+    int32_t n_threads = 1;
+    std::vector<adapter_ref> adapters;
+};
+
+struct sample_output {
+    int32_t prompt_index = 0;
+    int32_t sample_index = 0;
+    std::string text;      // UTF-8 bytes, stop string and EOS excluded
+    int32_t n_tokens = 0;  // generated tokens (EOS not counted)
+    finish_reason reason = finish_reason::length;
+};
+
+struct sample_progress {
+    int64_t tokens = 0;    // generated so far
+    int32_t finished = 0;  // samples finished so far
+    int32_t total = 0;     // samples requested
+};
+
+// Runs the whole request; results are ordered by (prompt_index, sample_index).
+// Returns false with `err` set on failure; `cancel` (polled every step and inside llama_decode) stops it.
+bool run_batch_sampler(llama_model * model, const batch_sample_request & req, const std::atomic<bool> & cancel,
+                       const std::function<void(const sample_progress &)> & on_progress,
+                       std::vector<sample_output> & out, std::string & err);
+
+// KV cells the default sizing reserves for a request (exposed for tests and memory estimates).
+uint32_t default_kv_cells(const batch_sample_request & req);
+
+}  // namespace w2s

@@ -1,0 +1,124 @@
+#!/usr/bin/env node
+// Builds the addon (build/Release/weak2strong.node) with cmake-js from CMakeLists.txt.
+// Default: headers from the llama.cpp source bundled in node-llama-cpp, linked to its prebuilt CPU libraries.
+// `--from-source [--cuda]`: first builds llama.cpp itself from that bundle (patches in native/patches/).
+import { spawnSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { findPrebuiltLibDir, findSourceBundle, findPackageDir, PREBUILT_LIBS, prebuiltRpath } from "./llama-paths.mjs";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const { values: opts } = parseArgs({
+  options: {
+    "from-source": { type: "boolean", default: false },
+    cuda: { type: "boolean", default: false },
+    debug: { type: "boolean", default: false },
+    tests: { type: "boolean", default: false },
+    jobs: { type: "string", default: String(Math.max(1, os.availableParallelism())) },
+  },
+});
+if (opts.cuda && !opts["from-source"]) fail("--cuda needs --from-source: the prebuilt libraries are CPU-only.");
+
+function fail(message) {
+  console.error(`weak2strong build: ${message}`);
+  process.exit(1);
+}
+
+function run(cmd, args, cwd = root) {
+  console.error(`> ${cmd} ${args.join(" ")}`);
+  const r = spawnSync(cmd, args, { cwd, stdio: "inherit" });
+  if (r.error) fail(`could not run ${cmd}: ${r.error.message}`);
+  if (r.status !== 0) fail(`${cmd} exited with ${r.status}`);
+}
+
+/** Clone the bundled llama.cpp source into deps/llama.cpp (ignored by git), once per bundle. */
+function ensureSource() {
+  const tried = [];
+  const bundle = findSourceBundle(root, tried);
+  if (!bundle) fail(`node-llama-cpp's llama.cpp bundle was not found; looked at:\n  ${tried.join("\n  ")}\nRun npm install first.`);
+  const dest = path.join(root, "deps", "llama.cpp");
+  const stamp = path.join(root, "deps", "llama.cpp.stamp");
+  const id = `${bundle}:${fs.statSync(bundle).size}`;
+  if (fs.existsSync(path.join(dest, "include", "llama.h")) && fs.existsSync(stamp) && fs.readFileSync(stamp, "utf8") === id) return dest;
+  fs.rmSync(dest, { recursive: true, force: true });
+  fs.mkdirSync(path.dirname(dest), { recursive: true });
+  run("git", ["-c", "advice.detachedHead=false", "clone", "--quiet", bundle, dest]);
+  fs.writeFileSync(stamp, id);
+  return dest;
+}
+
+/** Build llama.cpp from the bundle into build/llama/lib; returns the library folder and names. */
+function buildLlamaFromSource(src) {
+  const patches = path.join(root, "native", "patches");
+  if (fs.existsSync(patches)) {
+    for (const p of fs.readdirSync(patches).filter((f) => f.endsWith(".patch")).sort()) {
+      const file = path.join(patches, p);
+      const check = spawnSync("git", ["apply", "--check", file], { cwd: src });
+      if (check.status === 0) run("git", ["apply", file], src);
+      else console.error(`(patch ${p} does not apply cleanly; assuming it is already applied)`);
+    }
+  }
+  const bdir = path.join(root, "build", opts.cuda ? "llama-cuda" : "llama-cpu");
+  const args = ["-S", src, "-B", bdir, "-DCMAKE_BUILD_TYPE=Release", "-DBUILD_SHARED_LIBS=ON", "-DGGML_BACKEND_DL=ON",
+    "-DGGML_NATIVE=ON", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_TOOLS=OFF",
+    "-DLLAMA_BUILD_SERVER=OFF", "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF", `-DGGML_CUDA=${opts.cuda ? "ON" : "OFF"}`];
+  if (spawnSync("ninja", ["--version"]).status === 0) args.push("-G", "Ninja");
+  run("cmake", args);
+  run("cmake", ["--build", bdir, "--target", "llama", "--parallel", opts.jobs]);
+  // The CPU (and CUDA) backends are plugins (GGML_BACKEND_DL): build them too, then gather every .so.
+  run("cmake", ["--build", bdir, "--parallel", opts.jobs, "--target", "ggml-cpu", ...(opts.cuda ? ["ggml-cuda"] : [])]);
+  const libDir = path.join(root, "build", "llama", "lib");
+  fs.rmSync(libDir, { recursive: true, force: true });
+  fs.mkdirSync(libDir, { recursive: true });
+  const found = [];
+  (function collect(dir) {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) collect(p);
+      else if (/^lib(llama|ggml)[\w.-]*\.so(\.\d+)*$/.test(e.name)) found.push(p);
+    }
+  })(path.join(bdir, "bin"));
+  if (fs.existsSync(path.join(bdir, "src"))) (function collect(dir) {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      if (e.isFile() && /^libllama\.so/.test(e.name)) found.push(path.join(dir, e.name));
+    }
+  })(path.join(bdir, "src"));
+  for (const f of found) fs.copyFileSync(f, path.join(libDir, path.basename(f)));
+  const link = ["libllama.so", "libggml.so", "libggml-base.so"];
+  for (const l of link) if (!fs.existsSync(path.join(libDir, l))) fail(`the llama.cpp build did not produce ${l} (looked in ${bdir})`);
+  return { libDir, libs: link, rpath: ["$ORIGIN/../llama/lib"] };
+}
+
+const src = ensureSource();
+let target;
+if (opts["from-source"]) {
+  target = buildLlamaFromSource(src);
+} else {
+  const tried = [];
+  const libDir = findPrebuiltLibDir(root, tried);
+  if (!libDir) fail(`the prebuilt llama.cpp libraries were not found; looked at:\n  ${tried.join("\n  ")}\n` +
+    "Install node-llama-cpp's optional platform package, or build from source: npm run build:native -- --from-source");
+  target = { libDir, libs: PREBUILT_LIBS, rpath: prebuiltRpath() };
+}
+
+const cmakeJs = findPackageDir("cmake-js", root);
+if (!cmakeJs) fail("cmake-js is not installed (it is a dependency: run npm install).");
+const cmakeArgs = [path.join(cmakeJs, "bin", "cmake-js"), "compile", "--directory", root, "--out", path.join(root, "build"),
+  ...(opts.debug ? ["--debug"] : []),
+  `--CDLLAMA_SRC_DIR=${src}`, `--CDLLAMA_LIB_DIR=${target.libDir}`, `--CDLLAMA_LIBS=${target.libs.join(";")}`,
+  `--CDLLAMA_RPATH=${target.rpath.join(";")}`, `--CDW2S_BUILD_TESTS=${opts.tests ? "ON" : "OFF"}`,
+  "--parallel", opts.jobs];
+run(process.execPath, cmakeArgs);
+
+// Tell the runtime loader where the backend plugins of this build live (relative to the addon file).
+const outDir = path.join(root, "build", opts.debug ? "Debug" : "Release");
+const manifest = {
+  source: opts["from-source"] ? "source" : "prebuilt",
+  cuda: opts.cuda,
+  libDir: opts["from-source"] ? path.relative(outDir, target.libDir) : null,
+};
+fs.writeFileSync(path.join(outDir, "weak2strong.build.json"), JSON.stringify(manifest, null, 2) + "\n");
+console.error(`weak2strong build: ${path.join(outDir, "weak2strong.node")} (${manifest.source}${opts.cuda ? ", cuda" : ""})`);

@@ -1,0 +1,78 @@
+// Finds the llama.cpp pieces that the pinned node-llama-cpp ships (source bundle, prebuilt libraries),
+// wherever npm put them (nested or hoisted). Shared by the build scripts and the runtime loader
+// (lib/native.ts); it only looks, it never builds or loads.
+import fs from "node:fs";
+import path from "node:path";
+
+/** Library file names of the prebuilt CPU build of llama.cpp tag v0.5.0 (see native-notes.md). */
+export const PREBUILT_LIBS = ["libllama.v0.5.0.so", "libggml.v0.5.0.so", "libggml-base.so"];
+
+/** The prebuilt package for this platform, e.g. `@node-llama-cpp/linux-x64`. */
+export function prebuiltPackageName(platform = process.platform, arch = process.arch) {
+  return `@node-llama-cpp/${platform}-${arch}`;
+}
+
+/**
+ * Node's package lookup: `node_modules/<name>` in `from` and every parent folder.
+ * Returns the package folder or undefined; `tried` collects every folder looked at.
+ */
+export function findPackageDir(name, from, tried = []) {
+  let dir = path.resolve(from);
+  for (;;) {
+    const candidate = path.join(dir, "node_modules", name);
+    tried.push(candidate);
+    if (fs.existsSync(path.join(candidate, "package.json"))) return fs.realpathSync(candidate);
+    const parent = path.dirname(dir);
+    if (parent === dir) return undefined;
+    dir = parent;
+  }
+}
+
+/** The folder of the node-llama-cpp package as seen from `from` (our package root). */
+export function findNodeLlamaCppDir(from, tried = []) {
+  return findPackageDir("node-llama-cpp", from, tried);
+}
+
+/**
+ * The folder holding the prebuilt llama.cpp shared libraries (`bins/<platform>-<arch>` inside the
+ * platform package), looked up from node-llama-cpp's folder first (where npm nests it), then from `from`.
+ */
+export function findPrebuiltLibDir(from, tried = []) {
+  const name = prebuiltPackageName();
+  const starts = [];
+  const nlc = findNodeLlamaCppDir(from, []);
+  if (nlc) starts.push(nlc);
+  starts.push(from);
+  for (const start of starts) {
+    const pkg = findPackageDir(name, start, tried);
+    if (!pkg) continue;
+    const bins = path.join(pkg, "bins", `${process.platform}-${process.arch}`);
+    if (PREBUILT_LIBS.every((lib) => fs.existsSync(path.join(bins, lib)))) return bins;
+    tried.push(`${bins} (missing one of ${PREBUILT_LIBS.join(", ")})`);
+  }
+  return undefined;
+}
+
+/** The llama.cpp git bundle shipped by node-llama-cpp. */
+export function findSourceBundle(from, tried = []) {
+  const nlc = findNodeLlamaCppDir(from, tried);
+  if (!nlc) return undefined;
+  const bundle = path.join(nlc, "llama", "gitRelease.bundle");
+  tried.push(bundle);
+  return fs.existsSync(bundle) ? bundle : undefined;
+}
+
+/**
+ * Run-time search path entries of the addon, relative to the addon file (`$ORIGIN`), which sits two
+ * folders below the package root (`build/Release/` or `prebuilds/<platform>-<arch>/`). They cover the
+ * prebuilt package nested in our own node_modules, nested under node-llama-cpp, and hoisted beside us.
+ */
+export function prebuiltRpath() {
+  const bins = `${prebuiltPackageName()}/bins/${process.platform}-${process.arch}`;
+  return [
+    `$ORIGIN/../../node_modules/${bins}`,
+    `$ORIGIN/../../node_modules/node-llama-cpp/node_modules/${bins}`,
+    `$ORIGIN/../../../${bins}`,
+    `$ORIGIN/../../../node-llama-cpp/node_modules/${bins}`,
+  ];
+}
