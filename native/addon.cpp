@@ -2,6 +2,7 @@
 #include "addon.h"
 
 #include "backend.h"
+#include "batch_sampler.h"
 
 namespace w2s {
 
@@ -25,6 +26,23 @@ static Napi::Value init(const Napi::CallbackInfo & info) {
     return out;
 }
 
+// defaults(): the native request structs' default values, so the TS option docs can be checked against them.
+static Napi::Value defaults(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    const batch_sample_request d;
+    Napi::Object s = Napi::Object::New(env);
+    s.Set("temperature", d.sampling.temperature);
+    s.Set("topP", d.sampling.top_p);
+    s.Set("topK", d.sampling.top_k);
+    s.Set("n", d.n);
+    s.Set("maxTokens", d.max_tokens);
+    s.Set("parallel", d.parallel);
+    s.Set("batchSize", d.n_batch);
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("sample", s);
+    return out;
+}
+
 static Napi::Object register_addon(Napi::Env env, Napi::Object exports) {
     auto * data = new instance_data();
     env.SetInstanceData<instance_data>(data);
@@ -32,6 +50,7 @@ static Napi::Object register_addon(Napi::Env env, Napi::Object exports) {
     data->lora_ctor = Napi::Persistent(AddonLora::define(env));
     data->cancel_ctor = Napi::Persistent(CancelToken::define(env));
     exports.Set("init", Napi::Function::New(env, init, "init"));
+    exports.Set("defaults", Napi::Function::New(env, defaults, "defaults"));
     exports.Set("loadModel", Napi::Function::New(env, load_model, "loadModel"));
     exports.Set("CancelToken", data->cancel_ctor.Value());
     exports.Set("AddonModel", data->model_ctor.Value());

@@ -1,0 +1,205 @@
+// The public model API: load a GGUF, read its metadata, tokenize, load LoRA adapters, and run the two
+// native jobs (batched sampling, sequence scoring). Validation happens here; the loops run in C++.
+import fs from 'node:fs';
+import { AbortError, DisposedError, FileNotFoundError, InvalidArgumentError } from './errors.js';
+import { readGgufMetadata, type GgufMetadata } from './gguf/reader.js';
+import { JobQueue } from './job-queue.js';
+import { addon, cancelTokenFor, mapNativeError, type NativeLora, type NativeModel, type NativeModelInfo } from './native.js';
+import { normalizeSampleOptions, type Sample, type SampleOptions } from './sample-options.js';
+import { normalizeScoreOptions, type ScoreItem, type ScoreOptions, type ScoreResult } from './score-options.js';
+import * as v from './validate.js';
+
+export interface LoadModelOptions {
+  /** Layers to offload to a GPU when the build has one. Defaults to all (-1); ignored on CPU builds. */
+  gpuLayers?: number;
+  /** Let the CPU backend repack quantized weights for faster inference. Defaults to true. */
+  repack?: boolean;
+  /** Load only the vocabulary (tokenize/detokenize, no weights). Defaults to false. */
+  vocabOnly?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface ModelInfo extends NativeModelInfo {
+  path: string;
+  architecture: string;
+}
+
+/** Checks that `file` exists and is a complete GGUF; returns its metadata. llama.cpp must never see less. */
+export async function checkGgufFile(file: string, what: string): Promise<GgufMetadata> {
+  v.nonEmptyString(`${what} path`, file);
+  let stat: fs.Stats;
+  try {
+    stat = await fs.promises.stat(file);
+  } catch {
+    throw new FileNotFoundError(file, what);
+  }
+  if (!stat.isFile()) throw new FileNotFoundError(file, what);
+  return readGgufMetadata(file);
+}
+
+export async function loadModel(file: string, options: LoadModelOptions = {}): Promise<Model> {
+  const signal = v.abortSignal('signal', options.signal);
+  const gpuLayers = v.integer('gpuLayers', options.gpuLayers ?? -1, -1);
+  if (signal?.aborted) throw new AbortError();
+  const meta = await checkGgufFile(file, 'model file');
+  let native: NativeModel;
+  try {
+    native = await addon().loadModel(file, { gpuLayers: gpuLayers < 0 ? 999 : gpuLayers, repack: options.repack ?? true, vocabOnly: options.vocabOnly ?? false });
+  } catch (err) {
+    throw mapNativeError(err, `loading ${file}`);
+  }
+  const model = new Model(native, file, String(meta.values.get('general.architecture') ?? 'unknown'));
+  if (signal?.aborted) {
+    model.dispose();
+    throw new AbortError();
+  }
+  return model;
+}
+
+export class Model {
+  readonly path: string;
+  readonly info: ModelInfo;
+  #native: NativeModel | undefined;
+  readonly #queue = new JobQueue();
+  readonly #adapters = new Set<LoraAdapter>();
+
+  /** @internal Use loadModel(). */
+  constructor(native: NativeModel, file: string, architecture: string) {
+    this.#native = native;
+    this.path = file;
+    this.info = { ...native.info(), path: file, architecture };
+  }
+
+  get disposed(): boolean {
+    return this.#native === undefined;
+  }
+
+  #use(): NativeModel {
+    if (!this.#native) throw new DisposedError('model');
+    return this.#native;
+  }
+
+  /** GGUF metadata as llama.cpp reads it (arrays are summarised by llama.cpp). */
+  metadata(): Record<string, string> {
+    return this.#use().metadata();
+  }
+
+  /** Tokenizes `text`; `addSpecial` adds BOS when the model uses one (as prompts do). */
+  tokenize(text: string, options: { addSpecial?: boolean; parseSpecial?: boolean } = {}): number[] {
+    if (typeof text !== 'string') throw InvalidArgumentError.expected('string', 'text', text);
+    return Array.from(this.#use().tokenize(text, options.addSpecial ?? false, options.parseSpecial ?? false));
+  }
+
+  /** Turns tokens back into text; `renderSpecial` prints control tokens such as `</s>`. */
+  detokenize(tokens: readonly number[], options: { renderSpecial?: boolean } = {}): string {
+    if (!Array.isArray(tokens)) throw InvalidArgumentError.expected('array of token ids', 'tokens', tokens);
+    const n = this.info.nVocab;
+    tokens.forEach((t, i) => v.integer(`tokens[${i}]`, t, 0, n - 1));
+    try {
+      return this.#use().detokenize(Int32Array.from(tokens), options.renderSpecial ?? false);
+    } catch (err) {
+      throw mapNativeError(err, 'detokenize');
+    }
+  }
+
+  /** Loads a GGUF LoRA adapter made for this model (llama.cpp's adapter format). */
+  async loadLora(file: string): Promise<LoraAdapter> {
+    const native = this.#use();
+    await checkGgufFile(file, 'adapter file');
+    try {
+      const lora = new LoraAdapter(await native.loadLora(file), file, this);
+      this.#adapters.add(lora);
+      return lora;
+    } catch (err) {
+      throw mapNativeError(err, `loading adapter ${file} for ${this.path}`);
+    }
+  }
+
+  /**
+   * Samples `n` completions for every prompt. Runs natively with continuous batching; the samples of one
+   * prompt share its KV cache. Results are ordered by (promptIndex, sampleIndex) and do not depend on
+   * `parallel`: each sample has its own random stream derived from (seed, promptIndex, sampleIndex).
+   */
+  sample(prompts: readonly string[], options: SampleOptions = {}): Promise<Sample[]> {
+    const native = this.#use();
+    const { request, signal, onProgress } = normalizeSampleOptions(prompts, options, this.info, this);
+    if (signal?.aborted) return Promise.reject(new AbortError());
+    return this.#queue.run(async () => {
+      if (signal?.aborted) throw new AbortError();
+      const { token, done } = cancelTokenFor(signal);
+      try {
+        return await native.sample(request, onProgress, token);
+      } catch (err) {
+        throw mapNativeError(err, 'sample');
+      } finally {
+        done();
+      }
+    });
+  }
+
+  /**
+   * Log-probabilities of each completion given its prompt, through llama.cpp's inference path. The prompt is
+   * tokenized with BOS (when the model adds one), the completion separately without special tokens, and
+   * the two are concatenated; prompt tokens are not scored.
+   */
+  score(items: readonly ScoreItem[], options: ScoreOptions = {}): Promise<ScoreResult[]> {
+    const native = this.#use();
+    const { request, signal, onProgress } = normalizeScoreOptions(items, options, this.info, this);
+    if (signal?.aborted) return Promise.reject(new AbortError());
+    return this.#queue.run(async () => {
+      if (signal?.aborted) throw new AbortError();
+      const { token, done } = cancelTokenFor(signal);
+      try {
+        return await native.score(request, onProgress, token);
+      } catch (err) {
+        throw mapNativeError(err, 'score');
+      } finally {
+        done();
+      }
+    });
+  }
+
+  /** Frees the model once running jobs finish; adapters loaded from it are disposed too. */
+  dispose(): void {
+    for (const a of this.#adapters) a.dispose();
+    this.#adapters.clear();
+    this.#native?.dispose();
+    this.#native = undefined;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.dispose();
+  }
+}
+
+export class LoraAdapter {
+  #native: NativeLora | undefined;
+
+  /** @internal Use Model.loadLora(). */
+  constructor(native: NativeLora, readonly path: string, readonly model: Model) {
+    this.#native = native;
+  }
+
+  get disposed(): boolean {
+    return this.#native === undefined;
+  }
+
+  /** @internal */
+  nativeHandle(): NativeLora {
+    if (!this.#native) throw new DisposedError('LoRA adapter');
+    return this.#native;
+  }
+
+  metadata(): Record<string, string> {
+    return this.nativeHandle().metadata();
+  }
+
+  dispose(): void {
+    this.#native?.dispose();
+    this.#native = undefined;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.dispose();
+  }
+}

@@ -1,0 +1,243 @@
+// The one boundary to the native addon: finds and loads it (built or prebuilt), loads the ggml backend
+// plugins, declares the addon's typed shape, and maps native error codes to typed errors.
+// Nothing else imports the raw binding.
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { findPrebuiltLibDir } from '../scripts/llama-paths.mjs';
+import {
+  AbortError,
+  AdapterError,
+  AddonLoadError,
+  ContextOverflowError,
+  DisposedError,
+  InvalidArgumentError,
+  NativeError,
+  UnsupportedModelError,
+  W2sError,
+} from './errors.js';
+
+export interface NativeModelInfo {
+  description: string;
+  nVocab: number;
+  nCtxTrain: number;
+  nEmbd: number;
+  nLayer: number;
+  nHead: number;
+  nParams: number;
+  sizeBytes: number;
+  bos: number;
+  eos: number;
+  addBos: boolean;
+}
+
+export interface NativeAdapterRef {
+  lora: NativeLora;
+  scale: number;
+}
+
+export interface NativeSampleRequest {
+  prompts: string[];
+  n: number;
+  temperature: number;
+  topP: number;
+  topK: number;
+  seed: number;
+  maxTokens: number;
+  stops: string[];
+  parallel: number;
+  contextSize: number;
+  kvCells: number;
+  batchSize: number;
+  threads: number;
+  adapters: NativeAdapterRef[];
+  parseSpecial: boolean;
+}
+
+export interface NativeSample {
+  promptIndex: number;
+  sampleIndex: number;
+  text: string;
+  tokens: number;
+  finishReason: 'stop' | 'length' | 'eos';
+}
+
+export interface NativeSampleProgress {
+  tokens: number;
+  finished: number;
+  total: number;
+}
+
+export interface NativeScoreRequest {
+  items: { prompt: string; completion: string }[];
+  parallel: number;
+  batchSize: number;
+  threads: number;
+  contextSize: number;
+  adapters: NativeAdapterRef[];
+  parseSpecial: boolean;
+}
+
+export interface NativeScore {
+  logprobs: Float32Array;
+  sum: number;
+  tokens: number;
+  promptTokens: number;
+}
+
+export interface NativeCancelToken {
+  cancel(): void;
+}
+
+export interface NativeLora {
+  metadata(): Record<string, string>;
+  dispose(): void;
+}
+
+export interface NativeModel {
+  info(): NativeModelInfo;
+  metadata(): Record<string, string>;
+  tokenize(text: string, addSpecial: boolean, parseSpecial: boolean): Int32Array;
+  detokenize(tokens: Int32Array, renderSpecial: boolean): string;
+  loadLora(path: string): Promise<NativeLora>;
+  sample(req: NativeSampleRequest, onProgress?: (p: NativeSampleProgress) => void, cancel?: NativeCancelToken): Promise<NativeSample[]>;
+  score(req: NativeScoreRequest, onProgress?: (p: { done: number; total: number }) => void, cancel?: NativeCancelToken): Promise<NativeScore[]>;
+  dispose(): void;
+}
+
+export interface NativeDefaults {
+  sample: { temperature: number; topP: number; topK: number; n: number; maxTokens: number; parallel: number; batchSize: number };
+}
+
+export interface NativeAddon {
+  init(libDir: string): { devices: string; systemInfo: string };
+  loadModel(path: string, options: { gpuLayers: number; repack: boolean; vocabOnly: boolean }): Promise<NativeModel>;
+  defaults(): NativeDefaults;
+  CancelToken: new () => NativeCancelToken;
+}
+
+export interface AddonLocation {
+  addonPath: string;
+  libDir: string;
+  devices: string;
+  systemInfo: string;
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+/** The package root: the nearest folder above this file whose package.json names weak2strong. */
+export function packageRoot(): string {
+  let dir = here;
+  for (;;) {
+    const pj = path.join(dir, 'package.json');
+    if (fs.existsSync(pj) && JSON.parse(fs.readFileSync(pj, 'utf8')).name === 'weak2strong') return dir;
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new AddonLoadError(`weak2strong: no package.json above ${here}`);
+    dir = parent;
+  }
+}
+
+let loaded: { addon: NativeAddon; location: AddonLocation } | undefined;
+
+function candidates(root: string): string[] {
+  const list: string[] = [];
+  if (process.env.W2S_ADDON_PATH) list.push(path.resolve(process.env.W2S_ADDON_PATH));
+  // A local build wins over the shipped prebuild (same order as node-gyp-build).
+  list.push(path.join(root, 'build', 'Release', 'weak2strong.node'));
+  list.push(path.join(root, 'prebuilds', `${process.platform}-${process.arch}`, 'weak2strong.napi.node'));
+  return list;
+}
+
+/** Where the backend plugins (libggml-cpu-*.so, …) of the build next to `addonPath` live. */
+function backendDir(addonPath: string, root: string, tried: string[]): string | undefined {
+  const manifest = path.join(path.dirname(addonPath), 'weak2strong.build.json');
+  if (fs.existsSync(manifest)) {
+    const m = JSON.parse(fs.readFileSync(manifest, 'utf8')) as { libDir: string | null };
+    if (m.libDir) return path.resolve(path.dirname(addonPath), m.libDir);
+  }
+  return findPrebuiltLibDir(root, tried);
+}
+
+/** Loads the addon once per thread (each worker_thread gets its own instance) and returns it. */
+export function addon(): NativeAddon {
+  return load().addon;
+}
+
+/** Which addon file and backend folder are in use (for diagnostics and `w2s --version`). */
+export function addonLocation(): AddonLocation {
+  return load().location;
+}
+
+function load(): { addon: NativeAddon; location: AddonLocation } {
+  if (loaded) return loaded;
+  const root = packageRoot();
+  const require = createRequire(import.meta.url);
+  const attempts: string[] = [];
+  for (const file of candidates(root)) {
+    if (!fs.existsSync(file)) {
+      attempts.push(`${file}: not found`);
+      continue;
+    }
+    let mod: NativeAddon;
+    try {
+      mod = require(file) as NativeAddon;
+    } catch (err) {
+      attempts.push(`${file}: ${(err as Error).message.split('\n')[0]}`);
+      continue;
+    }
+    const tried: string[] = [];
+    const libDir = backendDir(file, root, tried);
+    if (!libDir) {
+      attempts.push(`${file}: loaded, but no folder with the ggml backend plugins was found (looked at ${tried.join(', ')})`);
+      continue;
+    }
+    try {
+      const info = mod.init(libDir);
+      loaded = { addon: mod, location: { addonPath: file, libDir, ...info } };
+      return loaded;
+    } catch (err) {
+      attempts.push(`${file}: ${(err as Error).message}`);
+    }
+  }
+  throw new AddonLoadError(
+    `The weak2strong native addon could not be loaded. Tried:\n  ${attempts.join('\n  ')}\n` +
+      'Reinstall the package (its prebuilt addon needs node-llama-cpp and its optional @node-llama-cpp/' +
+      `${process.platform}-${process.arch} package), or build it: npm run build:native`,
+  );
+}
+
+/** Turns an error thrown by the addon into the matching typed error; anything else passes through. */
+export function mapNativeError(err: unknown, context?: string): unknown {
+  if (err instanceof W2sError || !(err instanceof Error)) return err;
+  const code = (err as Error & { code?: string }).code;
+  const message = context ? `${context}: ${err.message}` : err.message;
+  switch (code) {
+    case 'ABORT_ERR':
+      return new AbortError(undefined, { cause: err });
+    case 'ERR_W2S_CONTEXT_OVERFLOW':
+      return new ContextOverflowError(message, { cause: err });
+    case 'ERR_W2S_ADAPTER':
+      return new AdapterError(message, { cause: err });
+    case 'ERR_W2S_UNSUPPORTED_MODEL':
+      return new UnsupportedModelError(message, { cause: err });
+    case 'ERR_W2S_DISPOSED':
+      return new DisposedError(context ?? 'object');
+    case 'ERR_W2S_INVALID_ARGUMENT':
+      return new InvalidArgumentError(message, { cause: err });
+    case 'ERR_W2S_LLAMA':
+      if (/unknown model architecture/i.test(err.message)) return new UnsupportedModelError(message, { cause: err });
+      return new NativeError(message, { cause: err });
+    default:
+      return err;
+  }
+}
+
+/** Creates a native cancel token wired to `signal` (if any); call the returned `done` when the job ends. */
+export function cancelTokenFor(signal: AbortSignal | undefined): { token: NativeCancelToken | undefined; done: () => void } {
+  if (!signal) return { token: undefined, done: () => {} };
+  const token = new (addon().CancelToken)();
+  const onAbort = () => token.cancel();
+  signal.addEventListener('abort', onAbort, { once: true });
+  return { token, done: () => signal.removeEventListener('abort', onAbort) };
+}

@@ -1,0 +1,101 @@
+// Options of Model.sample(): documented defaults (mirrored by the native request struct, checked in a
+// test), validation, and the translation into the native request.
+import { InvalidArgumentError } from './errors.js';
+import type { LoraAdapter, Model, ModelInfo } from './model.js';
+import type { NativeAdapterRef, NativeSampleProgress, NativeSampleRequest } from './native.js';
+import { defaultThreads } from './threads.js';
+import * as v from './validate.js';
+
+/** An adapter to apply, with its scale (1 = as trained). */
+export interface AdapterUse {
+  adapter: LoraAdapter;
+  scale?: number;
+}
+
+export interface SampleOptions {
+  /** Samples per prompt. Defaults to 1. */
+  n?: number;
+  /** Softmax temperature; 0 = greedy (argmax). Defaults to 1. */
+  temperature?: number;
+  /** Nucleus sampling mass in (0, 1]; 1 = off. Defaults to 1. */
+  topP?: number;
+  /** Keep only the k most likely tokens; 0 = off. Defaults to 0. */
+  topK?: number;
+  /** Seed of the per-sample random streams (integer, 0 … 2^53 − 1). Defaults to 0. */
+  seed?: number;
+  /** New tokens per sample at most. Defaults to 256. */
+  maxTokens?: number;
+  /** A sample ends before the first occurrence of any of these strings (finishReason `stop`). Defaults to none. */
+  stop?: readonly string[];
+  /** Sequences decoded together (continuous batching). Defaults to min(16, prompts × n). */
+  parallel?: number;
+  /** Positions one sequence may use (prompt + generated). Defaults to the model's training context. */
+  contextSize?: number;
+  /** KV cells for the whole job; 0 = sized from the work. Defaults to 0. */
+  kvCells?: number;
+  /** Tokens per llama_decode call. Defaults to 512. */
+  batchSize?: number;
+  /** CPU threads. Defaults to the number of physical cores. */
+  threads?: number;
+  /** LoRA adapter(s) to apply on top of the base model. */
+  lora?: LoraAdapter | readonly (LoraAdapter | AdapterUse)[];
+  /** Parse special-token text such as `</s>` in prompts as tokens. Defaults to false. */
+  parseSpecial?: boolean;
+  /** Called with the running totals after every decode step (coalesced when the event loop is busy). */
+  onProgress?: (p: NativeSampleProgress) => void;
+  signal?: AbortSignal;
+}
+
+export interface Sample {
+  promptIndex: number;
+  sampleIndex: number;
+  /** Generated text, without the stop string or EOS. */
+  text: string;
+  /** Generated tokens, EOS not counted. */
+  tokens: number;
+  finishReason: 'stop' | 'length' | 'eos';
+}
+
+/** Documented defaults of SampleOptions (a test checks they equal the native struct's). */
+export const SAMPLE_DEFAULTS = { n: 1, temperature: 1, topP: 1, topK: 0, maxTokens: 256, parallel: 16, batchSize: 512 } as const;
+
+export function adapterRefs(lora: SampleOptions['lora'], model: Model): NativeAdapterRef[] {
+  if (lora === undefined) return [];
+  const list = Array.isArray(lora) ? lora : [lora];
+  return list.map((entry, i) => {
+    const use: AdapterUse = 'adapter' in entry ? (entry as AdapterUse) : { adapter: entry as LoraAdapter };
+    if (!use.adapter || typeof use.adapter.nativeHandle !== 'function') {
+      throw InvalidArgumentError.expected('LoraAdapter from model.loadLora()', `lora[${i}]`, entry);
+    }
+    if (use.adapter.model !== model) {
+      throw new InvalidArgumentError(`lora[${i}] (${use.adapter.path}) was loaded for ${use.adapter.model.path}, not for ${model.path}`);
+    }
+    const scale = v.numberIn(`lora[${i}].scale`, use.scale ?? 1, -100, 100);
+    return { lora: use.adapter.nativeHandle(), scale };
+  });
+}
+
+export function normalizeSampleOptions(prompts: readonly string[], o: SampleOptions, info: ModelInfo, model: Model) {
+  v.stringArray('prompts', prompts, true);
+  const n = v.positiveInt('n', o.n ?? SAMPLE_DEFAULTS.n);
+  const total = prompts.length * n;
+  const request: NativeSampleRequest = {
+    prompts: [...prompts],
+    n,
+    temperature: v.numberIn('temperature', o.temperature ?? SAMPLE_DEFAULTS.temperature, 0, 100),
+    topP: v.numberIn('topP', o.topP ?? SAMPLE_DEFAULTS.topP, 0, 1, true),
+    topK: v.nonNegativeInt('topK', o.topK ?? SAMPLE_DEFAULTS.topK),
+    seed: v.integer('seed', o.seed ?? 0, 0),
+    maxTokens: v.positiveInt('maxTokens', o.maxTokens ?? SAMPLE_DEFAULTS.maxTokens),
+    stops: v.stringArray('stop', o.stop ?? []),
+    parallel: v.integer('parallel', o.parallel ?? Math.max(1, Math.min(SAMPLE_DEFAULTS.parallel, total)), 1, 128),
+    contextSize: v.integer('contextSize', o.contextSize ?? info.nCtxTrain, 2, 1 << 24),
+    kvCells: v.integer('kvCells', o.kvCells ?? 0, 0, 1 << 26),
+    batchSize: v.integer('batchSize', o.batchSize ?? SAMPLE_DEFAULTS.batchSize, 1, 1 << 16),
+    threads: v.integer('threads', o.threads ?? defaultThreads(), 1, 1024),
+    adapters: adapterRefs(o.lora, model),
+    parseSpecial: Boolean(o.parseSpecial),
+  };
+  if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw InvalidArgumentError.expected('function', 'onProgress', o.onProgress);
+  return { request, signal: v.abortSignal('signal', o.signal), onProgress: o.onProgress };
+}
