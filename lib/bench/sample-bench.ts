@@ -1,0 +1,95 @@
+// `w2s bench sample`: generated tokens/s of weak2strong's native batched sampler against node-llama-cpp
+// doing the same work in the same run (its own process), each at thread counts 1 … physical cores.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createModel } from '../model/create.js';
+import { loadModel } from '../model.js';
+import { physicalCores } from '../threads.js';
+
+export interface SampleBenchOptions {
+  /** Model to use; by default a ~25M-parameter, 32k-vocabulary q8_0 llama model is created (cached). */
+  model?: string;
+  prompts?: number;
+  n?: number;
+  maxTokens?: number;
+  /** Thread counts to try; defaults to 1 … physical cores. */
+  threads?: number[];
+  log?: (line: string) => void;
+}
+
+export interface SampleBenchRow {
+  engine: 'weak2strong' | 'node-llama-cpp';
+  threads: number;
+  generated: number;
+  seconds: number;
+  tokensPerSecond: number;
+  sequences: number;
+}
+
+/** The benchmark model: llama, 10 layers, 256 wide, 8 heads (4 KV), ff 768, 32k vocabulary, q8_0 ≈ 24M parameters. */
+export async function benchModel(dir: string): Promise<string> {
+  const file = path.join(dir, 'bench-llama-25m-32k-q8_0.gguf');
+  if (!fs.existsSync(file)) {
+    fs.mkdirSync(dir, { recursive: true });
+    await createModel({ arch: 'llama', layers: 10, embd: 256, heads: 8, kvHeads: 4, ff: 768, ctx: 2048, vocab: 32000, type: 'q8_0', seed: 7, out: file });
+  }
+  return file;
+}
+
+export function benchPrompts(count: number): string[] {
+  const names = ['Natalia', 'Weng', 'Betty', 'Julie', 'James', 'Albert', 'Ken', 'Alexis', 'Tina', 'Randy'];
+  return Array.from({ length: count }, (_, i) =>
+    `Question: ${names[i % names.length]} sold ${12 + 7 * i} clips in April and half as many in May. ` +
+    `How many clips did ${names[i % names.length]} sell altogether in April and May?\nAnswer:`);
+}
+
+export async function runSampleBench(o: SampleBenchOptions = {}): Promise<SampleBenchRow[]> {
+  const log = o.log ?? ((line: string) => process.stderr.write(line + '\n'));
+  const modelFile = o.model ?? (await benchModel(path.join(os.tmpdir(), 'weak2strong-bench')));
+  const prompts = benchPrompts(o.prompts ?? 16);
+  const n = o.n ?? 4;
+  const maxTokens = o.maxTokens ?? 64;
+  const cores = physicalCores();
+  const threadCounts = o.threads ?? Array.from({ length: cores }, (_, i) => i + 1);
+  const rows: SampleBenchRow[] = [];
+
+  log(`model ${modelFile}; ${prompts.length} prompts × ${n} samples × ${maxTokens} new tokens, temperature 1; ${cores} physical cores`);
+  const model = await loadModel(modelFile);
+  try {
+    await model.sample(prompts.slice(0, 2), { n: 1, maxTokens: 4 }); // warm-up: page in the weights
+    for (const threads of threadCounts) {
+      const start = performance.now();
+      const samples = await model.sample(prompts, { n, maxTokens, temperature: 1, seed: 1, threads });
+      const seconds = (performance.now() - start) / 1000;
+      const generated = samples.reduce((a, s) => a + s.tokens, 0);
+      rows.push({ engine: 'weak2strong', threads, generated, seconds, tokensPerSecond: generated / seconds, sequences: Math.min(16, prompts.length * n) });
+      log(`weak2strong     threads ${threads}: ${generated} tokens in ${seconds.toFixed(2)} s = ${(generated / seconds).toFixed(1)} tokens/s`);
+    }
+  } finally {
+    model.dispose();
+  }
+
+  const peer = path.join(path.dirname(fileURLToPath(import.meta.url)), 'peer-node-llama-cpp.js');
+  for (const threads of threadCounts) {
+    const r = spawnSync(process.execPath, [peer, JSON.stringify({ model: modelFile, prompts, n, maxTokens, threads })], { encoding: 'utf8' });
+    if (r.status !== 0) {
+      log(`node-llama-cpp  threads ${threads}: failed: ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+      continue;
+    }
+    const res = JSON.parse(r.stdout.trim().split('\n').pop()!) as Omit<SampleBenchRow, 'engine' | 'threads'>;
+    rows.push({ engine: 'node-llama-cpp', threads, ...res });
+    log(`node-llama-cpp  threads ${threads}: ${res.generated} tokens in ${res.seconds.toFixed(2)} s = ${res.tokensPerSecond.toFixed(1)} tokens/s (${res.sequences} sequences)`);
+  }
+
+  const best = (engine: SampleBenchRow['engine']) => rows.filter((r) => r.engine === engine).sort((a, b) => b.tokensPerSecond - a.tokensPerSecond)[0];
+  const ours = best('weak2strong');
+  const theirs = best('node-llama-cpp');
+  if (ours && theirs) {
+    log(`best: weak2strong ${ours.tokensPerSecond.toFixed(1)} tokens/s (threads ${ours.threads}) vs node-llama-cpp ` +
+      `${theirs.tokensPerSecond.toFixed(1)} tokens/s (threads ${theirs.threads}): ratio ${(ours.tokensPerSecond / theirs.tokensPerSecond).toFixed(2)}×`);
+  }
+  return rows;
+}

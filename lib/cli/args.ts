@@ -1,0 +1,66 @@
+// Commander argument parsers with the shared message shape, and reading of JSONL/JSON input rows.
+import fs from 'node:fs';
+import { InvalidArgumentError as CommanderArgError } from 'commander';
+import { DataFormatError } from '../data/errors.js';
+import { parseRecordEntries } from '../data/json.js';
+import { FileNotFoundError } from '../errors.js';
+
+export function intArg(name: string, min = Number.MIN_SAFE_INTEGER) {
+  return (raw: string): number => {
+    const v = Number(raw);
+    if (!/^-?\d+$/.test(raw.trim()) || !Number.isSafeInteger(v) || v < min) {
+      throw new CommanderArgError(`Expected ${min >= 1 ? 'positive ' : min === 0 ? 'non-negative ' : ''}integer for ${name} but received ${JSON.stringify(raw)}`);
+    }
+    return v;
+  };
+}
+
+export function floatArg(name: string) {
+  return (raw: string): number => {
+    const v = Number(raw);
+    if (raw.trim() === '' || !Number.isFinite(v)) throw new CommanderArgError(`Expected number for ${name} but received ${JSON.stringify(raw)}`);
+    return v;
+  };
+}
+
+export function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+/** Reads a JSONL (or JSON array) file of objects; errors name the file and line. */
+export async function readRows(file: string): Promise<{ row: Record<string, unknown>; line?: number }[]> {
+  let text: string;
+  try {
+    text = await fs.promises.readFile(file, 'utf8');
+  } catch {
+    throw new FileNotFoundError(file, 'input file');
+  }
+  return parseRecordEntries(text, file).map(({ value, line }) => {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      throw new DataFormatError('Expected a JSON object', { file, line });
+    }
+    return { row: value as Record<string, unknown>, line };
+  });
+}
+
+/** The string field `field` of every row; a missing or non-string field is an error naming its line. */
+export function stringField(rows: { row: Record<string, unknown>; line?: number }[], field: string, file: string): string[] {
+  return rows.map(({ row, line }) => {
+    const v = row[field];
+    if (typeof v !== 'string') throw new DataFormatError(`Expected a string field "${field}"`, { file, line });
+    return v;
+  });
+}
+
+/** An AbortSignal that fires on Ctrl-C (SIGINT) or SIGTERM, so long commands stop cleanly. */
+export function interruptSignal(): AbortSignal {
+  const controller = new AbortController();
+  const stop = () => {
+    if (controller.signal.aborted) process.exit(130);
+    process.stderr.write('\nstopping… (press Ctrl-C again to force)\n');
+    controller.abort();
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  return controller.signal;
+}

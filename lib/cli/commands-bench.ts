@@ -1,0 +1,24 @@
+// `w2s bench sample`: prints figures and the ratio against node-llama-cpp measured in the same run.
+import type { Command } from 'commander';
+import { runSampleBench } from '../bench/sample-bench.js';
+import { intArg } from './args.js';
+
+export function registerBenchCommands(program: Command): void {
+  const bench = program.command('bench').description('benchmarks against a peer measured in the same run');
+  bench
+    .command('sample')
+    .description('batched sampling tokens/s: weak2strong vs node-llama-cpp')
+    .option('--model <file>', 'GGUF model (default: a created ~25M-parameter 32k-vocabulary q8_0 model)')
+    .option('--prompts <n>', 'prompts', intArg('--prompts', 1), 16)
+    .option('--n <k>', 'samples per prompt', intArg('--n', 1), 4)
+    .option('--max-tokens <n>', 'new tokens per sample', intArg('--max-tokens', 1), 64)
+    .option('--threads <n...>', 'thread counts to try (default 1 … physical cores)')
+    .option('--json', 'print the rows as JSON on stdout')
+    .action(async (o) => {
+      const rows = await runSampleBench({
+        model: o.model, prompts: o.prompts, n: o.n, maxTokens: o.maxTokens,
+        threads: o.threads?.map((t: string) => intArg('--threads', 1)(t)),
+      });
+      if (o.json) process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
+    });
+}

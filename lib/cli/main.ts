@@ -1,0 +1,38 @@
+#!/usr/bin/env node
+// The `w2s` command line: parses arguments (commander), runs the library, prints typed errors as one
+// actionable line (exit code 2 for bad arguments or input, 1 for other failures, 130 when interrupted).
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Command } from 'commander';
+import { W2sError } from '../errors.js';
+import { registerBenchCommands } from './commands-bench.js';
+import { registerInferCommands } from './commands-infer.js';
+import { registerModelCommands } from './commands-model.js';
+
+const pkg = JSON.parse(fs.readFileSync(path.join(path.dirname(fileURLToPath(import.meta.url)), '../../../package.json'), 'utf8')) as { version: string };
+
+const program = new Command();
+program
+  .name('w2s')
+  .description('weak2strong: weak-to-strong reasoning on llama.cpp — sampling, scoring, LoRA training, DPO/ORPO')
+  .version(pkg.version)
+  .showHelpAfterError('(run with --help for usage)');
+registerModelCommands(program);
+registerInferCommands(program);
+registerBenchCommands(program);
+
+const USER_ERRORS = new Set(['ERR_W2S_INVALID_ARGUMENT', 'ERR_W2S_FILE_NOT_FOUND', 'ERR_W2S_GGUF_FORMAT', 'ERR_W2S_DATA_FORMAT',
+  'ERR_W2S_CONTEXT_OVERFLOW', 'ERR_W2S_UNSUPPORTED_MODEL', 'ERR_W2S_ADAPTER']);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof W2sError) {
+    process.stderr.write(`w2s: ${err.message} [${err.code}]\n`);
+    process.exitCode = err.code === 'ABORT_ERR' ? 130 : USER_ERRORS.has(err.code) ? 2 : 1;
+  } else {
+    process.stderr.write(`w2s: ${(err as Error)?.stack ?? String(err)}\n`);
+    process.exitCode = 1;
+  }
+}
