@@ -124,6 +124,7 @@ export class Model {
     const native = this.#use();
     const { request, signal, onProgress } = normalizeSampleOptions(prompts, options, this.info, this);
     if (signal?.aborted) return Promise.reject(new AbortError());
+    if (prompts.length === 0) return Promise.resolve([]);
     return this.#queue.run(async () => {
       if (signal?.aborted) throw new AbortError();
       const { token, done } = cancelTokenFor(signal);

@@ -53,6 +53,7 @@ export interface NativeSampleRequest {
   threads: number;
   adapters: NativeAdapterRef[];
   parseSpecial: boolean;
+  highPrecision: boolean;
 }
 
 export interface NativeSample {

@@ -41,6 +41,11 @@ export interface SampleOptions {
   lora?: LoraAdapter | readonly (LoraAdapter | AdapterUse)[];
   /** Parse special-token text such as `</s>` in prompts as tokens. Defaults to false. */
   parseSpecial?: boolean;
+  /**
+   * F32 KV cache and no flash attention (twice the KV memory). Logits then match scoring and training to
+   * ~1e-6, so sampled text no longer drifts with batch composition (`parallel`). Defaults to false (F16 KV).
+   */
+  highPrecision?: boolean;
   /** Called with the running totals after every decode step (coalesced when the event loop is busy). */
   onProgress?: (p: NativeSampleProgress) => void;
   signal?: AbortSignal;
@@ -95,6 +100,7 @@ export function normalizeSampleOptions(prompts: readonly string[], o: SampleOpti
     threads: v.integer('threads', o.threads ?? defaultThreads(), 1, 1024),
     adapters: adapterRefs(o.lora, model),
     parseSpecial: Boolean(o.parseSpecial),
+    highPrecision: Boolean(o.highPrecision),
   };
   if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw InvalidArgumentError.expected('function', 'onProgress', o.onProgress);
   return { request, signal: v.abortSignal('signal', o.signal), onProgress: o.onProgress };

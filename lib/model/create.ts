@@ -1,0 +1,327 @@
+// createModel: validates a small llama/qwen2 config and writes a deterministic random-initialised GGUF
+// (weights, hyper-parameters, tokenizer) that llama.cpp loads like a converted checkpoint.
+
+import { InvalidArgumentError } from '../errors.js';
+import { encodeInto, encodedBytes } from '../gguf/quantize.js';
+import { GgmlType, GgufValueType, type GgufKv } from '../gguf/types.js';
+import { writeGguf, type GgufTensorSource } from '../gguf/writer.js';
+import { baseVocabSize, buildVocab, type TokenizerKind, type TokenizerVocab } from './tokenizer-vocab.js';
+
+export type ModelArch = 'llama' | 'qwen2';
+export type ModelTensorType = 'f32' | 'f16' | 'q8_0' | 'q4_0';
+
+export interface CreateModelOptions {
+  arch: ModelArch;
+  /** Transformer blocks. */
+  layers: number;
+  /** Hidden size n_embd. */
+  embd: number;
+  /** Query heads; head dim = embd / heads (must be even for rope). */
+  heads: number;
+  /** Key/value heads (GQA); must divide heads. */
+  kvHeads: number;
+  /** FFN hidden size n_ff. */
+  ff: number;
+  /** Training context length written to <arch>.context_length, tokens. */
+  ctx: number;
+  /** Pad the tokenizer with filler pieces up to exactly this many tokens (default: base size, ~1k). */
+  vocab?: number;
+  /** Storage type of 2-D weights; 1-D tensors (norms, biases) are always f32. */
+  type: ModelTensorType;
+  seed: number;
+  /** Output path; written via `<out>.tmp-<pid>` and renamed. */
+  out: string;
+  /** rope.freq_base; default 10000 (llama) / 1000000 (qwen2). */
+  ropeTheta?: number;
+  /** RMSNorm epsilon; default 1e-5 (llama) / 1e-6 (qwen2). */
+  rmsEps?: number;
+  /** general.name; default derived from the config. */
+  name?: string;
+}
+
+export interface ModelInfo {
+  path: string;
+  arch: ModelArch;
+  type: ModelTensorType;
+  /** Parameter count (tied embeddings counted once). */
+  params: number;
+  /** File size, bytes. */
+  bytes: number;
+  nVocab: number;
+  nLayer: number;
+  nEmbd: number;
+  nHead: number;
+  nHeadKv: number;
+  headDim: number;
+  nFf: number;
+  nCtx: number;
+  ropeTheta: number;
+  rmsEps: number;
+  seed: number;
+  tokenizer: TokenizerKind;
+  tensorCount: number;
+}
+
+const OPTION_KEYS = ['arch', 'layers', 'embd', 'heads', 'kvHeads', 'ff', 'ctx', 'vocab', 'type', 'seed', 'out', 'ropeTheta', 'rmsEps', 'name'] as const;
+const TYPES: Record<ModelTensorType, { ggml: GgmlType; fileType: number }> = {
+  f32: { ggml: GgmlType.F32, fileType: 0 }, // LLAMA_FTYPE_ALL_F32
+  f16: { ggml: GgmlType.F16, fileType: 1 }, // LLAMA_FTYPE_MOSTLY_F16
+  q4_0: { ggml: GgmlType.Q4_0, fileType: 2 }, // LLAMA_FTYPE_MOSTLY_Q4_0
+  q8_0: { ggml: GgmlType.Q8_0, fileType: 7 }, // LLAMA_FTYPE_MOSTLY_Q8_0
+};
+const MAX_INT = 0x7fffffff;
+const MAX_VOCAB = 1 << 20;
+
+function positiveInt(o: Record<string, unknown>, key: string): number {
+  const v = o[key];
+  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) throw InvalidArgumentError.expected('positive integer', key, v);
+  if (v > MAX_INT) throw InvalidArgumentError.expected(`integer <= ${MAX_INT}`, key, v);
+  return v;
+}
+
+function positiveNumber(o: Record<string, unknown>, key: string, fallback: number): number {
+  const v = o[key];
+  if (v === undefined) return fallback;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw InvalidArgumentError.expected('positive finite number', key, v);
+  return v;
+}
+
+function oneOf<T extends string>(o: Record<string, unknown>, key: string, allowed: readonly T[]): T {
+  const v = o[key];
+  if (typeof v !== 'string' || !allowed.includes(v as T)) {
+    throw InvalidArgumentError.expected(`one of ${allowed.map((a) => `'${a}'`).join(', ')}`, key, v);
+  }
+  return v as T;
+}
+
+/** Validates and fills defaults; every failure is an InvalidArgumentError with the shared message shape. */
+export function resolveCreateModelOptions(options: unknown): Required<CreateModelOptions> {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw InvalidArgumentError.expected('options object', 'options', options);
+  }
+  const o = options as Record<string, unknown>;
+  for (const key of Object.keys(o)) {
+    if (!(OPTION_KEYS as readonly string[]).includes(key)) throw InvalidArgumentError.expected(`one of ${OPTION_KEYS.join(', ')}`, 'option name', key);
+  }
+  const arch = oneOf(o, 'arch', ['llama', 'qwen2'] as const);
+  const layers = positiveInt(o, 'layers');
+  const embd = positiveInt(o, 'embd');
+  const heads = positiveInt(o, 'heads');
+  const kvHeads = positiveInt(o, 'kvHeads');
+  const ff = positiveInt(o, 'ff');
+  const ctx = positiveInt(o, 'ctx');
+  const type = oneOf(o, 'type', ['f32', 'f16', 'q8_0', 'q4_0'] as const);
+  const seed = o.seed;
+  if (typeof seed !== 'number' || !Number.isSafeInteger(seed) || seed < 0) throw InvalidArgumentError.expected('non-negative safe integer', 'seed', seed);
+  if (typeof o.out !== 'string' || o.out.length === 0) throw InvalidArgumentError.expected('non-empty path string', 'out', o.out);
+  const out = o.out;
+  const name = o.name === undefined ? `w2s-random-${arch}-${layers}x${embd}-${type}-seed${seed}` : o.name;
+  if (typeof name !== 'string' || name.length === 0) throw InvalidArgumentError.expected('non-empty string', 'name', name);
+  const ropeTheta = positiveNumber(o, 'ropeTheta', arch === 'qwen2' ? 1e6 : 1e4);
+  const rmsEps = positiveNumber(o, 'rmsEps', arch === 'qwen2' ? 1e-6 : 1e-5);
+
+  const base = baseVocabSize(tokenizerFor(arch));
+  let vocab = base;
+  if (o.vocab !== undefined) {
+    vocab = positiveInt(o, 'vocab');
+    if (vocab < base || vocab > MAX_VOCAB) throw InvalidArgumentError.expected(`integer in [${base}, ${MAX_VOCAB}] (tokenizer base size to 2^20)`, 'vocab', vocab);
+  }
+
+  if (embd % heads !== 0) throw InvalidArgumentError.expected(`multiple of heads (${heads})`, 'embd', embd);
+  if (heads % kvHeads !== 0) throw InvalidArgumentError.expected(`divisor of heads (${heads})`, 'kvHeads', kvHeads);
+  if ((embd / heads) % 2 !== 0) {
+    throw InvalidArgumentError.expected(`value giving an even head size embd/heads for rope (embd/heads = ${embd / heads})`, 'heads', heads);
+  }
+  if (type === 'q8_0' || type === 'q4_0') {
+    // Quantized rows are ne[0] of each matrix: embd for q/k/v/o/gate/up/embeddings, ff for ffn_down.
+    if (embd % 32 !== 0) throw InvalidArgumentError.expected(`multiple of 32 (${type} block size; rows of embd elements)`, 'embd', embd);
+    if (ff % 32 !== 0) throw InvalidArgumentError.expected(`multiple of 32 (${type} block size; ffn_down rows of ff elements)`, 'ff', ff);
+  }
+  return { arch, layers, embd, heads, kvHeads, ff, ctx, vocab, type, seed, out, ropeTheta, rmsEps, name };
+}
+
+function tokenizerFor(arch: ModelArch): TokenizerKind {
+  return arch === 'qwen2' ? 'bpe' : 'spm';
+}
+
+// --- deterministic random numbers -------------------------------------------------------------
+
+/** splitmix32 step: a well-mixed 32-bit output per increment of the state. */
+function mix32(x: number): number {
+  x = (x + 0x9e3779b9) | 0;
+  let t = x ^ (x >>> 16);
+  t = Math.imul(t, 0x21f0aaad);
+  t ^= t >>> 15;
+  t = Math.imul(t, 0x735a2d97);
+  return (t ^ (t >>> 15)) >>> 0;
+}
+
+/** Per-tensor stream seed from the model seed and the tensor name, so tensor order never changes values. */
+function streamSeed(seed: number, name: string): number {
+  let h = 0x811c9dc5; // FNV-1a over the name
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193);
+  return mix32(mix32(seed >>> 0) ^ mix32(Math.floor(seed / 0x100000000) + 0x6a09e667) ^ h);
+}
+
+/** Fills `out` with N(0, std^2) draws (Box-Muller on splitmix32 uniforms); returns the next state. */
+function fillNormal(out: Float32Array, std: number, state: number): number {
+  for (let i = 0; i < out.length; i += 2) {
+    state = (state + 0x9e3779b9) | 0;
+    const u1 = (mix32(state) + 1) / 4294967297; // (0, 1]: avoids log(0)
+    state = (state + 0x9e3779b9) | 0;
+    const u2 = mix32(state) / 4294967296;
+    const r = std * Math.sqrt(-2 * Math.log(u1));
+    out[i] = r * Math.cos(2 * Math.PI * u2);
+    if (i + 1 < out.length) out[i + 1] = r * Math.sin(2 * Math.PI * u2);
+  }
+  return state;
+}
+
+// --- tensors --------------------------------------------------------------------------------
+
+interface TensorPlan {
+  name: string;
+  ne: number[];
+  type: GgmlType;
+  /** 'ones' for RMSNorm gains, otherwise a normal std. */
+  init: 'ones' | number;
+}
+
+const CHUNK_ELEMENTS = 1 << 18; // ~1 MiB of f32 per generated chunk
+
+function tensorSource(plan: TensorPlan, seed: number): GgufTensorSource {
+  return {
+    name: plan.name,
+    ne: plan.ne,
+    type: plan.type,
+    *data() {
+      const rowLen = plan.ne[0]!;
+      const rows = plan.ne.slice(1).reduce((a, b) => a * b, 1);
+      const rowsPerChunk = Math.max(1, Math.floor(CHUNK_ELEMENTS / rowLen));
+      const values = new Float32Array(rowsPerChunk * rowLen);
+      const bytes = new Uint8Array(encodedBytes(plan.type, values.length));
+      let state = streamSeed(seed, plan.name);
+      for (let r = 0; r < rows; r += rowsPerChunk) {
+        const n = Math.min(rowsPerChunk, rows - r) * rowLen;
+        const chunk = values.subarray(0, n);
+        if (plan.init === 'ones') chunk.fill(1);
+        else state = fillNormal(chunk, plan.init, state);
+        // The writer copies or writes each chunk before asking for the next, so both buffers are reused.
+        yield bytes.subarray(0, encodeInto(plan.type, chunk, bytes, 0));
+      }
+    },
+  };
+}
+
+/**
+ * Tensor list with ggml shapes (ne innermost first), as llama.cpp's llama/qwen2 loaders expect.
+ * Init: matrices ~ N(0, 0.02); the output projection (or the tied qwen2 embedding) ~ N(0, 1/embd) so that
+ * logits of the RMS-normalised final state have std ~1 (varied, neither flat nor saturated); norms = 1.
+ */
+function planTensors(o: Required<CreateModelOptions>, nVocab: number): TensorPlan[] {
+  const w = TYPES[o.type].ggml;
+  const f32 = GgmlType.F32;
+  const std = 0.02;
+  const outStd = 1 / Math.sqrt(o.embd);
+  const headDim = o.embd / o.heads;
+  const kvDim = headDim * o.kvHeads;
+  const tied = o.arch === 'qwen2'; // like Qwen2.5-0.5B: no output.weight, llama.cpp reuses token_embd
+  const plans: TensorPlan[] = [{ name: 'token_embd.weight', ne: [o.embd, nVocab], type: w, init: tied ? outStd : std }];
+  for (let i = 0; i < o.layers; i++) {
+    const p = `blk.${i}.`;
+    plans.push({ name: `${p}attn_norm.weight`, ne: [o.embd], type: f32, init: 'ones' });
+    plans.push({ name: `${p}attn_q.weight`, ne: [o.embd, headDim * o.heads], type: w, init: std });
+    if (o.arch === 'qwen2') plans.push({ name: `${p}attn_q.bias`, ne: [headDim * o.heads], type: f32, init: std });
+    plans.push({ name: `${p}attn_k.weight`, ne: [o.embd, kvDim], type: w, init: std });
+    if (o.arch === 'qwen2') plans.push({ name: `${p}attn_k.bias`, ne: [kvDim], type: f32, init: std });
+    plans.push({ name: `${p}attn_v.weight`, ne: [o.embd, kvDim], type: w, init: std });
+    if (o.arch === 'qwen2') plans.push({ name: `${p}attn_v.bias`, ne: [kvDim], type: f32, init: std });
+    plans.push({ name: `${p}attn_output.weight`, ne: [headDim * o.heads, o.embd], type: w, init: std });
+    plans.push({ name: `${p}ffn_norm.weight`, ne: [o.embd], type: f32, init: 'ones' });
+    plans.push({ name: `${p}ffn_gate.weight`, ne: [o.embd, o.ff], type: w, init: std });
+    plans.push({ name: `${p}ffn_up.weight`, ne: [o.embd, o.ff], type: w, init: std });
+    plans.push({ name: `${p}ffn_down.weight`, ne: [o.ff, o.embd], type: w, init: std });
+  }
+  plans.push({ name: 'output_norm.weight', ne: [o.embd], type: f32, init: 'ones' });
+  if (!tied) plans.push({ name: 'output.weight', ne: [o.embd, nVocab], type: w, init: outStd });
+  return plans;
+}
+
+// --- metadata -------------------------------------------------------------------------------
+
+const str = (key: string, value: string): GgufKv => ({ key, type: GgufValueType.STRING, value });
+const u32 = (key: string, value: number): GgufKv => ({ key, type: GgufValueType.UINT32, value });
+const f32v = (key: string, value: number): GgufKv => ({ key, type: GgufValueType.FLOAT32, value });
+const bool = (key: string, value: boolean): GgufKv => ({ key, type: GgufValueType.BOOL, value });
+
+function tokenizerKv(v: TokenizerVocab): GgufKv[] {
+  const kv: GgufKv[] = [str('tokenizer.ggml.model', v.model)];
+  if (v.pre) kv.push(str('tokenizer.ggml.pre', v.pre));
+  kv.push({ key: 'tokenizer.ggml.tokens', type: GgufValueType.ARRAY, itemType: GgufValueType.STRING, value: v.tokens });
+  if (v.scores) kv.push({ key: 'tokenizer.ggml.scores', type: GgufValueType.ARRAY, itemType: GgufValueType.FLOAT32, value: v.scores });
+  kv.push({ key: 'tokenizer.ggml.token_type', type: GgufValueType.ARRAY, itemType: GgufValueType.INT32, value: v.tokenTypes });
+  if (v.merges) kv.push({ key: 'tokenizer.ggml.merges', type: GgufValueType.ARRAY, itemType: GgufValueType.STRING, value: v.merges });
+  kv.push(u32('tokenizer.ggml.bos_token_id', v.bosId), u32('tokenizer.ggml.eos_token_id', v.eosId));
+  if (v.unkId !== undefined) kv.push(u32('tokenizer.ggml.unknown_token_id', v.unkId));
+  if (v.padId !== undefined) kv.push(u32('tokenizer.ggml.padding_token_id', v.padId));
+  kv.push(bool('tokenizer.ggml.add_bos_token', v.addBos), bool('tokenizer.ggml.add_eos_token', v.addEos));
+  if (v.addSpacePrefix !== undefined) kv.push(bool('tokenizer.ggml.add_space_prefix', v.addSpacePrefix));
+  return kv;
+}
+
+function modelKv(o: Required<CreateModelOptions>, nVocab: number): GgufKv[] {
+  const a = o.arch;
+  return [
+    str('general.architecture', a),
+    str('general.type', 'model'),
+    str('general.name', o.name),
+    u32('general.file_type', TYPES[o.type].fileType),
+    u32('general.quantization_version', 2), // GGML_QNT_VERSION
+    u32(`${a}.vocab_size`, nVocab),
+    u32(`${a}.context_length`, o.ctx),
+    u32(`${a}.embedding_length`, o.embd),
+    u32(`${a}.block_count`, o.layers),
+    u32(`${a}.feed_forward_length`, o.ff),
+    u32(`${a}.attention.head_count`, o.heads),
+    u32(`${a}.attention.head_count_kv`, o.kvHeads),
+    f32v(`${a}.attention.layer_norm_rms_epsilon`, o.rmsEps),
+    f32v(`${a}.rope.freq_base`, o.ropeTheta),
+    u32(`${a}.rope.dimension_count`, o.embd / o.heads),
+    { key: 'w2s.random_init.seed', type: GgufValueType.UINT64, value: o.seed },
+  ];
+}
+
+/**
+ * Writes a random-initialised llama or qwen2 GGUF to `options.out` (atomically, streaming tensor data) and
+ * describes it. Same options (incl. seed) give a byte-identical file.
+ */
+export async function createModel(options: CreateModelOptions): Promise<ModelInfo> {
+  const o = resolveCreateModelOptions(options);
+  const kind = tokenizerFor(o.arch);
+  const vocab = buildVocab(kind, o.vocab);
+  const nVocab = vocab.tokens.length;
+  const plans = planTensors(o, nVocab);
+  const kv = [...modelKv(o, nVocab), ...tokenizerKv(vocab)];
+  const written = await writeGguf(o.out, kv, plans.map((p) => tensorSource(p, o.seed)));
+  const params = plans.reduce((sum, p) => sum + p.ne.reduce((a, b) => a * b, 1), 0);
+  return {
+    path: o.out,
+    arch: o.arch,
+    type: o.type,
+    params,
+    bytes: written.bytes,
+    nVocab,
+    nLayer: o.layers,
+    nEmbd: o.embd,
+    nHead: o.heads,
+    nHeadKv: o.kvHeads,
+    headDim: o.embd / o.heads,
+    nFf: o.ff,
+    nCtx: o.ctx,
+    ropeTheta: o.ropeTheta,
+    rmsEps: o.rmsEps,
+    seed: o.seed,
+    tokenizer: kind,
+    tensorCount: plans.length,
+  };
+}
