@@ -1,0 +1,22 @@
+// The public library API of weak2strong. Native-backed pieces (models, sampling, scoring) come from
+// model.ts; the method's pure data layer from data/ and pipeline/.
+export { loadModel, Model, LoraAdapter, checkGgufFile, type LoadModelOptions, type ModelInfo } from './model.js';
+export { SAMPLE_DEFAULTS, type SampleOptions, type Sample, type AdapterUse } from './sample-options.js';
+export type { ScoreItem, ScoreOptions, ScoreResult } from './score-options.js';
+export { addonLocation } from './native.js';
+export { defaultThreads, physicalCores } from './threads.js';
+export * from './errors.js';
+
+export { createModel, type CreateModelOptions, type ModelArch, type ModelTensorType, type ModelInfo as CreatedModelInfo } from './model/create.js';
+export { readGgufMetadata, GgufFormatError, type GgufMetadata } from './gguf/reader.js';
+export { writeGguf } from './gguf/writer.js';
+export { writeLoraAdapter, type LoraAdapterFile, type LoraTensorPair } from './lora/adapter-file.js';
+
+export * from './data/answer.js';
+export * from './data/datasets.js';
+export * from './data/formats.js';
+export { DataFormatError } from './data/errors.js';
+export { selectConsistent, type Generation, type SelectOptions, type Selection, type SelectionStats } from './pipeline/select.js';
+export { majorityVote } from './pipeline/vote.js';
+export { buildPairs, pairQuestion, GSM8K_PAIR_OPTIONS, MATH_PAIR_OPTIONS, type PairOptions, type PairStats, type PairKind } from './pipeline/pairs.js';
+export { greedyAccuracy, passAtK, majAtK, pgr } from './pipeline/metrics.js';
