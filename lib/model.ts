@@ -22,6 +22,8 @@ export interface LoadModelOptions {
 export interface ModelInfo extends NativeModelInfo {
   path: string;
   architecture: string;
+  /** Key/value heads (GQA); equals nHead without GQA. */
+  nHeadKv: number;
 }
 
 /** Checks that `file` exists and is a complete GGUF; returns its metadata. llama.cpp must never see less. */
@@ -48,7 +50,9 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
   } catch (err) {
     throw mapNativeError(err, `loading ${file}`);
   }
-  const model = new Model(native, file, String(meta.values.get('general.architecture') ?? 'unknown'));
+  const architecture = String(meta.values.get('general.architecture') ?? 'unknown');
+  const kvHeads = meta.values.get(`${architecture}.attention.head_count_kv`);
+  const model = new Model(native, file, architecture, typeof kvHeads === 'number' ? kvHeads : undefined);
   if (signal?.aborted) {
     model.dispose();
     throw new AbortError();
@@ -64,10 +68,11 @@ export class Model {
   readonly #adapters = new Set<LoraAdapter>();
 
   /** @internal Use loadModel(). */
-  constructor(native: NativeModel, file: string, architecture: string) {
+  constructor(native: NativeModel, file: string, architecture: string, nHeadKv?: number) {
     this.#native = native;
     this.path = file;
-    this.info = { ...native.info(), path: file, architecture };
+    const info = native.info();
+    this.info = { ...info, path: file, architecture, nHeadKv: nHeadKv ?? info.nHead };
   }
 
   get disposed(): boolean {
@@ -160,12 +165,21 @@ export class Model {
     });
   }
 
-  /** Frees the model once running jobs finish; adapters loaded from it are disposed too. */
+  /**
+   * @internal Runs `free` once every job queued so far has finished: a job holds the native handles it was
+   * given at call time, so they must outlive dispose() calls made while it waits in the queue.
+   */
+  afterJobs(free: () => void): void {
+    void this.#queue.run(async () => free()).catch(() => undefined);
+  }
+
+  /** Frees the model once running and queued jobs finish; adapters loaded from it are disposed too. */
   dispose(): void {
     for (const a of this.#adapters) a.dispose();
     this.#adapters.clear();
-    this.#native?.dispose();
+    const native = this.#native;
     this.#native = undefined;
+    if (native) this.afterJobs(() => native.dispose());
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -195,9 +209,11 @@ export class LoraAdapter {
     return this.nativeHandle().metadata();
   }
 
+  /** Frees the adapter once jobs already given it finish; new calls with it throw DisposedError. */
   dispose(): void {
-    this.#native?.dispose();
+    const native = this.#native;
     this.#native = undefined;
+    if (native) this.model.afterJobs(() => native.dispose());
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

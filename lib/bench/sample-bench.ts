@@ -7,6 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createModel } from '../model/create.js';
 import { loadModel } from '../model.js';
+import { defaultParallel } from '../sample-options.js';
 import { physicalCores } from '../threads.js';
 
 export interface SampleBenchOptions {
@@ -65,7 +66,7 @@ export async function runSampleBench(o: SampleBenchOptions = {}): Promise<Sample
       const samples = await model.sample(prompts, { n, maxTokens, temperature: 1, seed: 1, threads });
       const seconds = (performance.now() - start) / 1000;
       const generated = samples.reduce((a, s) => a + s.tokens, 0);
-      rows.push({ engine: 'weak2strong', threads, generated, seconds, tokensPerSecond: generated / seconds, sequences: Math.min(16, prompts.length * n) });
+      rows.push({ engine: 'weak2strong', threads, generated, seconds, tokensPerSecond: generated / seconds, sequences: defaultParallel(model.info, prompts.length * n, maxTokens) });
       log(`weak2strong     threads ${threads}: ${generated} tokens in ${seconds.toFixed(2)} s = ${(generated / seconds).toFixed(1)} tokens/s`);
     }
   } finally {
@@ -73,8 +74,16 @@ export async function runSampleBench(o: SampleBenchOptions = {}): Promise<Sample
   }
 
   const peer = path.join(path.dirname(fileURLToPath(import.meta.url)), 'peer-node-llama-cpp.js');
+  // Some thread counts make node-llama-cpp orders of magnitude slower on small machines (its threads
+  // spin against its own JS thread): stop a peer run after 20× our slowest time and report the bound.
+  const limitMs = Math.round(Math.max(60_000, 20_000 * Math.max(...rows.map((r) => r.seconds))));
   for (const threads of threadCounts) {
-    const r = spawnSync(process.execPath, [peer, JSON.stringify({ model: modelFile, prompts, n, maxTokens, threads })], { encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [peer, JSON.stringify({ model: modelFile, prompts, n, maxTokens, threads })], { encoding: 'utf8', timeout: limitMs });
+    if (r.error && (r.error as NodeJS.ErrnoException).code === 'ETIMEDOUT') {
+      const total = prompts.length * n * maxTokens;
+      log(`node-llama-cpp  threads ${threads}: stopped after ${(limitMs / 1000).toFixed(0)} s (< ${(total / (limitMs / 1000)).toFixed(1)} tokens/s)`);
+      continue;
+    }
     if (r.status !== 0) {
       log(`node-llama-cpp  threads ${threads}: failed: ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
       continue;
