@@ -49,9 +49,11 @@ static Napi::Object register_addon(Napi::Env env, Napi::Object exports) {
     data->model_ctor = Napi::Persistent(AddonModel::define(env));
     data->lora_ctor = Napi::Persistent(AddonLora::define(env));
     data->cancel_ctor = Napi::Persistent(CancelToken::define(env));
+    data->trainer_ctor = Napi::Persistent(define_trainer(env));
     exports.Set("init", Napi::Function::New(env, init, "init"));
     exports.Set("defaults", Napi::Function::New(env, defaults, "defaults"));
     exports.Set("loadModel", Napi::Function::New(env, load_model, "loadModel"));
+    exports.Set("createTrainer", Napi::Function::New(env, create_trainer, "createTrainer"));
     exports.Set("CancelToken", data->cancel_ctor.Value());
     exports.Set("AddonModel", data->model_ctor.Value());
     exports.Set("AddonLora", data->lora_ctor.Value());

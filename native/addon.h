@@ -48,6 +48,7 @@ struct instance_data {
     Napi::FunctionReference model_ctor;
     Napi::FunctionReference lora_ctor;
     Napi::FunctionReference cancel_ctor;
+    Napi::FunctionReference trainer_ctor;
 };
 
 class AddonModel : public Napi::ObjectWrap<AddonModel> {
@@ -91,6 +92,10 @@ private:
 Napi::Value load_model(const Napi::CallbackInfo & info);
 Napi::Value start_sample_job(const Napi::CallbackInfo & info, const model_ptr & model);
 Napi::Value start_score_job(const Napi::CallbackInfo & info, const model_ptr & model);
+
+// Defined in addon_trainer.cpp.
+Napi::Function define_trainer(Napi::Env env);
+Napi::Value create_trainer(const Napi::CallbackInfo & info);
 
 // Tokenizes `text` (add_special: BOS when the model adds one); returns false if llama_tokenize fails.
 bool tokenize_text(const llama_vocab * vocab, const std::string & text, bool add_special, bool parse_special,

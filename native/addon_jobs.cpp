@@ -107,6 +107,7 @@ public:
         req_.n_threads = int_of(r, "threads", 1);
         req_.adapters = adapters_of(env, r.Get("adapters"), keep_);
         parse_special_ = r.Get("parseSpecial").ToBoolean().Value();
+        req_.high_precision = r.Get("highPrecision").ToBoolean().Value();
     }
 
     void Execute(const ExecutionProgress & progress) override {

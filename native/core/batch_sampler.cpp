@@ -74,6 +74,7 @@ bool run_batch_sampler(llama_model * model, const batch_sample_request & req, co
     cr.n_threads = req.n_threads;
     cr.adapters = req.adapters;
     cr.cancel = &cancel;
+    cr.precise = req.high_precision;
     context_ptr ctx = make_context(model, cr, err);
     if (!ctx) return false;
     llama_memory_t mem = llama_get_memory(ctx.get());

@@ -27,6 +27,7 @@ struct batch_sample_request {
     int32_t n_batch = 512;
     int32_t n_threads = 1;
     std::vector<adapter_ref> adapters;
+    bool high_precision = false;                    // F32 KV cache, no flash attention (see context_request)
 };
 
 struct sample_output {

@@ -21,6 +21,11 @@ context_ptr make_context(llama_model * model, const context_request & req, std::
     // tags cells with the new sequence id), so a prompt is decoded and stored once.
     cp.kv_unified = true;
     cp.no_perf = true;
+    if (req.precise) {
+        cp.type_k = GGML_TYPE_F32;
+        cp.type_v = GGML_TYPE_F32;
+        cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    }
     if (req.cancel != nullptr) {
         cp.abort_callback = abort_cb;
         cp.abort_callback_data = const_cast<std::atomic<bool> *>(req.cancel);

@@ -22,6 +22,9 @@ struct context_request {
     int32_t n_threads = 1;
     std::vector<adapter_ref> adapters;
     const std::atomic<bool> * cancel = nullptr;  // checked by llama.cpp between graph nodes (CPU)
+    // Exact mode for scoring: F32 KV cache and plain attention (no flash attention), so log-probs match
+    // the training graph (which has the same precision) instead of carrying F16 KV rounding (~1e-4).
+    bool precise = false;
 };
 
 struct context_deleter {

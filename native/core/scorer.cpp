@@ -39,6 +39,7 @@ bool run_scorer(llama_model * model, const score_request & req, const std::atomi
     cr.n_threads = req.n_threads;
     cr.adapters = req.adapters;
     cr.cancel = &cancel;
+    cr.precise = true;
     context_ptr ctx = make_context(model, cr, err);
     if (!ctx) return false;
     llama_memory_t mem = llama_get_memory(ctx.get());

@@ -1,0 +1,32 @@
+// The training forward graph of the llama family (llama, qwen2) with LoRA on the projections: plain
+// attention (flash attention has no backward pass), F32 activations. Sequences of one batch are padded to a
+// common length T and run side by side; the causal mask keeps real tokens from seeing padding after them.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "lora.h"
+#include "train_model.h"
+
+namespace w2s {
+
+struct graph_inputs {
+    ggml_tensor * tokens = nullptr;     // I32 [T*B]   token ids, sequence-major (b*T + t)
+    ggml_tensor * positions = nullptr;  // I32 [T*B]   0..T-1 for each sequence
+    ggml_tensor * mask = nullptr;       // F32 [T, T]  0 where key <= query, -inf above the diagonal
+    std::vector<ggml_tensor *> dropout; // F32 [n_in, T*B] per LoRA pair when dropout > 0 (0 or 1/(1-p))
+    ggml_tensor * rows = nullptr;       // I32 [R]     positions (b*T + t) whose logits are needed
+};
+
+// Builds logits (F32 [n_vocab, R]) for R selected positions in `ctx` (no_alloc). Only those rows go
+// through the output projection: prompt positions cost nothing there, and cross-entropy sees no rows
+// without a target (ggml's CROSS_ENTROPY_LOSS backward assumes every label row sums to 1).
+// `lora` may be null (base model only).
+ggml_tensor * build_logits(ggml_context * ctx, const train_model & m, const lora_set * lora, float lora_scale,
+                           int64_t T, int64_t B, int64_t R, bool with_dropout, graph_inputs & in);
+
+// Fills the inputs after allocation. `tokens` has T*B entries, `rows` R. Dropout masks from (seed, step, pair).
+void set_graph_inputs(const graph_inputs & in, const std::vector<int32_t> & tokens, const std::vector<int32_t> & rows,
+                      int64_t T, int64_t B, float dropout, uint64_t seed, uint64_t step);
+
+}  // namespace w2s

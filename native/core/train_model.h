@@ -1,0 +1,53 @@
+// The frozen base model for training: hyperparameters and weights read straight from the GGUF (llama.cpp's
+// own model is private), kept in a backend buffer in their stored type (F32, F16, Q8_0, Q4_0, K-quants).
+// Architectures differ in small traits (biases, rope mode, tied output); adding qwen3 (q/k norm) or gemma
+// means a new trait and a few lines in train_graph.cpp.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ggml-backend.h"
+#include "ggml.h"
+
+namespace w2s {
+
+struct arch_traits {
+    bool qkv_bias = false;    // qwen2: attn_q/k/v.bias
+    int rope_mode = 0;        // GGML_ROPE_TYPE_NORMAL (llama) or GGML_ROPE_TYPE_NEOX (qwen2)
+};
+
+struct train_hparams {
+    std::string arch;
+    arch_traits traits;
+    int n_layer = 0, n_embd = 0, n_head = 0, n_head_kv = 0, n_ff = 0, n_vocab = 0, n_ctx_train = 0, n_rot = 0;
+    float rms_eps = 1e-5f;
+    float rope_base = 10000.0f;
+    int head_dim() const { return n_embd / n_head; }
+};
+
+// The seven projections LoRA can adapt, in the paper's order; names are llama.cpp's tensor names.
+enum lora_target { T_Q, T_K, T_V, T_O, T_GATE, T_UP, T_DOWN, T_COUNT };
+const char * lora_target_name(int t);  // "attn_q", …
+
+struct train_layer {
+    ggml_tensor * attn_norm = nullptr;
+    ggml_tensor * w[T_COUNT] = {};     // frozen projections, ne = [n_in, n_out]
+    ggml_tensor * bq = nullptr, * bk = nullptr, * bv = nullptr;
+    ggml_tensor * ffn_norm = nullptr;
+};
+
+struct train_model {
+    train_hparams hp;
+    ggml_context * ctx = nullptr;            // tensor metadata (from gguf), data lives in `buf`
+    ggml_backend_buffer_t buf = nullptr;
+    ggml_tensor * tok_embd = nullptr, * output_norm = nullptr, * output = nullptr;  // output == tok_embd when tied
+    std::vector<train_layer> layers;
+    ~train_model();
+};
+
+// Reads and checks the model; every unsupported case (architecture, weight type without a backward pass
+// on `backend`, missing tensor) is an error here, before any graph is built.
+std::unique_ptr<train_model> load_train_model(const std::string & path, ggml_backend_t backend, std::string & err);
+
+}  // namespace w2s

@@ -1,0 +1,83 @@
+// A LoRA training session on one base model: micro-batch forward + backward into gradient accumulators,
+// AdamW steps with global-norm clipping, forward-only log-probs (for parity checks), adapter and
+// checkpoint files. Runs its graphs through a ggml backend scheduler (GPU when the build has one, CPU
+// otherwise). Not thread-safe: one call at a time (the TS driver serialises them).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lora.h"
+#include "train_model.h"
+
+namespace w2s {
+
+struct trainer_params {
+    int rank = 8;
+    float alpha = 16.0f;
+    float dropout = 0.0f;
+    uint32_t targets = 0x7f;  // all seven projections
+    uint64_t seed = 0;
+    int n_threads = 1;
+    std::string init_adapter;  // continue from this adapter instead of a fresh initialisation
+};
+
+// One micro-batch: B sequences padded to T tokens. targets[i] is the token that position i must predict
+// (the next token of a response), or -1 where no loss applies (prompt, padding, last position).
+struct train_batch {
+    int64_t T = 0, B = 0;
+    std::vector<int32_t> tokens;
+    std::vector<int32_t> targets;
+};
+
+struct adamw_params {
+    float lr = 2e-4f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weight_decay = 0.0f;
+    float clip = 1.0f;  // max global gradient norm; <= 0 = no clipping
+};
+
+class trainer {
+public:
+    static std::unique_ptr<trainer> create(const std::string & model_path, const trainer_params & p, std::string & err);
+    ~trainer();
+
+    // Adds d(loss_scale · Σ -log p(target))/dθ to the accumulators; returns Σ -log p(target) over the batch
+    // in `loss_sum` and the number of targets in `n_targets`.
+    bool accumulate(const train_batch & batch, float loss_scale, double & loss_sum, int64_t & n_targets, std::string & err);
+
+    // AdamW on the accumulated gradients (clipped to p.clip), then clears them. Returns the gradient norm.
+    bool step(const adamw_params & p, double & grad_norm, std::string & err);
+
+    // Forward only: log p(target) at each position with a target (in order), with or without the adapter.
+    bool logprobs(const train_batch & batch, bool use_lora, std::vector<double> & out, std::string & err);
+
+    bool save_adapter(const std::string & path, std::string & err) const;
+    bool save_checkpoint(const std::string & path, const std::string & state, std::string & err) const;
+    bool load_checkpoint(const std::string & path, std::string & state, std::string & err);
+
+    // Parameter access for tests (gradient checks): flat F32 values of all A then B tensors in pair order.
+    std::vector<float> get_params() const;
+    void set_params(const std::vector<float> & v);
+    std::vector<float> get_grads() const;
+    void clear_grads();
+
+    int64_t step_count() const { return step_; }
+    const train_hparams & hparams() const { return model_->hp; }
+    size_t n_params() const;
+    std::string backend_name() const;
+
+private:
+    trainer() = default;
+    bool check_batch(const train_batch & b, std::string & err) const;
+    ggml_backend_t backend_ = nullptr;      // where weights and parameters live
+    ggml_backend_t cpu_ = nullptr;          // fallback for ops the primary backend lacks
+    ggml_backend_sched_t sched_ = nullptr;
+    std::unique_ptr<train_model> model_;
+    std::unique_ptr<lora_set> lora_;
+    trainer_params params_;
+    int64_t step_ = 0;        // optimizer steps taken
+    uint64_t micro_ = 0;      // micro-batches since the last optimizer step (dropout mask stream)
+    size_t graph_size_ = 0;
+};
+
+}  // namespace w2s
