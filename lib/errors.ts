@@ -103,3 +103,17 @@ export class AddonLoadError extends W2sError {
     super('ERR_W2S_ADDON_LOAD', message, options);
   }
 }
+
+/** Training produced a non-finite loss or gradient; the step was not applied and the last checkpoint stands. */
+export class TrainingDivergedError extends W2sError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_W2S_TRAIN_NONFINITE', message, options);
+  }
+}
+
+/** A checkpoint is missing, incomplete (e.g. cut short by a crash) or belongs to another run. */
+export class CheckpointError extends W2sError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_W2S_CHECKPOINT', message, options);
+  }
+}

@@ -10,6 +10,8 @@ import {
   AbortError,
   AdapterError,
   AddonLoadError,
+  CheckpointError,
+  TrainingDivergedError,
   ContextOverflowError,
   DisposedError,
   InvalidArgumentError,
@@ -107,6 +109,54 @@ export interface NativeModel {
   dispose(): void;
 }
 
+export interface NativeTrainBatch {
+  /** Padded sequence length. */
+  T: number;
+  /** Sequences. */
+  B: number;
+  /** (B·T) token ids, sequence-major. */
+  tokens: Int32Array;
+  /** (B·T) next-token targets, -1 where no loss applies. */
+  targets: Int32Array;
+}
+
+export interface NativeTrainerOptions {
+  rank: number;
+  alpha: number;
+  dropout: number;
+  /** Bit t set = LoRA on target t (q, k, v, o, gate, up, down). */
+  targets: number;
+  seed: number;
+  threads: number;
+  initAdapter?: string;
+}
+
+export interface NativeTrainerInfo {
+  nParams: number;
+  step: number;
+  backend: string;
+  arch: string;
+  nVocab: number;
+  nLayer: number;
+  nEmbd: number;
+  nCtxTrain: number;
+}
+
+export interface NativeTrainer {
+  info(): NativeTrainerInfo;
+  accumulate(batch: NativeTrainBatch & { lossScale: number }): Promise<{ lossSum: number; nTargets: number }>;
+  step(p: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; clip: number }): Promise<{ gradNorm: number; step: number }>;
+  logprobs(batch: NativeTrainBatch & { useLora: boolean }): Promise<Float64Array>;
+  saveAdapter(path: string): Promise<void>;
+  saveCheckpoint(path: string, state: string): Promise<void>;
+  loadCheckpoint(path: string): Promise<string>;
+  getParams(): Float32Array;
+  setParams(values: Float32Array): void;
+  getGrads(): Float32Array;
+  clearGrads(): void;
+  dispose(): void;
+}
+
 export interface NativeDefaults {
   sample: { temperature: number; topP: number; topK: number; n: number; maxTokens: number; parallel: number; batchSize: number };
 }
@@ -115,6 +165,7 @@ export interface NativeAddon {
   init(libDir: string): { devices: string; systemInfo: string };
   loadModel(path: string, options: { gpuLayers: number; repack: boolean; vocabOnly: boolean }): Promise<NativeModel>;
   defaults(): NativeDefaults;
+  createTrainer(modelPath: string, options: NativeTrainerOptions): Promise<NativeTrainer>;
   CancelToken: new () => NativeCancelToken;
 }
 
@@ -226,6 +277,14 @@ export function mapNativeError(err: unknown, context?: string): unknown {
       return new DisposedError(context ?? 'object');
     case 'ERR_W2S_INVALID_ARGUMENT':
       return new InvalidArgumentError(message, { cause: err });
+    case 'ERR_W2S_TRAIN_SETUP':
+      if (/unsupported architecture|cannot be trained|rope scaling/i.test(err.message)) return new UnsupportedModelError(message, { cause: err });
+      if (/adapter|lora/i.test(err.message)) return new AdapterError(message, { cause: err });
+      return new NativeError(message, { cause: err });
+    case 'ERR_W2S_TRAIN_NONFINITE':
+      return new TrainingDivergedError(message, { cause: err });
+    case 'ERR_W2S_CHECKPOINT':
+      return new CheckpointError(message, { cause: err });
     case 'ERR_W2S_LLAMA':
       if (/unknown model architecture/i.test(err.message)) return new UnsupportedModelError(message, { cause: err });
       return new NativeError(message, { cause: err });

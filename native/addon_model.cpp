@@ -183,7 +183,8 @@ Napi::Value AddonModel::info(const Napi::CallbackInfo & info) {
     o.Set("nCtxTrain", llama_model_n_ctx_train(m));
     o.Set("nEmbd", llama_model_n_embd(m));
     o.Set("nLayer", llama_model_n_layer(m));
-    o.Set("nHead", llama_model_n_head(m));
+    // A vocab-only model has no layers, and llama.cpp aborts on per-layer queries then.
+    o.Set("nHead", llama_model_n_layer(m) > 0 ? llama_model_n_head(m) : 0);
     o.Set("nParams", static_cast<double>(llama_model_n_params(m)));
     o.Set("sizeBytes", static_cast<double>(llama_model_size(m)));
     o.Set("bos", llama_vocab_bos(v));

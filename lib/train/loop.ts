@@ -1,0 +1,161 @@
+// The training loop shared by SFT and the preference trainers: optimizer steps made of micro-batches,
+// learning-rate schedule, progress, cancellation between micro-batches, NaN guard, atomic checkpoints,
+// resume, the adapter and a JSON log. The loss itself is the caller's `runMicro`.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import { AbortError, CheckpointError, TrainingDivergedError } from '../errors.js';
+import { readGgufMetadata } from '../gguf/reader.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import { mapNativeError, type NativeTrainer } from '../native.js';
+import type { StepPlan } from './batches.js';
+import type { ResolvedTrainOptions, TrainProgress } from './options.js';
+import { learningRate } from './schedule.js';
+
+export interface MicroResult {
+  /** Sum of the per-example losses of this micro-batch (already weighted as the step's mean requires). */
+  loss: number;
+  /** Tokens processed (padding excluded), for tokens/s. */
+  tokens: number;
+  /** Extra per-step metrics (summed over micro-batches, then divided by `weight` by the caller's `finish`). */
+  metrics?: Record<string, number>;
+}
+
+export interface StepRecord extends Record<string, number> {
+  step: number;
+  epoch: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  tokens: number;
+  seconds: number;
+}
+
+export interface TrainResult {
+  adapter: string;
+  steps: number;
+  history: StepRecord[];
+  checkpoint: string;
+  log: string;
+  trainer: { nParams: number; backend: string };
+  /** Run-specific counts (skipped examples, …). */
+  data: Record<string, number>;
+}
+
+interface CheckpointState {
+  version: 1;
+  fingerprint: string;
+  step: number;
+  history: StepRecord[];
+}
+
+export interface LoopSpec {
+  kind: string;
+  options: ResolvedTrainOptions;
+  trainer: NativeTrainer;
+  plan: StepPlan[];
+  /** Hash input identifying the run (data, tokenizer, options); resume refuses a checkpoint from another. */
+  identity: unknown;
+  /** Runs one micro-batch of a step (forward + backward into the accumulators). */
+  runMicro(micro: number[], step: StepPlan, stepIndex: number): Promise<MicroResult>;
+  data: Record<string, number>;
+}
+
+export function fingerprint(identity: unknown): string {
+  return crypto.createHash('sha256').update(JSON.stringify(identity)).digest('hex');
+}
+
+async function loadResume(spec: LoopSpec, fp: string): Promise<CheckpointState> {
+  const file = spec.options.resume!;
+  try {
+    await readGgufMetadata(file); // a file cut short by a crash fails here, before any native load
+  } catch (err) {
+    throw new CheckpointError(`Cannot resume from ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  let raw: string;
+  try {
+    raw = await spec.trainer.loadCheckpoint(file);
+  } catch (err) {
+    throw mapNativeError(err, `loading checkpoint ${file}`);
+  }
+  let state: CheckpointState;
+  try {
+    state = JSON.parse(raw) as CheckpointState;
+  } catch {
+    throw new CheckpointError(`${file} carries no weak2strong run state`);
+  }
+  if (state.version !== 1 || state.fingerprint !== fp) {
+    throw new CheckpointError(`${file} belongs to another run (different model, data or options); start a new run or pass the original options`);
+  }
+  if (state.step > spec.plan.length) throw new CheckpointError(`${file} is at step ${state.step}, past this run's ${spec.plan.length} steps`);
+  return state;
+}
+
+export async function runTrainingLoop(spec: LoopSpec): Promise<TrainResult> {
+  const o = spec.options;
+  const fp = fingerprint({ kind: spec.kind, identity: spec.identity });
+  const total = o.maxSteps > 0 ? Math.min(o.maxSteps, spec.plan.length) : spec.plan.length;
+  const warmup = Math.round(o.warmupRatio * spec.plan.length);
+  let history: StepRecord[] = [];
+  let start = 0;
+  if (o.resume) {
+    const state = await loadResume(spec, fp);
+    history = state.history;
+    start = state.step;
+  }
+  const saveCheckpoint = async (step: number) => {
+    const state: CheckpointState = { version: 1, fingerprint: fp, step, history };
+    await spec.trainer.saveCheckpoint(o.checkpoint, JSON.stringify(state));
+  };
+
+  const began = performance.now();
+  let tokensSoFar = 0;
+  for (let s = start; s < total; s++) {
+    const plan = spec.plan[s]!;
+    const t0 = performance.now();
+    let loss = 0;
+    let tokens = 0;
+    const metrics: Record<string, number> = {};
+    for (const micro of plan.micro) {
+      if (o.signal?.aborted) {
+        spec.trainer.clearGrads();
+        throw new AbortError('Training was aborted; the last checkpoint (if any) is intact');
+      }
+      const r = await spec.runMicro(micro, plan, s);
+      loss += r.loss;
+      tokens += r.tokens;
+      for (const [k, v] of Object.entries(r.metrics ?? {})) metrics[k] = (metrics[k] ?? 0) + v;
+    }
+    if (!Number.isFinite(loss)) {
+      spec.trainer.clearGrads();
+      throw new TrainingDivergedError(`The loss at step ${s + 1} is ${loss}; training stopped and the step was not applied. ` +
+        `The last checkpoint${fs.existsSync(o.checkpoint) ? ` (${o.checkpoint})` : ''} is intact; lower the learning rate.`);
+    }
+    const lr = learningRate(s, spec.plan.length, o.lr, warmup, o.schedule);
+    let gradNorm: number;
+    try {
+      ({ gradNorm } = await spec.trainer.step({ lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay, clip: o.clip }));
+    } catch (err) {
+      throw mapNativeError(err, `optimizer step ${s + 1}`);
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    tokensSoFar += tokens;
+    const record: StepRecord = { step: s + 1, epoch: plan.epoch, loss, lr, gradNorm, tokens, seconds, ...metrics };
+    history.push(record);
+    const elapsed = (performance.now() - began) / 1000;
+    o.onProgress?.({
+      step: s + 1, totalSteps: total, epoch: plan.epoch, loss, lr, gradNorm,
+      tokensPerSecond: tokensSoFar / elapsed, etaSeconds: ((total - s - 1) * elapsed) / (s + 1 - start),
+    });
+    if (o.checkpointEvery > 0 && (s + 1) % o.checkpointEvery === 0 && s + 1 < total) await saveCheckpoint(s + 1);
+  }
+  await saveCheckpoint(total);
+  await spec.trainer.saveAdapter(o.out);
+  const info = spec.trainer.info();
+  const result: TrainResult = {
+    adapter: o.out, steps: total, history, checkpoint: o.checkpoint, log: o.log,
+    trainer: { nParams: info.nParams, backend: info.backend }, data: spec.data,
+  };
+  const { onProgress: _p, signal: _s, ...loggable } = o;
+  await writeFileAtomic(o.log, JSON.stringify({ kind: spec.kind, options: loggable, ...result }, null, 2) + '\n');
+  return result;
+}

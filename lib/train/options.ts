@@ -1,0 +1,123 @@
+// Options shared by every trainer (SFT now; DPO/ORPO reuse them): documented defaults and validation.
+import { InvalidArgumentError } from '../errors.js';
+import { defaultThreads } from '../threads.js';
+import * as v from '../validate.js';
+import type { ScheduleKind } from './schedule.js';
+
+export const LORA_TARGETS = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as const;
+export type LoraTarget = (typeof LORA_TARGETS)[number];
+
+export interface TrainProgress {
+  step: number;
+  totalSteps: number;
+  epoch: number;
+  /** Mean loss of the step (SFT: mean -log p over response tokens). */
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  tokensPerSecond: number;
+  etaSeconds: number;
+}
+
+export interface TrainOptions {
+  /** Base model GGUF. */
+  model: string;
+  /** Output adapter GGUF (llama.cpp's LoRA adapter format). */
+  out: string;
+  /** Continue from this adapter (e.g. the Stage I adapter) instead of a fresh LoRA. */
+  lora?: string;
+  /** LoRA rank. Defaults to 8. */
+  rank?: number;
+  /** LoRA alpha (scale = alpha / rank). Defaults to 16. */
+  alpha?: number;
+  /** Dropout on the LoRA input. Defaults to 0. */
+  dropout?: number;
+  /** Projections to adapt. Defaults to all seven. */
+  targets?: readonly LoraTarget[];
+  /** Peak learning rate. Defaults to 2e-4. */
+  lr?: number;
+  /** Passes over the data. Defaults to 1. */
+  epochs?: number;
+  /** Sequences per micro-batch. Defaults to 4. */
+  batch?: number;
+  /** Micro-batches per optimizer step. Defaults to 1. */
+  gradAccum?: number;
+  /** Longest sequence in tokens (prompt + response + EOS); longer responses are cut. Defaults to 1024. */
+  maxLen?: number;
+  /** Seed of data order, LoRA initialisation and dropout. Defaults to 0. */
+  seed?: number;
+  /** Warmup as a fraction of all steps. Defaults to 0.03. */
+  warmupRatio?: number;
+  /** Decay after warmup. Defaults to 'cosine'. */
+  schedule?: ScheduleKind;
+  /** AdamW. Defaults: beta1 0.9, beta2 0.999, eps 1e-8, weightDecay 0. */
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  weightDecay?: number;
+  /** Max global gradient norm (0 = off). Defaults to 1. */
+  clip?: number;
+  /** Stop after this many optimizer steps (0 = all). Defaults to 0. */
+  maxSteps?: number;
+  /** Write a checkpoint every N steps (0 = only at the end). Defaults to 0. */
+  checkpointEvery?: number;
+  /** Checkpoint file. Defaults to `<out>.ckpt`. */
+  checkpoint?: string;
+  /** Resume from this checkpoint (same model, data and options). */
+  resume?: string;
+  /** JSON training log. Defaults to `<out>.log.json`. */
+  log?: string;
+  /** CPU threads. Defaults to the number of physical cores. */
+  threads?: number;
+  onProgress?: (p: TrainProgress) => void;
+  signal?: AbortSignal;
+}
+
+export type ResolvedTrainOptions = Required<Omit<TrainOptions, 'lora' | 'resume' | 'onProgress' | 'signal'>> &
+  Pick<TrainOptions, 'lora' | 'resume' | 'onProgress' | 'signal'>;
+
+export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
+  if (typeof o !== 'object' || o === null) throw InvalidArgumentError.expected('options object', 'options', o);
+  const targets = o.targets ?? LORA_TARGETS;
+  if (!Array.isArray(targets) || targets.length === 0 || targets.some((t) => !LORA_TARGETS.includes(t))) {
+    throw InvalidArgumentError.expected(`non-empty array of ${LORA_TARGETS.join(', ')}`, 'targets', targets);
+  }
+  const schedule = o.schedule ?? 'cosine';
+  if (!['cosine', 'linear', 'constant'].includes(schedule)) throw InvalidArgumentError.expected("'cosine', 'linear' or 'constant'", 'schedule', schedule);
+  const out = v.nonEmptyString('out', o.out);
+  if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw InvalidArgumentError.expected('function', 'onProgress', o.onProgress);
+  return {
+    model: v.nonEmptyString('model', o.model),
+    out,
+    lora: o.lora === undefined ? undefined : v.nonEmptyString('lora', o.lora),
+    rank: v.integer('rank', o.rank ?? 8, 1, 4096),
+    alpha: v.numberIn('alpha', o.alpha ?? 16, 0, 1e6, true),
+    dropout: v.numberIn('dropout', o.dropout ?? 0, 0, 0.99),
+    targets,
+    lr: v.numberIn('lr', o.lr ?? 2e-4, 0, 10, true),
+    epochs: v.positiveInt('epochs', o.epochs ?? 1),
+    batch: v.integer('batch', o.batch ?? 4, 1, 4096),
+    gradAccum: v.integer('gradAccum', o.gradAccum ?? 1, 1, 4096),
+    maxLen: v.integer('maxLen', o.maxLen ?? 1024, 2, 1 << 20),
+    seed: v.integer('seed', o.seed ?? 0, 0, 2 ** 32 - 1),
+    warmupRatio: v.numberIn('warmupRatio', o.warmupRatio ?? 0.03, 0, 1),
+    schedule,
+    beta1: v.numberIn('beta1', o.beta1 ?? 0.9, 0, 1),
+    beta2: v.numberIn('beta2', o.beta2 ?? 0.999, 0, 1),
+    eps: v.numberIn('eps', o.eps ?? 1e-8, 0, 1, true),
+    weightDecay: v.numberIn('weightDecay', o.weightDecay ?? 0, 0, 10),
+    clip: v.numberIn('clip', o.clip ?? 1, 0, 1e9),
+    maxSteps: v.nonNegativeInt('maxSteps', o.maxSteps ?? 0),
+    checkpointEvery: v.nonNegativeInt('checkpointEvery', o.checkpointEvery ?? 0),
+    checkpoint: o.checkpoint === undefined ? `${out}.ckpt` : v.nonEmptyString('checkpoint', o.checkpoint),
+    resume: o.resume === undefined ? undefined : v.nonEmptyString('resume', o.resume),
+    log: o.log === undefined ? `${out}.log.json` : v.nonEmptyString('log', o.log),
+    threads: v.integer('threads', o.threads ?? defaultThreads(), 1, 1024),
+    onProgress: o.onProgress,
+    signal: v.abortSignal('signal', o.signal),
+  };
+}
+
+export function targetMask(targets: readonly LoraTarget[]): number {
+  return targets.reduce((m, t) => m | (1 << LORA_TARGETS.indexOf(t)), 0);
+}

@@ -1,0 +1,68 @@
+// trainSft: LoRA supervised fine-tuning with prompt masking (mean cross-entropy over response tokens of
+// each optimizer step) on the native training engine.
+import { checkGgufFile, loadModel } from '../model.js';
+import { InvalidArgumentError } from '../errors.js';
+import { addon, mapNativeError } from '../native.js';
+import { makeBatch, planSteps } from './batches.js';
+import { runTrainingLoop, type TrainResult } from './loop.js';
+import { resolveTrainOptions, targetMask, type TrainOptions } from './options.js';
+import { readSftExamples, tokenizeSft, type SftExample } from './sft-data.js';
+
+export interface SftOptions extends TrainOptions {
+  /** JSONL/JSON file of {prompt, response} or {content, output} rows, or the rows themselves. */
+  data: string | readonly SftExample[];
+}
+
+export async function trainSft(options: SftOptions): Promise<TrainResult> {
+  const o = resolveTrainOptions(options);
+  const rows = typeof options.data === 'string' ? await readSftExamples(options.data) : options.data;
+  if (!Array.isArray(rows)) throw InvalidArgumentError.expected('file path or array of {prompt, response}', 'data', options.data);
+  await checkGgufFile(o.model, 'model file');
+  if (o.lora) await checkGgufFile(o.lora, 'adapter file');
+
+  // The vocabulary alone tokenizes; the trainer reads the weights itself.
+  const vocab = await loadModel(o.model, { vocabOnly: true });
+  let tokenized;
+  try {
+    tokenized = tokenizeSft(vocab, rows, o.maxLen);
+  } finally {
+    vocab.dispose();
+  }
+  const examples = tokenized.examples;
+  if (examples.length === 0) throw new InvalidArgumentError(`No usable training examples in ${rows.length} rows (prompt too long: ${tokenized.skippedPromptTooLong}, empty response: ${tokenized.skippedEmptyResponse})`);
+
+  let trainer;
+  try {
+    trainer = await addon().createTrainer(o.model, {
+      rank: o.rank, alpha: o.alpha, dropout: o.dropout, targets: targetMask(o.targets), seed: o.seed, threads: o.threads,
+      ...(o.lora ? { initAdapter: o.lora } : {}),
+    });
+  } catch (err) {
+    throw mapNativeError(err, `setting up training on ${o.model}`);
+  }
+  try {
+    const plan = planSteps(examples.length, o.epochs, o.batch, o.gradAccum, o.seed);
+    // Targets per step, so each micro-batch's loss is weighted for the step's mean over response tokens.
+    const stepTargets = new Map<number, number>();
+    const targetsOf = (ids: number[]) => ids.reduce((a, i) => a + examples[i]!.tokens.length - examples[i]!.nPrompt, 0);
+    const pad = examples[0]!.tokens[0]!;
+    const { onProgress: _p, signal: _s, log: _l, checkpoint: _c, checkpointEvery: _e, resume: _r, maxSteps: _m, threads: _t, out: _o, ...runOptions } = o;
+    return await runTrainingLoop({
+      kind: 'sft', options: o, trainer, plan,
+      identity: { options: runOptions, examples: examples.map((e) => [e.nPrompt, e.tokens]) },
+      data: { rows: rows.length, examples: examples.length, skippedPromptTooLong: tokenized.skippedPromptTooLong, skippedEmptyResponse: tokenized.skippedEmptyResponse, truncated: tokenized.truncated },
+      async runMicro(micro, step, key) {
+        if (!stepTargets.has(key)) stepTargets.set(key, step.micro.reduce((a, m) => a + targetsOf(m), 0));
+        const batch = makeBatch(micro.map((i) => examples[i]!), pad);
+        try {
+          const r = await trainer.accumulate({ ...batch, lossScale: 1 / stepTargets.get(key)! });
+          return { loss: r.lossSum / stepTargets.get(key)!, tokens: batch.nTokens };
+        } catch (err) {
+          throw mapNativeError(err, 'training step');
+        }
+      },
+    });
+  } finally {
+    trainer.dispose();
+  }
+}
