@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import { AbortError, DisposedError, FileNotFoundError, InvalidArgumentError } from './errors.js';
 import { readGgufMetadata, type GgufMetadata } from './gguf/reader.js';
-import { JobQueue } from './job-queue.js';
+import { computeQueue } from './job-queue.js';
 import { addon, cancelTokenFor, mapNativeError, type NativeLora, type NativeModel, type NativeModelInfo } from './native.js';
 import { normalizeSampleOptions, type Sample, type SampleOptions } from './sample-options.js';
 import { normalizeScoreOptions, type ScoreItem, type ScoreOptions, type ScoreResult } from './score-options.js';
@@ -64,7 +64,6 @@ export class Model {
   readonly path: string;
   readonly info: ModelInfo;
   #native: NativeModel | undefined;
-  readonly #queue = new JobQueue();
   readonly #adapters = new Set<LoraAdapter>();
 
   /** @internal Use loadModel(). */
@@ -130,8 +129,7 @@ export class Model {
     const { request, signal, onProgress } = normalizeSampleOptions(prompts, options, this.info, this);
     if (signal?.aborted) return Promise.reject(new AbortError());
     if (prompts.length === 0) return Promise.resolve([]);
-    return this.#queue.run(async () => {
-      if (signal?.aborted) throw new AbortError();
+    return computeQueue.run(async () => {
       const { token, done } = cancelTokenFor(signal);
       try {
         return await native.sample(request, onProgress, token);
@@ -140,7 +138,7 @@ export class Model {
       } finally {
         done();
       }
-    });
+    }, signal);
   }
 
   /**
@@ -152,8 +150,7 @@ export class Model {
     const native = this.#use();
     const { request, signal, onProgress } = normalizeScoreOptions(items, options, this.info, this);
     if (signal?.aborted) return Promise.reject(new AbortError());
-    return this.#queue.run(async () => {
-      if (signal?.aborted) throw new AbortError();
+    return computeQueue.run(async () => {
       const { token, done } = cancelTokenFor(signal);
       try {
         return await native.score(request, onProgress, token);
@@ -162,7 +159,7 @@ export class Model {
       } finally {
         done();
       }
-    });
+    }, signal);
   }
 
   /**
@@ -170,7 +167,7 @@ export class Model {
    * given at call time, so they must outlive dispose() calls made while it waits in the queue.
    */
   afterJobs(free: () => void): void {
-    void this.#queue.run(async () => free()).catch(() => undefined);
+    void computeQueue.run(async () => free()).catch(() => undefined);
   }
 
   /** Frees the model once running and queued jobs finish; adapters loaded from it are disposed too. */

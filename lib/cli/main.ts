@@ -9,6 +9,7 @@ import { W2sError } from '../errors.js';
 import { registerBenchCommands } from './commands-bench.js';
 import { registerInferCommands } from './commands-infer.js';
 import { registerModelCommands } from './commands-model.js';
+import { registerTrainCommands } from './commands-train.js';
 
 const pkg = JSON.parse(fs.readFileSync(path.join(path.dirname(fileURLToPath(import.meta.url)), '../../../package.json'), 'utf8')) as { version: string };
 
@@ -17,13 +18,17 @@ program
   .name('w2s')
   .description('weak2strong: weak-to-strong reasoning on llama.cpp — sampling, scoring, LoRA training, DPO/ORPO')
   .version(pkg.version)
-  .showHelpAfterError('(run with --help for usage)');
+  .showHelpAfterError('(run with --help for usage)')
+  // Commander's own usage errors (unknown option, missing or invalid value) would exit 1: they are bad
+  // arguments, so 2 (help and --version still exit 0). Set before the subcommands, which inherit it.
+  .exitOverride((err) => process.exit(err.exitCode === 1 ? 2 : err.exitCode));
 registerModelCommands(program);
 registerInferCommands(program);
+registerTrainCommands(program);
 registerBenchCommands(program);
 
 const USER_ERRORS = new Set(['ERR_W2S_INVALID_ARGUMENT', 'ERR_W2S_FILE_NOT_FOUND', 'ERR_W2S_GGUF_FORMAT', 'ERR_W2S_DATA_FORMAT',
-  'ERR_W2S_CONTEXT_OVERFLOW', 'ERR_W2S_UNSUPPORTED_MODEL', 'ERR_W2S_ADAPTER']);
+  'ERR_W2S_CONTEXT_OVERFLOW', 'ERR_W2S_UNSUPPORTED_MODEL', 'ERR_W2S_ADAPTER', 'ERR_W2S_CHECKPOINT']);
 
 try {
   await program.parseAsync(process.argv);

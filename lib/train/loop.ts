@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import { AbortError, CheckpointError, TrainingDivergedError } from '../errors.js';
 import { readGgufMetadata } from '../gguf/reader.js';
 import { writeFileAtomic } from '../io/atomic.js';
+import { computeQueue } from '../job-queue.js';
 import { mapNativeError, type NativeTrainer } from '../native.js';
 import type { StepPlan } from './batches.js';
 import type { ResolvedTrainOptions, TrainProgress } from './options.js';
@@ -133,7 +134,7 @@ export async function runTrainingLoop(spec: LoopSpec): Promise<TrainResult> {
     const lr = learningRate(s, spec.plan.length, o.lr, warmup, o.schedule);
     let gradNorm: number;
     try {
-      ({ gradNorm } = await spec.trainer.step({ lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay, clip: o.clip }));
+      ({ gradNorm } = await computeQueue.run(() => spec.trainer.step({ lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay, clip: o.clip })));
     } catch (err) {
       throw mapNativeError(err, `optimizer step ${s + 1}`);
     }

@@ -2,6 +2,7 @@
 // each optimizer step) on the native training engine.
 import { checkGgufFile, loadModel } from '../model.js';
 import { InvalidArgumentError } from '../errors.js';
+import { computeQueue } from '../job-queue.js';
 import { addon, mapNativeError } from '../native.js';
 import { makeBatch, planSteps } from './batches.js';
 import { runTrainingLoop, type TrainResult } from './loop.js';
@@ -55,7 +56,7 @@ export async function trainSft(options: SftOptions): Promise<TrainResult> {
         if (!stepTargets.has(key)) stepTargets.set(key, step.micro.reduce((a, m) => a + targetsOf(m), 0));
         const batch = makeBatch(micro.map((i) => examples[i]!), pad);
         try {
-          const r = await trainer.accumulate({ ...batch, lossScale: 1 / stepTargets.get(key)! });
+          const r = await computeQueue.run(() => trainer.accumulate({ ...batch, lossScale: 1 / stepTargets.get(key)! }));
           return { loss: r.lossSum / stepTargets.get(key)!, tokens: batch.nTokens };
         } catch (err) {
           throw mapNativeError(err, 'training step');

@@ -1,0 +1,66 @@
+// `w2s train sft`: LoRA fine-tuning from the command line; a loss line per step on stdout, a progress
+// bar on a TTY, a JSON training log beside the adapter.
+import type { Command } from 'commander';
+import { trainSft } from '../train/sft.js';
+import { LORA_TARGETS, type LoraTarget, type TrainOptions } from '../train/options.js';
+import { floatArg, intArg, interruptSignal } from './args.js';
+import { createProgress } from './progress.js';
+
+/** Options every trainer shares (SFT, DPO, ORPO). */
+export function addTrainOptions(cmd: Command): Command {
+  return cmd
+    .requiredOption('--model <file>', 'base model GGUF')
+    .requiredOption('--data <file>', 'training data (JSONL or JSON)')
+    .requiredOption('--out <file>', 'output LoRA adapter GGUF')
+    .option('--lora <file>', 'continue from this adapter')
+    .option('--rank <n>', 'LoRA rank', intArg('--rank', 1), 8)
+    .option('--alpha <x>', 'LoRA alpha', floatArg('--alpha'), 16)
+    .option('--dropout <p>', 'LoRA dropout', floatArg('--dropout'), 0)
+    .option('--targets <list>', `comma-separated projections (${LORA_TARGETS.join(',')})`, LORA_TARGETS.join(','))
+    .option('--lr <x>', 'peak learning rate', floatArg('--lr'), 2e-4)
+    .option('--epochs <n>', 'passes over the data', intArg('--epochs', 1), 1)
+    .option('--batch <n>', 'sequences per micro-batch', intArg('--batch', 1), 4)
+    .option('--grad-accum <n>', 'micro-batches per optimizer step', intArg('--grad-accum', 1), 1)
+    .option('--max-len <n>', 'longest sequence in tokens', intArg('--max-len', 2), 1024)
+    .option('--seed <n>', 'seed (data order, initialisation, dropout)', intArg('--seed', 0), 0)
+    .option('--warmup-ratio <x>', 'warmup fraction of the steps', floatArg('--warmup-ratio'), 0.03)
+    .option('--schedule <kind>', 'cosine | linear | constant', 'cosine')
+    .option('--weight-decay <x>', 'AdamW weight decay', floatArg('--weight-decay'), 0)
+    .option('--clip <x>', 'max gradient norm (0 = off)', floatArg('--clip'), 1)
+    .option('--max-steps <n>', 'stop after N optimizer steps (0 = all)', intArg('--max-steps', 0), 0)
+    .option('--checkpoint-every <n>', 'checkpoint every N steps (0 = only at the end)', intArg('--checkpoint-every', 0), 0)
+    .option('--checkpoint <file>', 'checkpoint file (default <out>.ckpt)')
+    .option('--resume <file>', 'resume from a checkpoint of the same run')
+    .option('--log <file>', 'JSON training log (default <out>.log.json)')
+    .option('--threads <n>', 'CPU threads (default: physical cores)', intArg('--threads', 1));
+}
+
+export function trainOptionsFrom(o: Record<string, any>, onProgress: TrainOptions['onProgress'], signal: AbortSignal): TrainOptions {
+  return {
+    model: o.model, out: o.out, lora: o.lora, rank: o.rank, alpha: o.alpha, dropout: o.dropout,
+    targets: String(o.targets).split(',').map((t) => t.trim()) as LoraTarget[],
+    lr: o.lr, epochs: o.epochs, batch: o.batch, gradAccum: o.gradAccum, maxLen: o.maxLen, seed: o.seed,
+    warmupRatio: o.warmupRatio, schedule: o.schedule, weightDecay: o.weightDecay, clip: o.clip, maxSteps: o.maxSteps,
+    checkpointEvery: o.checkpointEvery, checkpoint: o.checkpoint, resume: o.resume, log: o.log, threads: o.threads,
+    onProgress, signal,
+  };
+}
+
+export function registerTrainCommands(program: Command): void {
+  const train = program.command('train').description('LoRA training on the native engine');
+  addTrainOptions(train.command('sft').description('supervised fine-tuning on {prompt, response} or {content, output} rows'))
+    .action(async (o) => {
+      const signal = interruptSignal();
+      let bar: ReturnType<typeof createProgress> | undefined;
+      const result = await trainSft({
+        ...trainOptionsFrom(o, (p) => {
+          bar ??= createProgress('train', p.totalSteps, 'steps');
+          bar.log(`step ${p.step}/${p.totalSteps} epoch ${p.epoch} loss ${p.loss.toFixed(4)} lr ${p.lr.toExponential(2)} ` +
+            `grad_norm ${p.gradNorm.toFixed(3)} tokens/s ${p.tokensPerSecond.toFixed(0)}`);
+          bar.update(p.step, `loss ${p.loss.toFixed(3)}`);
+        }, signal),
+        data: o.data,
+      }).finally(() => bar?.stop());
+      process.stderr.write(`${result.steps} steps; adapter ${result.adapter}; log ${result.log}\n`);
+    });
+}
