@@ -104,9 +104,12 @@ if (opts["from-source"]) {
   target = { libDir, libs: PREBUILT_LIBS, rpath: prebuiltRpath() };
 }
 
+// W2S_BUILD_DIR: build somewhere else than build/ (e.g. two builds side by side); load the result with
+// W2S_ADDON_PATH=<dir>/Release/weak2strong.node.
+const buildDir = process.env.W2S_BUILD_DIR ? path.resolve(process.env.W2S_BUILD_DIR) : path.join(root, "build");
 const cmakeJs = findPackageDir("cmake-js", root);
 if (!cmakeJs) fail("cmake-js is not installed (it is a dependency: run npm install).");
-const cmakeArgs = [path.join(cmakeJs, "bin", "cmake-js"), "compile", "--directory", root, "--out", path.join(root, "build"),
+const cmakeArgs = [path.join(cmakeJs, "bin", "cmake-js"), "compile", "--directory", root, "--out", buildDir,
   ...(opts.debug ? ["--debug"] : []),
   `--CDLLAMA_SRC_DIR=${src}`, `--CDLLAMA_LIB_DIR=${target.libDir}`, `--CDLLAMA_LIBS=${target.libs.join(";")}`,
   `--CDLLAMA_RPATH=${target.rpath.join(";")}`, `--CDW2S_BUILD_TESTS=${opts.tests ? "ON" : "OFF"}`,
@@ -114,7 +117,7 @@ const cmakeArgs = [path.join(cmakeJs, "bin", "cmake-js"), "compile", "--director
 run(process.execPath, cmakeArgs);
 
 // Tell the runtime loader where the backend plugins of this build live (relative to the addon file).
-const outDir = path.join(root, "build", opts.debug ? "Debug" : "Release");
+const outDir = path.join(buildDir, opts.debug ? "Debug" : "Release");
 const manifest = {
   source: opts["from-source"] ? "source" : "prebuilt",
   cuda: opts.cuda,

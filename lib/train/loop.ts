@@ -2,7 +2,6 @@
 // learning-rate schedule, progress, cancellation between micro-batches, NaN guard, atomic checkpoints,
 // resume, the adapter and a JSON log. The loss itself is the caller's `runMicro`.
 import crypto from 'node:crypto';
-import fs from 'node:fs';
 import { AbortError, CheckpointError, TrainingDivergedError } from '../errors.js';
 import { readGgufMetadata } from '../gguf/reader.js';
 import { writeFileAtomic } from '../io/atomic.js';
@@ -103,9 +102,11 @@ export async function runTrainingLoop(spec: LoopSpec): Promise<TrainResult> {
     history = state.history;
     start = state.step;
   }
+  let lastCheckpoint = 0;
   const saveCheckpoint = async (step: number) => {
     const state: CheckpointState = { version: 1, fingerprint: fp, step, history };
     await spec.trainer.saveCheckpoint(o.checkpoint, JSON.stringify(state));
+    lastCheckpoint = step;
   };
 
   const began = performance.now();
@@ -128,8 +129,9 @@ export async function runTrainingLoop(spec: LoopSpec): Promise<TrainResult> {
     }
     if (!Number.isFinite(loss)) {
       spec.trainer.clearGrads();
-      throw new TrainingDivergedError(`The loss at step ${s + 1} is ${loss}; training stopped and the step was not applied. ` +
-        `The last checkpoint${fs.existsSync(o.checkpoint) ? ` (${o.checkpoint})` : ''} is intact; lower the learning rate.`);
+      const kept = lastCheckpoint > 0 ? `The checkpoint of step ${lastCheckpoint} (${o.checkpoint}) is intact` : 'No checkpoint was written in this run';
+      throw new TrainingDivergedError(`The loss at step ${s + 1} is ${loss}; training stopped and the step was not applied. ${kept}; ` +
+        'check the data of this step and lower the learning rate.');
     }
     const lr = learningRate(s, spec.plan.length, o.lr, warmup, o.schedule);
     let gradNorm: number;

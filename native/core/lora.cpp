@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <unistd.h>
 
 #include "ggml-alloc.h"
@@ -22,8 +23,10 @@ lora_set::~lora_set() {
 
 namespace {
 
+// `has(layer, target)` picks the adapted projections; adapters made elsewhere may adapt a different set
+// per layer. Without it, every layer gets the targets in the mask.
 std::unique_ptr<lora_set> allocate(const train_model & m, int rank, float alpha, uint32_t targets, ggml_backend_t backend,
-                                   std::string & err) {
+                                   std::string & err, const std::function<bool(int, int)> & has = nullptr) {
     auto l = std::make_unique<lora_set>();
     l->rank = rank;
     l->alpha = alpha;
@@ -32,7 +35,7 @@ std::unique_ptr<lora_set> allocate(const train_model & m, int rank, float alpha,
     l->index.assign(n_layer, std::vector<int>(T_COUNT, -1));
     for (int il = 0; il < n_layer; ++il) {
         for (int t = 0; t < T_COUNT; ++t) {
-            if (!(targets & (1u << t))) continue;
+            if (!(targets & (1u << t)) || (has && !has(il, t))) continue;
             lora_pair p;
             p.layer = il;
             p.target = t;
@@ -136,6 +139,7 @@ bool read_into(ggml_context * file_ctx, const std::string & name, ggml_tensor * 
 // Loads a GGUF written by save_*: returns the file context (data in memory) and the rank/alpha/targets.
 bool open_adapter(const train_model & m, const std::string & path, gguf_ptr & f, int & rank, float & alpha, uint32_t & targets,
                   std::string & err) {
+    // (rank is that of the last pair found; allocate() checks every pair's shape against it)
     f.g = gguf_init_from_file(path.c_str(), {false, &f.ctx});
     if (f.g == nullptr) {
         err = path + " is not a complete GGUF file";
@@ -208,7 +212,11 @@ std::unique_ptr<lora_set> load_lora_adapter(const train_model & m, const std::st
     float alpha = 0;
     uint32_t targets = 0;
     if (!open_adapter(m, path, f, rank, alpha, targets, err)) return nullptr;
-    auto l = allocate(m, rank, alpha, targets, backend, err);
+    ggml_context * fc = f.ctx;
+    auto l = allocate(m, rank, alpha, targets, backend, err, [fc](int il, int t) {
+        const std::string name = "blk." + std::to_string(il) + "." + lora_target_name(t) + ".weight.lora_a";
+        return ggml_get_tensor(fc, name.c_str()) != nullptr;
+    });
     if (!l) return nullptr;
     for (auto & p : l->pairs) {
         if (!read_into(f.ctx, std::string(p.a->name), p.a, err) || !read_into(f.ctx, std::string(p.b->name), p.b, err)) {
@@ -259,7 +267,11 @@ std::unique_ptr<lora_set> load_checkpoint(const train_model & m, const std::stri
     }
     step = static_cast<int64_t>(gguf_get_val_u64(f.g, ks));
     state = gguf_get_val_str(f.g, kst);
-    auto l = allocate(m, rank, alpha, targets, backend, err);
+    ggml_context * fc = f.ctx;
+    auto l = allocate(m, rank, alpha, targets, backend, err, [fc](int il, int t) {
+        const std::string name = "blk." + std::to_string(il) + "." + lora_target_name(t) + ".weight.lora_a";
+        return ggml_get_tensor(fc, name.c_str()) != nullptr;
+    });
     if (!l) return nullptr;
     for (auto & p : l->pairs) {
         for (ggml_tensor * t : {p.a, p.b, p.ma, p.va, p.mb, p.vb}) {

@@ -1,0 +1,116 @@
+// The training graph against independent computations: per-token log-probs against llama.cpp's inference
+// path (scoring), LoRA gradients against central finite differences, the loss against scoring's sums.
+import test from 'ava';
+import path from 'node:path';
+import { loadModel, type Model } from '../lib/model.js';
+import { addon, type NativeTrainer } from '../lib/native.js';
+import { makeBatch } from '../lib/train/batches.js';
+import { writeRandomLora } from './helpers/lora.js';
+import { TMP, tinyModel } from './helpers/models.js';
+
+const ITEMS = [
+  { prompt: 'Question: Natalia sold 48 clips in April and half as many in May. How many?\nAnswer:', completion: ' 48 / 2 = 24. 48 + 24 = 72. #### 72' },
+  { prompt: 'Question: What is 2 + 2?\nAnswer:', completion: ' 4' },
+  { prompt: 'Hi', completion: ' there, friend: é' },
+];
+
+/** Prompt (with BOS) + completion tokens per item, batched with targets on completion tokens only. */
+function batchOf(model: Model, items = ITEMS) {
+  const seqs = items.map((it) => {
+    const p = model.tokenize(it.prompt, { addSpecial: true });
+    return { tokens: [...p, ...model.tokenize(it.completion)], nPrompt: p.length };
+  });
+  return makeBatch(seqs, 0);
+}
+
+function trainer(file: string, extra: Record<string, unknown> = {}): Promise<NativeTrainer> {
+  return addon().createTrainer(file, { rank: 4, alpha: 8, dropout: 0, targets: 0x7f, seed: 3, threads: 2, ...extra });
+}
+
+for (const arch of ['llama', 'qwen2'] as const) {
+  test(`${arch}: training-graph log-probs equal the inference path within 1e-4, with and without an adapter`, async (t) => {
+    const file = await tinyModel({ arch });
+    const adapter = await writeRandomLora(file, path.join(TMP, `parity-${arch}.gguf`), {
+      targets: { 0: ['attn_q', 'attn_k', 'attn_v', 'attn_output'], 1: ['ffn_gate', 'ffn_up', 'ffn_down'] }, std: 0.1,
+    });
+    const model = await loadModel(file);
+    const lora = await model.loadLora(adapter);
+    const batch = batchOf(model);
+    for (const [label, initAdapter, use] of [['base', undefined, undefined], ['adapter', adapter, lora]] as const) {
+      const tr = await trainer(file, initAdapter ? { initAdapter } : {});
+      const ours = await tr.logprobs({ ...batch, useLora: true });
+      const ref = (await model.score(ITEMS, use ? { lora: use } : {})).flatMap((s) => Array.from(s.logprobs));
+      t.is(ours.length, ref.length);
+      const maxDiff = ref.reduce((m, r, i) => Math.max(m, Math.abs(r - ours[i]!)), 0);
+      t.log(`${arch} ${label}: ${ref.length} tokens, max |train graph - inference| = ${maxDiff.toExponential(2)}`);
+      t.true(maxDiff < 1e-4);
+      tr.dispose();
+    }
+    model.dispose();
+  });
+}
+
+test('the SFT loss is the sum of -log p over response tokens only (prompt positions carry no loss)', async (t) => {
+  const file = await tinyModel();
+  const model = await loadModel(file);
+  const tr = await trainer(file);
+  const batch = batchOf(model);
+  const { lossSum, nTargets } = await tr.accumulate({ ...batch, lossScale: 1 });
+  const scores = await model.score(ITEMS);
+  const ref = -scores.reduce((a, s) => a + s.sum, 0);
+  t.is(nTargets, scores.reduce((a, s) => a + s.tokens, 0));
+  t.log(`loss ${lossSum.toFixed(6)} vs -Σ scoring log-probs ${ref.toFixed(6)}`);
+  t.true(Math.abs(lossSum - ref) < 1e-3);
+  // Every position before the last prompt token has no target, so no prompt token is ever predicted.
+  ITEMS.forEach((it, b) => {
+    const nPrompt = model.tokenize(it.prompt, { addSpecial: true }).length;
+    for (let p = 0; p < nPrompt - 1; p++) t.is(batch.targets[b * batch.T + p], -1);
+  });
+  // A target placed on a prompt position is not ignored silently: it adds exactly its own -log p.
+  const leaked = { ...batch, targets: Int32Array.from(batch.targets) };
+  leaked.targets[1] = batch.tokens[2]!;
+  tr.clearGrads();
+  const withLeak = await tr.accumulate({ ...leaked, lossScale: 1 });
+  t.is(withLeak.nTargets, nTargets + 1);
+  t.true(withLeak.lossSum > lossSum);
+  tr.clearGrads();
+  model.dispose();
+  tr.dispose();
+});
+
+for (const arch of ['llama', 'qwen2'] as const) {
+  test(`${arch}: LoRA gradients equal central finite differences`, async (t) => {
+    const file = await tinyModel({ arch });
+    const model = await loadModel(file);
+    const tr = await trainer(file);
+    const batch = batchOf(model);
+    // Random B as well (B = 0 would make every A-gradient exactly zero).
+    const p0 = tr.getParams();
+    let s = 7;
+    for (let i = 0; i < p0.length; i++) if (p0[i] === 0) p0[i] = (((s = (s * 16807) % 2147483647) / 2147483647) - 0.5) * 0.1;
+    tr.setParams(p0);
+    await tr.accumulate({ ...batch, lossScale: 1 });
+    const grad = tr.getGrads();
+    tr.clearGrads();
+    const loss = async (p: Float32Array) => {
+      tr.setParams(p);
+      return -(await tr.logprobs({ ...batch, useLora: true })).reduce((a, b) => a + b, 0);
+    };
+    const h = 1e-2;
+    const picks = [...grad.keys()].sort((a, b) => Math.abs(grad[b]!) - Math.abs(grad[a]!)).slice(0, 6);
+    for (let k = 0; k < 10; k++) picks.push((k * 7919 + 13) % p0.length);
+    let worst = 0;
+    for (const i of picks) {
+      const plus = Float32Array.from(p0);
+      plus[i] = p0[i]! + h;
+      const minus = Float32Array.from(p0);
+      minus[i] = p0[i]! - h;
+      const fd = ((await loss(plus)) - (await loss(minus))) / (2 * h);
+      worst = Math.max(worst, Math.abs(fd - grad[i]!) / Math.max(0.05, Math.abs(fd) + Math.abs(grad[i]!)));
+    }
+    t.log(`${arch}: ${picks.length} parameters, worst relative difference ${worst.toExponential(2)} (h = ${h})`);
+    t.true(worst < 2e-2);
+    model.dispose();
+    tr.dispose();
+  });
+}
