@@ -1,0 +1,228 @@
+// Standalone tests of the native core (no Node): run by ctest, e.g. on a GPU machine without Node.
+//   npm run build:native -- --tests && ctest --test-dir build --output-on-failure
+// Writes a tiny random llama GGUF with the gguf API, then checks the training graph against llama.cpp's
+// inference path (log-probs), LoRA gradients against central finite differences, and that SFT steps
+// lower the loss. Prints max differences; ends with "N passed, M failed".
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "backend.h"
+#include "gguf.h"
+#include "sampling.h"
+#include "scorer.h"
+#include "trainer.h"
+
+using namespace w2s;
+
+namespace {
+
+int g_passed = 0, g_failed = 0;
+
+std::string g_err;  // the last error message; printed with a failed check, then cleared
+
+void check(bool ok, const std::string & what) {
+    std::printf("%s %s%s\n", ok ? "ok  " : "FAIL", what.c_str(), ok || g_err.empty() ? "" : (": " + g_err).c_str());
+    g_err.clear();
+    (ok ? g_passed : g_failed) += 1;
+}
+
+// A 2-layer llama (n_embd 32, 4 heads, 2 KV heads, ff 64) with a byte-fallback SPM vocabulary.
+bool write_tiny_model(const std::string & path, std::string & err) {
+    const int n_embd = 32, n_head = 4, n_kv = 2, n_ff = 64, n_layer = 2, hd = n_embd / n_head;
+    std::vector<std::string> tokens = {"<unk>", "<s>", "</s>"};
+    std::vector<int32_t> types = {2, 3, 3};
+    for (int b = 0; b < 256; ++b) {
+        char buf[8];
+        std::snprintf(buf, sizeof(buf), "<0x%02X>", b);
+        tokens.push_back(buf);
+        types.push_back(6);
+    }
+    for (const char * piece : {"\xe2\x96\x81", "a", "b", "c", "\xe2\x96\x81" "a", "\xe2\x96\x81" "b", "ab", "ba"}) {
+        tokens.push_back(piece);
+        types.push_back(1);
+    }
+    const int n_vocab = static_cast<int>(tokens.size());
+    std::vector<const char *> tok_ptrs;
+    std::vector<float> scores;
+    for (int i = 0; i < n_vocab; ++i) {
+        tok_ptrs.push_back(tokens[i].c_str());
+        scores.push_back(-static_cast<float>(i));
+    }
+    gguf_context * g = gguf_init_empty();
+    gguf_set_val_str(g, "general.architecture", "llama");
+    gguf_set_val_u32(g, "llama.context_length", 128);
+    gguf_set_val_u32(g, "llama.embedding_length", n_embd);
+    gguf_set_val_u32(g, "llama.block_count", n_layer);
+    gguf_set_val_u32(g, "llama.feed_forward_length", n_ff);
+    gguf_set_val_u32(g, "llama.attention.head_count", n_head);
+    gguf_set_val_u32(g, "llama.attention.head_count_kv", n_kv);
+    gguf_set_val_f32(g, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
+    gguf_set_val_str(g, "tokenizer.ggml.model", "llama");
+    gguf_set_arr_str(g, "tokenizer.ggml.tokens", tok_ptrs.data(), tok_ptrs.size());
+    gguf_set_arr_data(g, "tokenizer.ggml.scores", GGUF_TYPE_FLOAT32, scores.data(), scores.size());
+    gguf_set_arr_data(g, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, types.data(), types.size());
+    gguf_set_val_u32(g, "tokenizer.ggml.bos_token_id", 1);
+    gguf_set_val_u32(g, "tokenizer.ggml.eos_token_id", 2);
+    gguf_set_val_u32(g, "tokenizer.ggml.unknown_token_id", 0);
+
+    ggml_context * ctx = ggml_init({64 * 1024 * 1024, nullptr, false});
+    rng r(42, 0, 0);
+    auto tensor = [&](const std::string & name, int64_t ne0, int64_t ne1, float std, float constant = 0.0f) {
+        ggml_tensor * t = ne1 > 0 ? ggml_new_tensor_2d(ctx, GGML_TYPE_F32, ne0, ne1) : ggml_new_tensor_1d(ctx, GGML_TYPE_F32, ne0);
+        ggml_set_name(t, name.c_str());
+        float * d = static_cast<float *>(t->data);
+        for (int64_t i = 0; i < ggml_nelements(t); ++i) {
+            // Irwin–Hall approximation of a normal: sum of 12 uniforms − 6
+            double s = 0.0;
+            for (int k = 0; k < 12; ++k) s += r.uniform();
+            d[i] = std == 0.0f ? constant : static_cast<float>((s - 6.0) * std);
+        }
+        gguf_add_tensor(g, t);
+    };
+    tensor("token_embd.weight", n_embd, n_vocab, 0.5f);
+    tensor("output_norm.weight", n_embd, 0, 0.0f, 1.0f);
+    tensor("output.weight", n_embd, n_vocab, 0.2f);
+    for (int il = 0; il < n_layer; ++il) {
+        const std::string p = "blk." + std::to_string(il) + ".";
+        tensor(p + "attn_norm.weight", n_embd, 0, 0.0f, 1.0f);
+        tensor(p + "ffn_norm.weight", n_embd, 0, 0.0f, 1.0f);
+        tensor(p + "attn_q.weight", n_embd, n_embd, 0.1f);
+        tensor(p + "attn_k.weight", n_embd, hd * n_kv, 0.1f);
+        tensor(p + "attn_v.weight", n_embd, hd * n_kv, 0.1f);
+        tensor(p + "attn_output.weight", n_embd, n_embd, 0.1f);
+        tensor(p + "ffn_gate.weight", n_embd, n_ff, 0.1f);
+        tensor(p + "ffn_up.weight", n_embd, n_ff, 0.1f);
+        tensor(p + "ffn_down.weight", n_ff, n_embd, 0.1f);
+    }
+    const bool ok = write_gguf_atomic(g, path, err);
+    gguf_free(g);
+    ggml_free(ctx);
+    return ok;
+}
+
+// Two sequences: [prompt | completion] with targets on the completion.
+// Token ids stay below the 267-token vocabulary of write_tiny_model.
+train_batch make_batch(score_request & score) {
+    const std::vector<std::vector<int32_t>> seqs = {{1, 260, 261, 262, 265, 266, 100, 120, 140}, {1, 70, 71, 262, 263, 264}};
+    const std::vector<int> n_prompt = {4, 3};
+    train_batch b;
+    b.B = 2;
+    b.T = 9;
+    b.tokens.assign(b.T * b.B, 0);
+    b.targets.assign(b.T * b.B, -1);
+    for (int s = 0; s < 2; ++s) {
+        score_item it;
+        it.tokens = seqs[s];
+        it.n_prompt = n_prompt[s];
+        score.items.push_back(it);
+        for (size_t p = 0; p < seqs[s].size(); ++p) {
+            b.tokens[s * b.T + p] = seqs[s][p];
+            if (static_cast<int>(p) >= n_prompt[s] - 1 && p + 1 < seqs[s].size()) b.targets[s * b.T + p] = seqs[s][p + 1];
+        }
+    }
+    return b;
+}
+
+}  // namespace
+
+int main(int argc, char ** argv) {
+    if (argc < 2) {
+        std::fprintf(stderr, "usage: w2s_core_test <folder with the ggml backend plugins>\n");
+        return 2;
+    }
+    std::string & err = g_err;
+    if (!backend_init(argv[1], err)) {
+        std::fprintf(stderr, "backend: %s\n", err.c_str());
+        return 1;
+    }
+    const std::string path = "w2s_core_test_model.gguf";
+    check(write_tiny_model(path, err), "write a tiny llama GGUF");
+
+    trainer_params tp;
+    tp.rank = 4;
+    tp.alpha = 8.0f;
+    tp.seed = 3;
+    tp.n_threads = 2;
+    auto tr = trainer::create(path, tp, err);
+    check(tr != nullptr, "create a trainer");
+    if (!tr) return 1;
+    std::printf("backend %s, %zu LoRA parameters\n", tr->backend_name().c_str(), tr->n_params());
+
+    // 1. Training-graph log-probs == llama.cpp's inference path (the scorer) on the base model.
+    score_request sr;
+    train_batch batch = make_batch(sr);
+    std::vector<double> ours;
+    check(tr->logprobs(batch, false, ours, err), "training-graph log-probs");
+    llama_model_params mp = llama_model_default_params();
+    mp.progress_callback = [](float, void *) { return true; };
+    llama_model * model = llama_model_load_from_file(path.c_str(), mp);
+    check(model != nullptr, "llama.cpp loads the model");
+    if (model) {
+        std::atomic<bool> cancel{false};
+        std::vector<score_output> ref;
+        sr.n_threads = 2;
+        check(run_scorer(model, sr, cancel, nullptr, ref, err), "llama.cpp scoring");
+        double max_diff = 0.0;
+        size_t k = 0;
+        for (const auto & o : ref) {
+            for (float lp : o.logprobs) max_diff = std::max(max_diff, std::fabs(lp - ours[k++]));
+        }
+        std::printf("log-probs: %zu tokens, max |train graph - llama.cpp| = %.3g\n", k, max_diff);
+        check(k == ours.size() && max_diff < 1e-4, "log-prob parity within 1e-4");
+        llama_model_free(model);
+    }
+
+    // 2. LoRA gradients against central finite differences (random B so A has gradients too).
+    std::vector<float> p0 = tr->get_params();
+    rng r(7, 1, 2);
+    for (auto & v : p0) {
+        if (v == 0.0f) v = static_cast<float>((r.uniform() - 0.5) * 0.2);
+    }
+    tr->set_params(p0);
+    double loss = 0.0;
+    int64_t n = 0;
+    check(tr->accumulate(batch, 1.0f, loss, n, err), "forward + backward");
+    const std::vector<float> grad = tr->get_grads();
+    tr->clear_grads();
+    auto loss_at = [&](const std::vector<float> & p) {
+        tr->set_params(p);
+        std::vector<double> lp;
+        tr->logprobs(batch, true, lp, err);
+        double s = 0.0;
+        for (double x : lp) s -= x;
+        return s;
+    };
+    double worst = 0.0;
+    const double h = 1e-2;
+    for (size_t k = 0; k < 16; ++k) {
+        const size_t i = (k * 7919 + 13) % p0.size();
+        std::vector<float> a = p0, b = p0;
+        a[i] += static_cast<float>(h);
+        b[i] -= static_cast<float>(h);
+        const double fd = (loss_at(a) - loss_at(b)) / (2 * h);
+        worst = std::max(worst, std::fabs(fd - grad[i]) / std::max(0.05, std::fabs(fd) + std::fabs(grad[i])));
+    }
+    std::printf("gradients: worst relative difference to finite differences %.3g (h = %g)\n", worst, h);
+    check(worst < 2e-2, "LoRA gradients match finite differences");
+    tr->set_params(p0);
+
+    // 3. SFT steps lower the loss.
+    adamw_params ap;
+    ap.lr = 1e-2f;
+    double first = 0.0, last = 0.0;
+    for (int s = 0; s < 20; ++s) {
+        double norm = 0.0;
+        if (!tr->accumulate(batch, 1.0f / static_cast<float>(n), loss, n, err) || !tr->step(ap, norm, err)) break;
+        if (s == 0) first = loss / n;
+        last = loss / n;
+    }
+    std::printf("training: mean loss %.4f -> %.4f over 20 steps\n", first, last);
+    check(last < first * 0.5, "20 steps halve the loss");
+
+    std::remove(path.c_str());
+    std::printf("%d passed, %d failed\n", g_passed, g_failed);
+    return g_failed == 0 ? 0 : 1;
+}

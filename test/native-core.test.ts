@@ -1,0 +1,24 @@
+// The standalone C++ test executable of the native core (the one a GPU machine without Node runs) builds
+// and passes: ctest over native/tests/core_test.cpp in a build folder of its own.
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+test('ctest: training graph vs llama.cpp, gradients vs finite differences, loss halves', (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'w2s-ctest-'));
+  const build = spawnSync(process.execPath, [path.join(root, 'scripts', 'build-native.mjs'), '--tests'], {
+    cwd: root, env: { ...process.env, W2S_BUILD_DIR: dir }, encoding: 'utf8',
+  });
+  t.is(build.status, 0, build.stderr.slice(-2000));
+  const run = spawnSync('ctest', ['--output-on-failure', '--verbose'], { cwd: dir, encoding: 'utf8' });
+  const out = run.stdout + run.stderr;
+  for (const line of out.split('\n').filter((l) => /max \||worst relative|mean loss|passed, \d+ failed/.test(l))) t.log(line.replace(/^\d+: /, ''));
+  t.is(run.status, 0, out.slice(-3000));
+  t.regex(out, /9 passed, 0 failed/);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
