@@ -1,6 +1,7 @@
-// `w2s bench sample`: prints figures and the ratio against node-llama-cpp measured in the same run.
+// `w2s bench sample` / `w2s bench train`: print figures and the ratio against a peer measured in the same run.
 import type { Command } from 'commander';
 import { runSampleBench } from '../bench/sample-bench.js';
+import { runTrainBench } from '../bench/train-bench.js';
 import { intArg } from './args.js';
 
 export function registerBenchCommands(program: Command): void {
@@ -19,6 +20,20 @@ export function registerBenchCommands(program: Command): void {
         model: o.model, prompts: o.prompts, n: o.n, maxTokens: o.maxTokens,
         threads: o.threads?.map((t: string) => intArg('--threads', 1)(t)),
       });
+      if (o.json) process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
+    });
+  bench
+    .command('train')
+    .description('LoRA SFT tokens/s and peak RSS (F32 and Q8_0 base) vs llama.cpp full fine-tune (llama_opt_epoch)')
+    .option('--steps <n>', 'optimizer steps', intArg('--steps', 1), 20)
+    .option('--batch <n>', 'sequences per step', intArg('--batch', 1), 8)
+    .option('--seq-len <n>', 'tokens per sequence (a multiple of 256)', intArg('--seq-len', 256), 256)
+    .option('--prompt-len <n>', 'leading tokens without loss (LoRA SFT prompt)', intArg('--prompt-len', 1), 32)
+    .option('--rank <n>', 'LoRA rank', intArg('--rank', 1), 8)
+    .option('--threads <n>', 'threads for both engines (default: physical cores)', intArg('--threads', 1))
+    .option('--json', 'print the rows as JSON on stdout')
+    .action(async (o) => {
+      const rows = await runTrainBench({ steps: o.steps, batch: o.batch, seqLen: o.seqLen, promptLen: o.promptLen, rank: o.rank, threads: o.threads });
       if (o.json) process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
     });
 }

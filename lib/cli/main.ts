@@ -8,7 +8,9 @@ import { Command } from 'commander';
 import { W2sError } from '../errors.js';
 import { registerBenchCommands } from './commands-bench.js';
 import { registerInferCommands } from './commands-infer.js';
+import { registerEvalCommands } from './commands-eval.js';
 import { registerModelCommands } from './commands-model.js';
+import { registerRunCommand } from './commands-run.js';
 import { registerTrainCommands } from './commands-train.js';
 
 const pkg = JSON.parse(fs.readFileSync(path.join(path.dirname(fileURLToPath(import.meta.url)), '../../../package.json'), 'utf8')) as { version: string };
@@ -25,6 +27,8 @@ program
 registerModelCommands(program);
 registerInferCommands(program);
 registerTrainCommands(program);
+registerEvalCommands(program);
+registerRunCommand(program);
 registerBenchCommands(program);
 
 const USER_ERRORS = new Set(['ERR_W2S_INVALID_ARGUMENT', 'ERR_W2S_FILE_NOT_FOUND', 'ERR_W2S_GGUF_FORMAT', 'ERR_W2S_DATA_FORMAT',

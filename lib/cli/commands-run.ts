@@ -1,0 +1,42 @@
+// `w2s run CONFIG`: the whole method from one config file, with a live view of the current step (a bar
+// with ETA on a TTY, plain lines otherwise). Completed steps whose inputs are unchanged are skipped.
+import type { Command } from 'commander';
+import { readConfig } from '../pipeline/run/config.js';
+import { runMethod } from '../pipeline/run/method.js';
+import { interruptSignal } from './args.js';
+import { createProgress, type ProgressReporter } from './progress.js';
+
+export function registerRunCommand(program: Command): void {
+  program
+    .command('run')
+    .description('run the weak-to-strong method end to end from a JSON or YAML config (see docs/run-config.md)')
+    .argument('<config>', 'config file (.json, .yaml or .yml)')
+    .action(async (file: string) => {
+      const cfg = readConfig(file);
+      const signal = interruptSignal();
+      let bar: ProgressReporter | undefined;
+      let current = '';
+      const started = Date.now();
+      const result = await runMethod(cfg, {
+        start(name, skipped) {
+          current = name;
+          if (!skipped) process.stderr.write(`▶ ${name}\n`);
+        },
+        progress(name, done, total, extra) {
+          if (name !== current) return;
+          bar ??= createProgress(`  ${name}`, total, 'items');
+          bar.update(done, extra);
+        },
+        end(name, manifest, skipped) {
+          bar?.stop();
+          bar = undefined;
+          const stats = Object.entries(manifest.stats).filter(([, v]) => typeof v === 'number').slice(0, 4)
+            .map(([k, v]) => `${k} ${Number.isInteger(v) ? v : (v as number).toFixed(3)}`).join(', ');
+          process.stderr.write(skipped ? `✓ ${name} (unchanged, skipped)\n` : `✓ ${name} in ${manifest.seconds.toFixed(1)} s${stats ? `: ${stats}` : ''}\n`);
+        },
+      }, signal);
+      const ran = result.steps.filter((s) => !s.skipped).length;
+      process.stderr.write(`${result.steps.length} steps (${ran} run, ${result.steps.length - ran} skipped) in ${((Date.now() - started) / 1000).toFixed(1)} s -> ${result.out}/metrics.json\n`);
+      process.stdout.write(JSON.stringify(result.metrics.accuracy) + '\n');
+    });
+}

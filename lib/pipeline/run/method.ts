@@ -1,0 +1,233 @@
+// The weak-to-strong method (method.md §4–§7) as steps of a run folder: pure orchestration over the
+// sampler, the trainers and the data layer. Every step's artifacts land in <out>/<step>/ with a manifest.
+import fs from 'node:fs';
+import path from 'node:path';
+import { buildFewShotPrompt, formatPrompt, loadProblems, selectDemos, type Problem } from '../../data/datasets.js';
+import { serializeRecords, type ResultRecord, type SftRecord } from '../../data/formats.js';
+import { loadModel, type Model } from '../../model.js';
+import { trainSft } from '../../train/sft.js';
+import { trainDpo, trainOrpo } from '../../train/preference.js';
+import { generate } from '../generate.js';
+import { greedyAccuracy, majAtK, passAtK, pgr } from '../metrics.js';
+import { buildPairs } from '../pairs.js';
+import { selectConsistent, type Generation } from '../select.js';
+import type { RunConfig, TrainConfig } from './config.js';
+import { fileIdentity, RunFolder, type StepContext, type StepEvents, type StepOutcome } from './steps.js';
+
+export interface RunResult {
+  out: string;
+  steps: { name: string; skipped: boolean; seconds: number; stats: Record<string, unknown> }[];
+  metrics: Record<string, unknown>;
+}
+
+const writeJsonl = (file: string, rows: readonly unknown[]) => fs.writeFileSync(file, serializeRecords(rows, 'jsonl'));
+const writeJson = (file: string, rows: readonly unknown[]) => fs.writeFileSync(file, serializeRecords(rows, 'json'));
+const readJsonl = <T>(file: string): T[] => fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as T);
+
+async function withModel<T>(file: string, adapter: string | undefined, fn: (m: Model, lora: Awaited<ReturnType<Model['loadLora']>> | undefined) => Promise<T>): Promise<T> {
+  const m = await loadModel(file);
+  try {
+    return await fn(m, adapter ? await m.loadLora(adapter) : undefined);
+  } finally {
+    m.dispose();
+  }
+}
+
+export async function runMethod(cfg: RunConfig, events: StepEvents, signal?: AbortSignal): Promise<RunResult> {
+  const run = new RunFolder(cfg.out, events, signal);
+  const limit = (ps: Problem[], n: number) => (n > 0 ? ps.slice(0, n) : ps);
+  const train1 = limit(await loadProblems(cfg.data.train1, cfg.data.format), cfg.data.limit.train1);
+  const train2 = limit(await loadProblems(cfg.data.train2, cfg.data.format), cfg.data.limit.train2);
+  const test = limit(await loadProblems(cfg.data.test, cfg.data.format), cfg.data.limit.test);
+  const zeroShot = (p: Problem) => formatPrompt(p.question, cfg.prompt.template);
+  const ids = {
+    weak: fileIdentity(cfg.weak.model), strong: fileIdentity(cfg.strong.model),
+    train1: fileIdentity(cfg.data.train1), train2: fileIdentity(cfg.data.train2), test: fileIdentity(cfg.data.test),
+  };
+  const gen = { ...cfg.generation, key: cfg.key, template: cfg.prompt.template };
+  const genOptions = (ctx: StepContext) => ({
+    key: cfg.key, maxTokens: cfg.generation.maxTokens, stop: cfg.generation.stop, parallel: cfg.generation.parallel,
+    threads: cfg.generation.threads, symbolic: cfg.generation.symbolic, signal: ctx.signal,
+    onProgress: (p: { finished: number; total: number; tokens: number }) => ctx.progress(p.finished, p.total, `${p.tokens} tokens`),
+  });
+
+  /** LoRA SFT of `model` on SFT records; the step's files: adapter.gguf (+ its log and checkpoint). */
+  const sftStep = (name: string, model: 'weak' | 'strong', tc: TrainConfig, records: () => SftRecord[], upstream: unknown) => run.run({
+    name, inputs: { model: ids[model], tc, upstream, template: cfg.prompt.template },
+    async run(ctx) {
+      const rows = records();
+      writeJson(path.join(ctx.dir, 'train.json'), rows);
+      const r = await trainSft({
+        model: cfg[model].model, out: path.join(ctx.dir, 'adapter.gguf'), data: rows.map((x) => ({ prompt: x.content, response: x.output })),
+        ...tc, threads: cfg.generation.threads, signal: ctx.signal,
+        onProgress: (p) => ctx.progress(p.step, p.totalSteps, `loss ${p.loss.toFixed(3)}`),
+      });
+      return { examples: r.data.examples, steps: r.steps, firstLoss: r.history[0]?.loss, lastLoss: r.history.at(-1)?.loss };
+    },
+  });
+
+  /** Greedy zero-shot answers of train_2 by a model (+ adapter): results.jsonl. */
+  const answerStep = (name: string, model: 'weak' | 'strong', adapter: StepOutcome | undefined, problems: Problem[], split: 'train2' | 'test') => run.run({
+    name, inputs: { model: ids[model], adapter: adapter?.hash('adapter.gguf'), data: ids[split], n: problems.length, gen },
+    async run(ctx) {
+      const prompts = problems.map(zeroShot);
+      const res = await withModel(cfg[model].model, adapter?.file('adapter.gguf'), (m, lora) => generate(m, problems, prompts, prompts, { ...genOptions(ctx), lora }));
+      const rows = res.map((r) => r[0]!);
+      writeJsonl(path.join(ctx.dir, 'results.jsonl'), rows);
+      return { questions: rows.length, accuracy: greedyAccuracy(rows.map((r) => r.result)), emptyAnswers: rows.filter((r) => r.pred === '').length };
+    },
+  });
+  const results = (s: StepOutcome) => readJsonl<ResultRecord>(s.file('results.jsonl'));
+  const asGeneration = (r: ResultRecord): Generation => ({ id: r.id, prompt: r.prompt, response: r.response, pred: r.pred, result: r.result, gold: r.gold });
+
+  // ---- Stage I (§4) --------------------------------------------------------------------------------
+  const weakSft = await sftStep('01-weak-sft', 'weak', cfg.train.weak, () =>
+    train1.map((p) => ({ id: p.id, content: zeroShot(p), output: p.target ?? '' })).filter((r) => r.output !== ''), ids.train1);
+  const dWeak = await answerStep('02-d-weak', 'weak', weakSft, train2, 'train2');
+
+  const icl = await run.run({
+    name: '03-weak-icl', inputs: { strong: ids.strong, dWeak: dWeak.hash('results.jsonl'), shots: cfg.prompt.shots, demos: cfg.prompt.demos, gen },
+    async run(ctx) {
+      const weak = results(dWeak);
+      const pool = weak.map((r, i) => ({ id: r.id, question: train2[i]!.question, answer: r.response }));
+      const demos = cfg.prompt.demos.strategy === 'ids'
+        ? selectDemos(pool, { strategy: 'ids', ids: cfg.prompt.demos.ids })
+        : selectDemos(pool, { strategy: 'random', k: Math.min(cfg.prompt.shots, pool.length), seed: cfg.prompt.demos.seed });
+      const prompts = train2.map((p) => buildFewShotPrompt(p.question, demos, cfg.prompt.template));
+      const res = await withModel(cfg.strong.model, undefined, (m) => generate(m, train2, prompts, train2.map(zeroShot), genOptions(ctx)));
+      const rows = res.map((r) => r[0]!);
+      writeJsonl(path.join(ctx.dir, 'results.jsonl'), rows);
+      fs.writeFileSync(path.join(ctx.dir, 'demos.json'), JSON.stringify(demos, null, 2));
+      return { questions: rows.length, accuracy: greedyAccuracy(rows.map((r) => r.result)), demoIds: demos.map((d) => d.id) };
+    },
+  });
+
+  const selectStep = (name: string, a: StepOutcome, b: StepOutcome) => run.run({
+    name, inputs: { a: a.hash('results.jsonl'), b: b.hash('results.jsonl'), keepEmpty: cfg.stage1.keepEmpty },
+    async run(ctx) {
+      const sel = selectConsistent(results(a).map(asGeneration), results(b).map(asGeneration), { keepEmpty: cfg.stage1.keepEmpty });
+      for (const set of ['weak', 'icl', 'hybrid'] as const) writeJson(path.join(ctx.dir, `${set}.json`), sel[set]);
+      return { ...sel.stats };
+    },
+  });
+  const readSet = (s: StepOutcome, set: string) => JSON.parse(fs.readFileSync(s.file(`${set}.json`), 'utf8')) as SftRecord[];
+  const nonEmpty = (s: StepOutcome, set: string) => {
+    const rows = readSet(s, set);
+    if (rows.length === 0) throw new Error(`Stage I selected no questions (${s.manifest.step}); the weak and strong models never agree — check the models and generation settings`);
+    return rows;
+  };
+
+  const select1 = await selectStep('04-select-1', dWeak, icl);
+  let mPlus: StepOutcome;
+  if (cfg.stage1.iterations === 1) {
+    mPlus = await sftStep('05-strong-sft-1', 'strong', cfg.train.strong, () => nonEmpty(select1, cfg.stage1.set), select1.hash(`${cfg.stage1.set}.json`));
+  } else {
+    const onWeak = await sftStep('05-strong-weak-1', 'strong', cfg.train.strong, () => nonEmpty(select1, 'weak'), select1.hash('weak.json'));
+    const onIcl = await sftStep('05-strong-icl-1', 'strong', cfg.train.strong, () => nonEmpty(select1, 'icl'), select1.hash('icl.json'));
+    const genWeak = await answerStep('06-gen-weak-1', 'strong', onWeak, train2, 'train2');
+    const genIcl = await answerStep('06-gen-icl-1', 'strong', onIcl, train2, 'train2');
+    const select2 = await selectStep('07-select-2', genWeak, genIcl);
+    mPlus = await sftStep('08-strong-sft-2', 'strong', cfg.train.strong, () => nonEmpty(select2, cfg.stage1.set), select2.hash(`${cfg.stage1.set}.json`));
+  }
+
+  // ---- baselines --------------------------------------------------------------------------------------
+  const fullWeak = cfg.baselines.fullWeakFt
+    ? await sftStep('10-full-weak-ft', 'strong', cfg.train.strong, () => results(dWeak).map((r) => ({ id: r.id, content: r.prompt, output: r.response })).filter((r) => r.output !== ''), dWeak.hash('results.jsonl'))
+    : undefined;
+  const ceiling = cfg.baselines.ceiling
+    ? await sftStep('11-ceiling', 'strong', cfg.train.strong, () => train2.map((p) => ({ id: p.id, content: zeroShot(p), output: p.target ?? '' })).filter((r) => r.output !== ''), ids.train2)
+    : undefined;
+
+  // ---- Stage II (§5) ------------------------------------------------------------------------------------
+  let mPro: StepOutcome | undefined;
+  let pairStats: Record<string, unknown> | undefined;
+  if (cfg.stage2.enabled) {
+    const s2 = cfg.stage2;
+    const sampled = await run.run({
+      name: '20-stage2-sample', inputs: { strong: ids.strong, mPlus: mPlus.hash('adapter.gguf'), data: ids.train2, n: train2.length, s2: [s2.samples, s2.temperature, s2.topP, s2.seed], gen },
+      async run(ctx) {
+        const prompts = train2.map(zeroShot);
+        const res = await withModel(cfg.strong.model, mPlus.file('adapter.gguf'), (m, lora) =>
+          generate(m, train2, prompts, prompts, { ...genOptions(ctx), lora, n: s2.samples, temperature: s2.temperature, topP: s2.topP, seed: s2.seed }));
+        writeJsonl(path.join(ctx.dir, 'samples.jsonl'), res.flat());
+        return { questions: res.length, samples: res.length * s2.samples, passAtK: passAtK(res.map((r) => r.map((x) => x.result)), s2.samples), majAtK: majAtK(res, s2.samples) };
+      },
+    });
+    const pairs = await run.run({
+      name: '21-pairs', inputs: { dWeak: dWeak.hash('results.jsonl'), samples: sampled.hash('samples.jsonl'), rules: [s2.minConfidence, s2.rejectConfidence, s2.pairsPerQuestion, s2.pairSeed] },
+      async run(ctx) {
+        const weak = results(dWeak);
+        const byId = new Map<string, ResultRecord[]>();
+        for (const r of readJsonl<ResultRecord>(sampled.file('samples.jsonl'))) byId.set(String(r.id), [...(byId.get(String(r.id)) ?? []), r]);
+        const built = buildPairs(weak.map((w) => ({ id: w.id, prompt: w.prompt, weak: w, samples: byId.get(String(w.id)) ?? [] })), {
+          minConfidence: s2.minConfidence, rejectConfidence: s2.rejectConfidence, pairsPerQuestion: s2.pairsPerQuestion, seed: s2.pairSeed,
+        });
+        writeJson(path.join(ctx.dir, 'pairs.json'), built.pairs);
+        return { ...built.stats };
+      },
+    });
+    pairStats = pairs.manifest.stats;
+    const pairRows = (JSON.parse(fs.readFileSync(pairs.file('pairs.json'), 'utf8')) as { instruction: string; input: string; output: [string, string] }[]);
+    if (pairRows.length > 0) {
+      const tc = cfg.train.preference;
+      mPro = await run.run({
+        name: `22-stage2-${s2.algorithm}`, inputs: { strong: ids.strong, mPlus: mPlus.hash('adapter.gguf'), pairs: pairs.hash('pairs.json'), tc, beta: s2.beta, lambda: s2.lambda },
+        async run(ctx) {
+          const data = pairRows.map((p) => ({ prompt: p.instruction + p.input, chosen: p.output[0], rejected: p.output[1] }));
+          const common = {
+            model: cfg.strong.model, lora: mPlus.file('adapter.gguf'), out: path.join(ctx.dir, 'adapter.gguf'), data, ...tc,
+            threads: cfg.generation.threads, signal: ctx.signal,
+            onProgress: (p: { step: number; totalSteps: number; loss: number }) => ctx.progress(p.step, p.totalSteps, `loss ${p.loss.toFixed(3)}`),
+          };
+          const r = s2.algorithm === 'dpo' ? await trainDpo({ ...common, beta: s2.beta }) : await trainOrpo({ ...common, lambda: s2.lambda });
+          return { pairs: data.length, steps: r.steps, firstLoss: r.history[0]?.loss, lastLoss: r.history.at(-1)?.loss };
+        },
+      });
+    }
+  }
+
+  // ---- evaluation (§7) ---------------------------------------------------------------------------------------
+  const evalStep = async (label: string, model: 'weak' | 'strong', adapter: StepOutcome | undefined) => {
+    const s = await run.run({
+      name: `30-eval-${label}`, inputs: { model: ids[model], adapter: adapter?.hash('adapter.gguf'), data: ids.test, n: test.length, gen, k: cfg.eval.k },
+      async run(ctx) {
+        const prompts = test.map(zeroShot);
+        return withModel(cfg[model].model, adapter?.file('adapter.gguf'), async (m, lora) => {
+          const greedy = (await generate(m, test, prompts, prompts, { ...genOptions(ctx), lora })).map((r) => r[0]!);
+          writeJsonl(path.join(ctx.dir, 'results.jsonl'), greedy);
+          const stats: Record<string, unknown> = { questions: test.length, accuracy: greedyAccuracy(greedy.map((r) => r.result)) };
+          if (cfg.eval.k > 0) {
+            const sampled = await generate(m, test, prompts, prompts, { ...genOptions(ctx), lora, n: cfg.eval.k, temperature: 1, seed: cfg.stage2.seed });
+            stats[`pass@${cfg.eval.k}`] = passAtK(sampled.map((r) => r.map((x) => x.result)), cfg.eval.k);
+            stats[`maj@${cfg.eval.k}`] = majAtK(sampled, cfg.eval.k);
+          }
+          return stats;
+        });
+      },
+    });
+    return s.manifest.stats as { accuracy: number } & Record<string, unknown>;
+  };
+  const acc: Record<string, Record<string, unknown>> = {};
+  acc.weak = await evalStep('weak', 'weak', weakSft);
+  acc.strongBase = await evalStep('strong-base', 'strong', undefined);
+  if (fullWeak) acc.fullWeakFt = await evalStep('full-weak-ft', 'strong', fullWeak);
+  acc.stage1 = await evalStep('stage1', 'strong', mPlus);
+  if (mPro) acc.stage2 = await evalStep('stage2', 'strong', mPro);
+  if (ceiling) acc.ceiling = await evalStep('ceiling', 'strong', ceiling);
+
+  const a = (k: string) => (acc[k] as { accuracy: number } | undefined)?.accuracy;
+  const gap = (k: string) => (ceiling && a(k) !== undefined ? pgr({ weak: a('weak')!, w2s: a(k)!, ceiling: a('ceiling')! }) : undefined);
+  const metrics = {
+    accuracy: Object.fromEntries(Object.entries(acc).map(([k, v]) => [k, v.accuracy])),
+    pgr: { fullWeakFt: gap('fullWeakFt'), stage1: gap('stage1'), stage2: gap('stage2') },
+    selection: run.steps.filter((s) => /select-\d$/.test(s.manifest.step)).map((s) => ({ step: s.manifest.step, ...s.manifest.stats })),
+    pairs: pairStats,
+    evaluation: acc,
+  };
+  const steps = run.steps.map((s) => ({ name: s.manifest.step, skipped: s.skipped, seconds: s.manifest.seconds, stats: s.manifest.stats }));
+  const summary = { config: cfg, metrics, steps };
+  const tmp = path.join(cfg.out, `.metrics.json.tmp-${process.pid}`);
+  fs.writeFileSync(tmp, JSON.stringify(summary, null, 2) + '\n');
+  fs.renameSync(tmp, path.join(cfg.out, 'metrics.json'));
+  return { out: cfg.out, steps, metrics };
+}
