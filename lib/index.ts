@@ -10,6 +10,12 @@ export * from './errors.js';
 export { createModel, type CreateModelOptions, type ModelArch, type ModelTensorType, type ModelInfo as CreatedModelInfo } from './model/create.js';
 export { readGgufMetadata, GgufFormatError, type GgufMetadata } from './gguf/reader.js';
 export { writeGguf } from './gguf/writer.js';
+export { trainSft, type SftOptions } from './train/sft.js';
+export { trainDpo, trainOrpo, type DpoOptions, type OrpoOptions } from './train/preference.js';
+export { LORA_TARGETS, type TrainOptions, type TrainProgress, type LoraTarget } from './train/options.js';
+export type { TrainResult, StepRecord } from './train/loop.js';
+export { readConfig, parseConfig, type RunConfig } from './pipeline/run/config.js';
+export { runMethod, type RunResult } from './pipeline/run/method.js';
 export { writeLoraAdapter, type LoraAdapterFile, type LoraTensorPair } from './lora/adapter-file.js';
 
 export * from './data/answer.js';

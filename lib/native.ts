@@ -147,6 +147,14 @@ export interface NativeTrainer {
   accumulate(batch: NativeTrainBatch & { lossScale: number }): Promise<{ lossSum: number; nTargets: number }>;
   step(p: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; clip: number }): Promise<{ gradNorm: number; step: number }>;
   logprobs(batch: NativeTrainBatch & { useLora: boolean }): Promise<Float64Array>;
+  /**
+   * Preference loss over 2P sequences (2i chosen, 2i+1 rejected of pair i): adds d(lossScale · Σ pair loss)/dθ
+   * to the accumulators. DPO needs `refLogps` (per-sequence reference log-probs). Returns Σ pair loss and
+   * the policy's Σ log p per sequence.
+   */
+  accumulatePairs(batch: NativeTrainBatch & { kind: 'dpo' | 'orpo'; beta: number; lambda: number; refLogps?: Float64Array; lossScale: number }): Promise<{ lossSum: number; logps: Float64Array }>;
+  /** Forward only: Σ log p(target) per sequence through the pair graph's per-sequence path. */
+  sequenceLogprobs(batch: NativeTrainBatch & { useLora: boolean }): Promise<Float64Array>;
   saveAdapter(path: string): Promise<void>;
   saveCheckpoint(path: string, state: string): Promise<void>;
   loadCheckpoint(path: string): Promise<string>;
@@ -166,6 +174,8 @@ export interface NativeAddon {
   loadModel(path: string, options: { gpuLayers: number; repack: boolean; vocabOnly: boolean }): Promise<NativeModel>;
   defaults(): NativeDefaults;
   createTrainer(modelPath: string, options: NativeTrainerOptions): Promise<NativeTrainer>;
+  /** llama.cpp's own full fine-tune (llama_opt_epoch) timed over `steps` AdamW steps: the peer of `w2s bench train`. */
+  benchLlamaOpt(modelPath: string, options: { tokens: Int32Array; nCtx: number; nBatch?: number; nUbatch?: number; steps: number; threads: number; lr: number; budgetAdapters?: string[] }): Promise<{ seconds: number; tokens: number; steps: number; loss: number; stepSeconds: Float64Array }>;
   CancelToken: new () => NativeCancelToken;
 }
 

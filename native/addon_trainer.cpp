@@ -74,6 +74,8 @@ public:
             InstanceMethod("accumulate", &AddonTrainer::accumulate),
             InstanceMethod("step", &AddonTrainer::step),
             InstanceMethod("logprobs", &AddonTrainer::logprobs),
+            InstanceMethod("accumulatePairs", &AddonTrainer::accumulate_pairs),
+            InstanceMethod("sequenceLogprobs", &AddonTrainer::sequence_logprobs),
             InstanceMethod("saveAdapter", &AddonTrainer::save_adapter),
             InstanceMethod("saveCheckpoint", &AddonTrainer::save_checkpoint),
             InstanceMethod("loadCheckpoint", &AddonTrainer::load_checkpoint),
@@ -164,6 +166,58 @@ private:
             [h, batch, use_lora, out](std::string & err) {
                 std::lock_guard<std::mutex> lock(h->mu);
                 return h->t->logprobs(*batch, use_lora, *out, err);
+            },
+            [out](Napi::Env e) {
+                Napi::Float64Array a = Napi::Float64Array::New(e, out->size());
+                std::copy(out->begin(), out->end(), a.Data());
+                return a;
+            });
+    }
+    // accumulatePairs({T, B, tokens, targets, kind: 'dpo' | 'orpo', beta, lambda, refLogps?, lossScale})
+    //   -> Promise<{lossSum, logps: Float64Array}>
+    Napi::Value accumulate_pairs(const Napi::CallbackInfo & info) {
+        Napi::Env env = info.Env();
+        trainer_ptr h = use(env);
+        Napi::Object o = info[0].As<Napi::Object>();
+        auto batch = std::make_shared<train_batch>(batch_of(o));
+        pref_params p;
+        const std::string kind = o.Get("kind").ToString().Utf8Value();
+        if (kind != "dpo" && kind != "orpo") throw make_error(env, ERR_INVALID, "accumulatePairs: kind must be 'dpo' or 'orpo', got '" + kind + "'");
+        p.kind = kind == "dpo" ? pref_loss::dpo : pref_loss::orpo;
+        p.beta = num(o, "beta", p.beta);
+        p.lambda = num(o, "lambda", p.lambda);
+        const float scale = num(o, "lossScale", 1.0f);
+        auto ref = std::make_shared<std::vector<double>>();
+        if (o.Get("refLogps").IsTypedArray()) {
+            Napi::Float64Array a = o.Get("refLogps").As<Napi::Float64Array>();
+            ref->assign(a.Data(), a.Data() + a.ElementLength());
+        }
+        auto res = std::make_shared<pref_result>();
+        return queue(env, "TrainerAccumulatePairsWorker", ERR_LLAMA,
+            [h, batch, p, ref, scale, res](std::string & err) {
+                std::lock_guard<std::mutex> lock(h->mu);
+                return h->t->accumulate_pairs(*batch, p, *ref, scale, *res, err);
+            },
+            [res](Napi::Env e) {
+                Napi::Object r = Napi::Object::New(e);
+                r.Set("lossSum", res->loss_sum);
+                Napi::Float64Array a = Napi::Float64Array::New(e, res->logps.size());
+                std::copy(res->logps.begin(), res->logps.end(), a.Data());
+                r.Set("logps", a);
+                return r;
+            });
+    }
+    // sequenceLogprobs({T, B, tokens, targets, useLora}) -> Promise<Float64Array> (Σ log p per sequence)
+    Napi::Value sequence_logprobs(const Napi::CallbackInfo & info) {
+        Napi::Env env = info.Env();
+        trainer_ptr h = use(env);
+        auto batch = std::make_shared<train_batch>(batch_of(info[0].As<Napi::Object>()));
+        const bool use_lora = info[0].As<Napi::Object>().Get("useLora").ToBoolean().Value();
+        auto out = std::make_shared<std::vector<double>>();
+        return queue(env, "TrainerSequenceLogprobsWorker", ERR_LLAMA,
+            [h, batch, use_lora, out](std::string & err) {
+                std::lock_guard<std::mutex> lock(h->mu);
+                return h->t->sequence_logprobs(*batch, use_lora, *out, err);
             },
             [out](Napi::Env e) {
                 Napi::Float64Array a = Napi::Float64Array::New(e, out->size());

@@ -1,8 +1,9 @@
-// `w2s train sft`: LoRA fine-tuning from the command line; a loss line per step on stdout, a progress
-// bar on a TTY, a JSON training log beside the adapter.
+// `w2s train sft|dpo|orpo`: LoRA fine-tuning from the command line; a loss line per step on stdout, a
+// progress bar on a TTY, a JSON training log beside the adapter.
 import type { Command } from 'commander';
 import { trainSft } from '../train/sft.js';
-import { LORA_TARGETS, type LoraTarget, type TrainOptions } from '../train/options.js';
+import { trainDpo, trainOrpo } from '../train/preference.js';
+import { LORA_TARGETS, type LoraTarget, type TrainOptions, type TrainProgress } from '../train/options.js';
 import { floatArg, intArg, interruptSignal } from './args.js';
 import { createProgress } from './progress.js';
 
@@ -63,4 +64,32 @@ export function registerTrainCommands(program: Command): void {
       }).finally(() => bar?.stop());
       process.stderr.write(`${result.steps} steps; adapter ${result.adapter}; log ${result.log}\n`);
     });
+
+  // Preference optimisation: the SFT options plus --beta (DPO) or --lambda (ORPO); `--batch` counts pairs.
+  const preference = (kind: 'dpo' | 'orpo', description: string, weight: '--beta' | '--lambda', help: string) =>
+    addTrainOptions(train.command(kind).description(description))
+      .option(`${weight} <x>`, help, floatArg(weight), 0.1)
+      .action(async (o) => {
+        const signal = interruptSignal();
+        let bar: ReturnType<typeof createProgress> | undefined;
+        const onProgress = (p: TrainProgress) => {
+          bar ??= createProgress('train', p.totalSteps, 'steps');
+          const m = p.metrics ?? {};
+          bar.log(`step ${p.step}/${p.totalSteps} epoch ${p.epoch} loss ${p.loss.toFixed(4)} ` +
+            `rewards/chosen ${(m['rewards/chosen'] ?? NaN).toFixed(3)} rewards/rejected ${(m['rewards/rejected'] ?? NaN).toFixed(3)} ` +
+            `rewards/margins ${(m['rewards/margins'] ?? NaN).toFixed(3)} rewards/accuracies ${(m['rewards/accuracies'] ?? NaN).toFixed(2)} ` +
+            `lr ${p.lr.toExponential(2)} grad_norm ${p.gradNorm.toFixed(3)} tokens/s ${p.tokensPerSecond.toFixed(0)}`);
+          bar.update(p.step, `loss ${p.loss.toFixed(3)}`);
+        };
+        const common = { ...trainOptionsFrom(o, onProgress, signal), data: o.data as string };
+        const result = await (kind === 'dpo' ? trainDpo({ ...common, beta: o.beta }) : trainOrpo({ ...common, lambda: o.lambda }))
+          .finally(() => bar?.stop());
+        const d = result.data;
+        process.stderr.write(`${d.pairs} pairs (skipped: ${d.skippedIdentical} identical, ${d.skippedEmptyResponse} empty response, ` +
+          `${d.skippedPromptTooLong} prompt too long; ${d.truncated} truncated); ${result.steps} steps; adapter ${result.adapter}; log ${result.log}\n`);
+      });
+  preference('dpo', 'DPO on {prompt, chosen, rejected} or {instruction, input, output: [chosen, rejected]} rows; the reference is the start (--lora)',
+    '--beta', 'DPO beta (scale of the implicit reward)');
+  preference('orpo', 'ORPO on {prompt, chosen, rejected} or {instruction, input, output: [chosen, rejected]} rows (no reference model)',
+    '--lambda', 'ORPO lambda (weight of the odds-ratio term)');
 }

@@ -16,7 +16,7 @@ export interface MicroResult {
   loss: number;
   /** Tokens processed (padding excluded), for tokens/s. */
   tokens: number;
-  /** Extra per-step metrics (summed over micro-batches, then divided by `weight` by the caller's `finish`). */
+  /** Extra per-step metrics, summed over the step's micro-batches (weight them like `loss` for a step mean). */
   metrics?: Record<string, number>;
 }
 
@@ -28,6 +28,7 @@ export interface StepRecord extends Record<string, number> {
   gradNorm: number;
   tokens: number;
   seconds: number;
+  tokensPerSecond: number;
 }
 
 export interface TrainResult {
@@ -46,6 +47,8 @@ interface CheckpointState {
   fingerprint: string;
   step: number;
   history: StepRecord[];
+  /** The run's own state from `runState` (e.g. DPO's reference log-probs); absent for SFT. */
+  extra?: unknown;
 }
 
 export interface LoopSpec {
@@ -58,6 +61,12 @@ export interface LoopSpec {
   /** Runs one micro-batch of a step (forward + backward into the accumulators). */
   runMicro(micro: number[], step: StepPlan, stepIndex: number): Promise<MicroResult>;
   data: Record<string, number>;
+  /**
+   * Run state computed once before the first step and saved in every checkpoint (e.g. DPO's reference
+   * log-probs, which must come from the starting adapter). Called after a resume checkpoint was loaded, with
+   * the state that checkpoint saved (`undefined` on a fresh run): return it instead of recomputing.
+   */
+  runState?(resumed: unknown): Promise<unknown>;
 }
 
 export function fingerprint(identity: unknown): string {
@@ -97,14 +106,17 @@ export async function runTrainingLoop(spec: LoopSpec): Promise<TrainResult> {
   const warmup = Math.round(o.warmupRatio * spec.plan.length);
   let history: StepRecord[] = [];
   let start = 0;
+  let resumedExtra: unknown;
   if (o.resume) {
     const state = await loadResume(spec, fp);
     history = state.history;
     start = state.step;
+    resumedExtra = state.extra;
   }
+  const extra = spec.runState ? await spec.runState(resumedExtra) : undefined;
   let lastCheckpoint = 0;
   const saveCheckpoint = async (step: number) => {
-    const state: CheckpointState = { version: 1, fingerprint: fp, step, history };
+    const state: CheckpointState = { version: 1, fingerprint: fp, step, history, ...(extra === undefined ? {} : { extra }) };
     await spec.trainer.saveCheckpoint(o.checkpoint, JSON.stringify(state));
     lastCheckpoint = step;
   };
@@ -142,12 +154,13 @@ export async function runTrainingLoop(spec: LoopSpec): Promise<TrainResult> {
     }
     const seconds = (performance.now() - t0) / 1000;
     tokensSoFar += tokens;
-    const record: StepRecord = { step: s + 1, epoch: plan.epoch, loss, lr, gradNorm, tokens, seconds, ...metrics };
+    const record: StepRecord = { step: s + 1, epoch: plan.epoch, loss, lr, gradNorm, tokens, seconds, tokensPerSecond: tokens / seconds, ...metrics };
     history.push(record);
     const elapsed = (performance.now() - began) / 1000;
     o.onProgress?.({
       step: s + 1, totalSteps: total, epoch: plan.epoch, loss, lr, gradNorm,
       tokensPerSecond: tokensSoFar / elapsed, etaSeconds: ((total - s - 1) * elapsed) / (s + 1 - start),
+      ...(Object.keys(metrics).length > 0 ? { metrics } : {}),
     });
     if (o.checkpointEvery > 0 && (s + 1) % o.checkpointEvery === 0 && s + 1 < total) await saveCheckpoint(s + 1);
   }

@@ -1,4 +1,4 @@
-// Options shared by every trainer (SFT now; DPO/ORPO reuse them): documented defaults and validation.
+// Options shared by every trainer (SFT, DPO, ORPO): documented defaults and validation.
 import { InvalidArgumentError } from '../errors.js';
 import { defaultThreads } from '../threads.js';
 import * as v from '../validate.js';
@@ -11,12 +11,14 @@ export interface TrainProgress {
   step: number;
   totalSteps: number;
   epoch: number;
-  /** Mean loss of the step (SFT: mean -log p over response tokens). */
+  /** Mean loss of the step (SFT: mean -log p over response tokens; DPO, ORPO: mean pair loss). */
   loss: number;
   lr: number;
   gradNorm: number;
   tokensPerSecond: number;
   etaSeconds: number;
+  /** Step means of run-specific metrics (DPO, ORPO: `rewards/chosen`, `rewards/margins`, …). */
+  metrics?: Record<string, number>;
 }
 
 export interface TrainOptions {
@@ -38,7 +40,7 @@ export interface TrainOptions {
   lr?: number;
   /** Passes over the data. Defaults to 1. */
   epochs?: number;
-  /** Sequences per micro-batch. Defaults to 4. */
+  /** Sequences per micro-batch (DPO, ORPO: pairs, i.e. twice as many sequences). Defaults to 4. */
   batch?: number;
   /** Micro-batches per optimizer step. Defaults to 1. */
   gradAccum?: number;

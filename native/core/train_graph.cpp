@@ -34,6 +34,11 @@ ggml_tensor * rms_norm(ggml_context * ctx, ggml_tensor * x, ggml_tensor * w, flo
 
 ggml_tensor * build_logits(ggml_context * ctx, const train_model & m, const lora_set * lora, float lora_scale,
                            int64_t T, int64_t B, int64_t R, bool with_dropout, graph_inputs & in) {
+    return ggml_mul_mat(ctx, m.output, build_hidden(ctx, m, lora, lora_scale, T, B, R, with_dropout, in));  // [n_vocab, R]
+}
+
+ggml_tensor * build_hidden(ggml_context * ctx, const train_model & m, const lora_set * lora, float lora_scale,
+                           int64_t T, int64_t B, int64_t R, bool with_dropout, graph_inputs & in) {
     const train_hparams & hp = m.hp;
     const int64_t N = T * B, hd = hp.head_dim(), nh = hp.n_head, nkv = hp.n_head_kv;
     in = graph_inputs();
@@ -83,8 +88,7 @@ ggml_tensor * build_logits(ggml_context * ctx, const train_model & m, const lora
         x = ggml_add(ctx, x, proj(ctx, m, lora, lora_scale, il, T_DOWN, act, in, with_dropout));
     }
     x = ggml_get_rows(ctx, x, in.rows);                   // [n_embd, R]
-    x = rms_norm(ctx, x, m.output_norm, hp.rms_eps);
-    return ggml_mul_mat(ctx, m.output, x);  // [n_vocab, R]
+    return rms_norm(ctx, x, m.output_norm, hp.rms_eps);  // [n_embd, R]
 }
 
 void set_graph_inputs(const graph_inputs & in, const std::vector<int32_t> & tokens, const std::vector<int32_t> & rows,

@@ -25,6 +25,11 @@ struct graph_inputs {
 ggml_tensor * build_logits(ggml_context * ctx, const train_model & m, const lora_set * lora, float lora_scale,
                            int64_t T, int64_t B, int64_t R, bool with_dropout, graph_inputs & in);
 
+// The same graph up to the final norm: hidden states (F32 [n_embd, R]) of the R selected positions, so that a
+// caller can project column ranges (e.g. one sequence's rows) separately: build_logits = output · hidden.
+ggml_tensor * build_hidden(ggml_context * ctx, const train_model & m, const lora_set * lora, float lora_scale,
+                           int64_t T, int64_t B, int64_t R, bool with_dropout, graph_inputs & in);
+
 // Fills the inputs after allocation. `tokens` has T*B entries, `rows` R. Dropout masks from (seed, step, pair).
 void set_graph_inputs(const graph_inputs & in, const std::vector<int32_t> & tokens, const std::vector<int32_t> & rows,
                       int64_t T, int64_t B, float dropout, uint64_t seed, uint64_t step);

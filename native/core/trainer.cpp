@@ -313,4 +313,239 @@ std::vector<float> trainer::get_grads() const {
     return v;
 }
 
+// ---- Preference optimisation -----------------------------------------------------------------------------
+
+namespace {
+
+// Targets of a batch grouped by sequence: rows[] are positions b*T + t in order (so each sequence's rows are
+// contiguous), offset[b]/count[b] the range of sequence b within rows[].
+struct seq_layout {
+    std::vector<int32_t> rows;
+    std::vector<int64_t> offset, count;
+};
+
+seq_layout layout_of(const train_batch & b) {
+    seq_layout L;
+    L.offset.assign(static_cast<size_t>(b.B), 0);
+    L.count.assign(static_cast<size_t>(b.B), 0);
+    for (int64_t s = 0; s < b.B; ++s) {
+        L.offset[s] = static_cast<int64_t>(L.rows.size());
+        for (int64_t t = 0; t < b.T; ++t) {
+            if (b.targets[s * b.T + t] >= 0) L.rows.push_back(static_cast<int32_t>(s * b.T + t));
+        }
+        L.count[s] = static_cast<int64_t>(L.rows.size()) - L.offset[s];
+    }
+    return L;
+}
+
+// Per sequence with targets: ce_s = -(1/n_s)·Σ log p(target) (F32 [1]) from the sequence's columns of `hidden`
+// ([n_embd, R]) projected by the output matrix against its rows of the one-hot `labels` ([n_vocab, R]). Each
+// projection sees whole one-hot rows, which CROSS_ENTROPY_LOSS's backward requires; the gradient flows back
+// through a view of the small hidden states, not of the [n_vocab, R] logits. nullptr for empty sequences.
+std::vector<ggml_tensor *> build_seq_ce(ggml_context * ctx, const train_model & m, ggml_tensor * hidden, ggml_tensor * labels,
+                                        const seq_layout & L) {
+    std::vector<ggml_tensor *> ce(L.count.size(), nullptr);
+    for (size_t s = 0; s < L.count.size(); ++s) {
+        const int64_t n = L.count[s], off = L.offset[s];
+        if (n == 0) continue;
+        ggml_tensor * h = ggml_view_2d(ctx, hidden, hidden->ne[0], n, hidden->nb[1], off * hidden->nb[1]);  // [n_embd, n]
+        ggml_tensor * lab = ggml_view_2d(ctx, labels, labels->ne[0], n, labels->nb[1], off * labels->nb[1]);  // [n_vocab, n]
+        ce[s] = ggml_cross_entropy_loss(ctx, ggml_mul_mat(ctx, m.output, h), lab);
+        ggml_set_output(ce[s]);
+    }
+    return ce;
+}
+
+void set_onehot(ggml_tensor * labels, const train_batch & b, const seq_layout & L, int64_t V) {
+    std::vector<float> onehot(L.rows.size() * static_cast<size_t>(V), 0.0f);
+    for (size_t i = 0; i < L.rows.size(); ++i) onehot[i * V + b.targets[L.rows[i]]] = 1.0f;
+    ggml_backend_tensor_set(labels, onehot.data(), 0, onehot.size() * sizeof(float));
+}
+
+// log odds(ℓ̄) = m - log(1 - exp(m)) with m = min(ℓ̄, ORPO_MAX_MEAN_LOGP), from ce = -ℓ̄ (F32 [1]).
+// min(ℓ̄, c) = c - relu(c - ℓ̄) = c - relu(ce + c) keeps a backward pass (ggml has none for CLAMP).
+ggml_tensor * log_odds(ggml_context * ctx, ggml_tensor * ce) {
+    const float c = ORPO_MAX_MEAN_LOGP;
+    ggml_tensor * m = ggml_scale_bias(ctx, ggml_relu(ctx, ggml_scale_bias(ctx, ce, 1.0f, c)), -1.0f, c);
+    ggml_tensor * log1m_p = ggml_log(ctx, ggml_scale_bias(ctx, ggml_exp(ctx, m), -1.0f, 1.0f));
+    return ggml_sub(ctx, m, log1m_p);
+}
+
+}  // namespace
+
+bool trainer::ensure_sched(size_t graph_size, std::string & err) {
+    if (graph_size <= (sched_size_ ? sched_size_ : graph_size_)) return true;
+    ggml_backend_t backends[2] = {backend_, cpu_};
+    const int n_backends = backend_ == cpu_ ? 1 : 2;
+    ggml_backend_sched_t s = ggml_backend_sched_new(backends, nullptr, n_backends, graph_size, false, true);
+    if (!s) {
+        err = "ggml_backend_sched_new failed (graph of " + std::to_string(graph_size) + " nodes)";
+        return false;
+    }
+    ggml_backend_sched_free(sched_);
+    sched_ = s;
+    sched_size_ = graph_size;
+    return true;
+}
+
+bool trainer::accumulate_pairs(const train_batch & batch, const pref_params & p, const std::vector<double> & ref_logps,
+                               float loss_scale, pref_result & out, std::string & err) {
+    if (!check_batch(batch, err)) return false;
+    if (batch.B % 2 != 0) {
+        err = "a pair batch needs an even number of sequences (chosen, rejected per pair), got " + std::to_string(batch.B);
+        return false;
+    }
+    const bool dpo = p.kind == pref_loss::dpo;
+    if (dpo && !(std::isfinite(p.beta) && p.beta > 0.0f)) {
+        err = "DPO beta must be a positive finite number, got " + std::to_string(p.beta);
+        return false;
+    }
+    if (!dpo && !(std::isfinite(p.lambda) && p.lambda >= 0.0f)) {
+        err = "ORPO lambda must be a non-negative finite number, got " + std::to_string(p.lambda);
+        return false;
+    }
+    if (!std::isfinite(loss_scale)) {
+        err = "loss_scale must be finite";
+        return false;
+    }
+    if (dpo && ref_logps.size() != static_cast<size_t>(batch.B)) {
+        err = "DPO needs one reference log-prob per sequence: " + std::to_string(ref_logps.size()) + " for " +
+              std::to_string(batch.B) + " sequences";
+        return false;
+    }
+    for (double r : dpo ? ref_logps : std::vector<double>()) {
+        if (!std::isfinite(r)) {
+            err = "a reference log-prob is not finite";
+            return false;
+        }
+    }
+    const seq_layout L = layout_of(batch);
+    for (int64_t s = 0; s < batch.B; ++s) {
+        if (L.count[s] == 0) {
+            err = "sequence " + std::to_string(s) + " of the pair batch has no targets (empty response?)";
+            return false;
+        }
+    }
+    const int64_t V = model_->hp.n_vocab, R = static_cast<int64_t>(L.rows.size()), P = batch.B / 2;
+
+    const size_t cap = graph_size_ + 256 * static_cast<size_t>(batch.B);
+    if (!ensure_sched(cap, err)) return false;
+    compute_ctx cc(cap);
+    graph_inputs in;
+    ggml_tensor * hidden = build_hidden(cc.ctx, *model_, lora_.get(), lora_->scale(), batch.T, batch.B, R, params_.dropout > 0.0f, in);
+    ggml_tensor * labels = ggml_new_tensor_2d(cc.ctx, GGML_TYPE_F32, V, R);
+    ggml_set_input(labels);
+    const std::vector<ggml_tensor *> ce = build_seq_ce(cc.ctx, *model_, hidden, labels, L);
+    // DPO: k_i = -β·(ref_c - ref_r), so z_i = β·(lc - lr) + k_i. (Only created when used: an input outside
+    // the graph gets no buffer, and setting it would assert.)
+    ggml_tensor * consts = dpo ? ggml_new_tensor_1d(cc.ctx, GGML_TYPE_F32, P) : nullptr;
+    if (consts) ggml_set_input(consts);
+
+    ggml_tensor * total = nullptr;
+    for (int64_t i = 0; i < P; ++i) {
+        ggml_tensor * ce_c = ce[2 * i], * ce_r = ce[2 * i + 1];  // -ℓ̄ of the chosen and the rejected response, [1]
+        ggml_tensor * li;
+        if (dpo) {
+            // lc - lr = n_r·ce_r - n_c·ce_c
+            ggml_tensor * d = ggml_sub(cc.ctx, ggml_scale(cc.ctx, ce_r, static_cast<float>(L.count[2 * i + 1])),
+                                       ggml_scale(cc.ctx, ce_c, static_cast<float>(L.count[2 * i])));
+            ggml_tensor * z = ggml_add(cc.ctx, ggml_scale(cc.ctx, d, p.beta), ggml_view_1d(cc.ctx, consts, 1, i * sizeof(float)));
+            li = ggml_softplus(cc.ctx, ggml_scale(cc.ctx, z, -1.0f));  // -log σ(z)
+        } else {
+            // ce_c (= -ℓ̄c, the SFT term) + λ·(-log σ(log odds c - log odds r))
+            ggml_tensor * ratio = ggml_sub(cc.ctx, log_odds(cc.ctx, ce_c), log_odds(cc.ctx, ce_r));
+            li = ggml_add(cc.ctx, ce_c, ggml_scale(cc.ctx, ggml_softplus(cc.ctx, ggml_scale(cc.ctx, ratio, -1.0f)), p.lambda));
+        }
+        total = total ? ggml_add(cc.ctx, total, li) : li;
+    }
+    ggml_set_output(total);
+    ggml_tensor * loss = ggml_scale(cc.ctx, total, loss_scale);
+    ggml_set_loss(loss);
+
+    ggml_cgraph * gf = ggml_new_graph_custom(cc.ctx, cap, true);
+    ggml_build_forward_expand(gf, loss);
+    std::vector<ggml_tensor *> accs(ggml_graph_n_nodes(gf), nullptr);
+    for (int i = 0; i < ggml_graph_n_nodes(gf); ++i) {
+        ggml_tensor * node = ggml_graph_node(gf, i);
+        for (const auto & pr : lora_->pairs) {
+            if (node == pr.a) accs[i] = pr.ga;
+            if (node == pr.b) accs[i] = pr.gb;
+        }
+    }
+    ggml_build_backward_expand(cc.ctx, gf, accs.data());
+
+    ggml_backend_sched_reset(sched_);
+    if (!ggml_backend_sched_alloc_graph(sched_, gf)) {
+        err = "ggml_backend_sched_alloc_graph failed (out of memory for " + std::to_string(P) + " pairs, T " +
+              std::to_string(batch.T) + "?)";
+        return false;
+    }
+    set_graph_inputs(in, batch.tokens, L.rows, batch.T, batch.B, params_.dropout, params_.seed + static_cast<uint64_t>(step_), micro_);
+    set_onehot(labels, batch, L, V);
+    if (consts) {
+        std::vector<float> k(static_cast<size_t>(P));
+        for (int64_t i = 0; i < P; ++i) k[i] = static_cast<float>(-static_cast<double>(p.beta) * (ref_logps[2 * i] - ref_logps[2 * i + 1]));
+        ggml_backend_tensor_set(consts, k.data(), 0, k.size() * sizeof(float));
+    }
+    const float one = 1.0f;
+    ggml_backend_tensor_set(ggml_graph_get_grad_acc(gf, loss), &one, 0, sizeof(float));
+    if (ggml_backend_sched_graph_compute(sched_, gf) != GGML_STATUS_SUCCESS) {
+        err = "ggml_backend_sched_graph_compute failed";
+        return false;
+    }
+    float t = 0.0f;
+    ggml_backend_tensor_get(total, &t, 0, sizeof(float));
+    out.loss_sum = t;
+    out.logps.assign(static_cast<size_t>(batch.B), 0.0);
+    out.n_targets = L.count;
+    for (int64_t s = 0; s < batch.B; ++s) {
+        float c = 0.0f;
+        ggml_backend_tensor_get(ce[s], &c, 0, sizeof(float));
+        out.logps[s] = -static_cast<double>(c) * static_cast<double>(L.count[s]);
+        // A NaN log-prob must show in the loss: ORPO's clamp (relu, which maps NaN to 0 on the CPU) can hide it
+        // from the graph's loss value while the gradient is NaN.
+        if (!std::isfinite(out.logps[s])) out.loss_sum = std::nan("");
+    }
+    micro_ += 1;
+    return true;
+}
+
+bool trainer::sequence_logprobs(const train_batch & batch, bool use_lora, std::vector<double> & out, std::string & err) {
+    if (!check_batch(batch, err)) return false;
+    const seq_layout L = layout_of(batch);
+    const int64_t V = model_->hp.n_vocab, R = static_cast<int64_t>(L.rows.size());
+    out.assign(static_cast<size_t>(batch.B), 0.0);
+    if (R == 0) return true;
+    const size_t cap = graph_size_ + 64 * static_cast<size_t>(batch.B);
+    if (!ensure_sched(cap, err)) return false;
+    compute_ctx cc(cap);
+    graph_inputs in;
+    ggml_tensor * hidden = build_hidden(cc.ctx, *model_, use_lora ? lora_.get() : nullptr, lora_->scale(), batch.T, batch.B, R, false, in);
+    ggml_tensor * labels = ggml_new_tensor_2d(cc.ctx, GGML_TYPE_F32, V, R);
+    ggml_set_input(labels);
+    const std::vector<ggml_tensor *> ce = build_seq_ce(cc.ctx, *model_, hidden, labels, L);
+    ggml_cgraph * gf = ggml_new_graph_custom(cc.ctx, cap, false);
+    for (ggml_tensor * c : ce) {
+        if (c) ggml_build_forward_expand(gf, c);
+    }
+    ggml_backend_sched_reset(sched_);
+    if (!ggml_backend_sched_alloc_graph(sched_, gf)) {
+        err = "ggml_backend_sched_alloc_graph failed";
+        return false;
+    }
+    set_graph_inputs(in, batch.tokens, L.rows, batch.T, batch.B, 0.0f, 0, 0);
+    set_onehot(labels, batch, L, V);
+    if (ggml_backend_sched_graph_compute(sched_, gf) != GGML_STATUS_SUCCESS) {
+        err = "ggml_backend_sched_graph_compute failed";
+        return false;
+    }
+    for (int64_t s = 0; s < batch.B; ++s) {
+        if (!ce[s]) continue;
+        float c = 0.0f;
+        ggml_backend_tensor_get(ce[s], &c, 0, sizeof(float));
+        out[s] = -static_cast<double>(c) * static_cast<double>(L.count[s]);
+    }
+    return true;
+}
+
 }  // namespace w2s

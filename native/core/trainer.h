@@ -36,6 +36,32 @@ struct adamw_params {
     float clip = 1.0f;  // max global gradient norm; <= 0 = no clipping
 };
 
+// Preference optimisation on pairs of sequences (accumulate_pairs). A pair batch holds 2P sequences: sequence
+// 2i is the chosen response of pair i, 2i+1 the rejected one; the log-prob of a sequence is the sum of
+// log p(target) over its targets (response tokens + EOS; the prompt carries no target).
+enum class pref_loss {
+    dpo,   // -log σ(β·[(lc - ref_c) - (lr - ref_r)])
+    orpo,  // -ℓ̄c + λ·(-log σ(log odds(ℓ̄c) - log odds(ℓ̄r))), ℓ̄ = log-prob / targets, odds = p/(1-p), p = exp(ℓ̄)
+};
+
+struct pref_params {
+    pref_loss kind = pref_loss::dpo;
+    float beta = 0.1f;    // DPO: scale of the implicit reward β·log(π/πref)
+    float lambda = 0.1f;  // ORPO: weight of the odds-ratio term
+};
+
+// ORPO's log(1 - exp(ℓ̄)) is -inf at ℓ̄ = 0 (every response token at probability 1 in F32). Before the odds
+// term ℓ̄ is clamped to at most this value (p <= 0.9999 per token on average, log odds <= ~9.2); above it the
+// odds term passes no gradient to that response (like torch.clamp), the SFT term still does. TRL applies no
+// guard (its log1p(-exp(ℓ̄)) gives -inf and then NaN there).
+inline constexpr float ORPO_MAX_MEAN_LOGP = -1e-4f;
+
+struct pref_result {
+    double loss_sum = 0.0;           // Σ over the batch's pairs of the pair loss (loss_scale not applied); NaN if any log-prob is
+    std::vector<double> logps;       // per sequence: Σ log p(target) under the current policy (2P values)
+    std::vector<int64_t> n_targets;  // per sequence: number of targets
+};
+
 class trainer {
 public:
     static std::unique_ptr<trainer> create(const std::string & model_path, const trainer_params & p, std::string & err);
@@ -44,6 +70,18 @@ public:
     // Adds d(loss_scale · Σ -log p(target))/dθ to the accumulators; returns Σ -log p(target) over the batch
     // in `loss_sum` and the number of targets in `n_targets`.
     bool accumulate(const train_batch & batch, float loss_scale, double & loss_sum, int64_t & n_targets, std::string & err);
+
+    // Preference loss over a pair batch (layout above): adds d(loss_scale · Σ_pairs loss)/dθ to the accumulators.
+    // DPO needs `ref_logps` (2P per-sequence reference log-probs, same layout); ORPO ignores it. Every sequence
+    // needs at least one target. One graph: per-sequence views of the selected rows' hidden states, each
+    // projected to logits and reduced by cross-entropy (so per-sequence sums are exact log-softmax sums), then
+    // the pair losses from scalar ops with backward passes (log σ(z) = -softplus(-z)).
+    bool accumulate_pairs(const train_batch & batch, const pref_params & p, const std::vector<double> & ref_logps,
+                          float loss_scale, pref_result & out, std::string & err);
+
+    // Forward only, through the same per-sequence graph as accumulate_pairs: Σ log p(target) per sequence of
+    // the batch (0 for a sequence without targets), with or without the adapter. DPO's reference log-probs.
+    bool sequence_logprobs(const train_batch & batch, bool use_lora, std::vector<double> & out, std::string & err);
 
     // AdamW on the accumulated gradients (clipped to p.clip), then clears them. Returns the gradient norm.
     bool step(const adamw_params & p, double & grad_norm, std::string & err);
@@ -69,6 +107,8 @@ public:
 private:
     trainer() = default;
     bool check_batch(const train_batch & b, std::string & err) const;
+    // Recreates the scheduler when a graph needs more nodes than it was made for (pair graphs grow with P).
+    bool ensure_sched(size_t graph_size, std::string & err);
     ggml_backend_t backend_ = nullptr;      // where weights and parameters live
     ggml_backend_t cpu_ = nullptr;          // fallback for ops the primary backend lacks
     ggml_backend_sched_t sched_ = nullptr;
@@ -78,6 +118,7 @@ private:
     int64_t step_ = 0;        // optimizer steps taken
     uint64_t micro_ = 0;      // micro-batches since the last optimizer step (dropout mask stream)
     size_t graph_size_ = 0;
+    size_t sched_size_ = 0;   // node capacity of sched_ when raised by ensure_sched (0 = graph_size_)
 };
 
 }  // namespace w2s

@@ -216,7 +216,8 @@ export async function runMethod(cfg: RunConfig, events: StepEvents, signal?: Abo
   if (ceiling) acc.ceiling = await evalStep('ceiling', 'strong', ceiling);
 
   const a = (k: string) => (acc[k] as { accuracy: number } | undefined)?.accuracy;
-  const gap = (k: string) => (ceiling && a(k) !== undefined ? pgr({ weak: a('weak')!, w2s: a(k)!, ceiling: a('ceiling')! }) : undefined);
+  // PGR is undefined (null in metrics.json) without a ceiling step, or when the ceiling equals the weak floor.
+  const gap = (k: string) => (ceiling && a(k) !== undefined && a('ceiling') !== a('weak') ? pgr({ weak: a('weak')!, w2s: a(k)!, ceiling: a('ceiling')! }) : null);
   const metrics = {
     accuracy: Object.fromEntries(Object.entries(acc).map(([k, v]) => [k, v.accuracy])),
     pgr: { fullWeakFt: gap('fullWeakFt'), stage1: gap('stage1'), stage2: gap('stage2') },

@@ -1,0 +1,126 @@
+// Preference data for DPO and ORPO: reading {prompt, chosen, rejected} or the paper's
+// {instruction, input, output: [chosen, rejected]} rows, and tokenizing pairs with the SFT convention (prompt
+// with BOS, responses without special tokens, EOS appended to the targets). Pairs that cannot be trained are
+// counted and dropped here, so the native loss never sees an empty or identical pair.
+import fs from 'node:fs';
+import { DataFormatError } from '../data/errors.js';
+import { parseRecordEntries } from '../data/json.js';
+import { FileNotFoundError, InvalidArgumentError } from '../errors.js';
+import type { Model } from '../model.js';
+import type { Sequence } from './batches.js';
+
+export interface PreferencePair {
+  prompt: string;
+  chosen: string;
+  rejected: string;
+}
+
+/** The paper's pair layout (LLaMA-Factory): `output[0]` is chosen, `output[1]` rejected. */
+export interface PaperPairRow {
+  instruction: string;
+  input?: string;
+  output: readonly [string, string];
+}
+
+export type PreferenceRow = PreferencePair | PaperPairRow;
+
+/**
+ * One row as a pair, or undefined if it has neither shape. The paper's prompt is the instruction, followed by
+ * a newline and the input when the input is non-empty (LLaMA-Factory's alpaca join).
+ */
+export function toPreferencePair(row: unknown): PreferencePair | undefined {
+  if (typeof row !== 'object' || row === null) return undefined;
+  const r = row as Record<string, unknown>;
+  if (typeof r.prompt === 'string' && typeof r.chosen === 'string' && typeof r.rejected === 'string') {
+    return { prompt: r.prompt, chosen: r.chosen, rejected: r.rejected };
+  }
+  const out = r.output;
+  if (typeof r.instruction === 'string' && (r.input === undefined || typeof r.input === 'string') && Array.isArray(out) &&
+      out.length === 2 && typeof out[0] === 'string' && typeof out[1] === 'string') {
+    const input = (r.input as string | undefined) ?? '';
+    return { prompt: input === '' ? r.instruction : `${r.instruction}\n${input}`, chosen: out[0], rejected: out[1] };
+  }
+  return undefined;
+}
+
+const SHAPES = 'Expected {prompt, chosen, rejected} or {instruction, input, output: [chosen, rejected]} with string values';
+
+/** Reads preference rows (JSONL or a JSON array) from a file. */
+export async function readPreferencePairs(file: string): Promise<PreferencePair[]> {
+  let text: string;
+  try {
+    text = await fs.promises.readFile(file, 'utf8');
+  } catch {
+    throw new FileNotFoundError(file, 'training data file');
+  }
+  return parseRecordEntries(text, file).map(({ value, line }) => {
+    const pair = toPreferencePair(value);
+    if (!pair) throw new DataFormatError(SHAPES, { file, line });
+    return pair;
+  });
+}
+
+/** Rows given in memory, checked with the same shapes (the index names the bad row). */
+export function normalizePreferenceRows(rows: readonly unknown[]): PreferencePair[] {
+  return rows.map((row, i) => {
+    const pair = toPreferencePair(row);
+    if (!pair) throw new InvalidArgumentError(`${SHAPES} for data[${i}]`);
+    return pair;
+  });
+}
+
+export interface TokenizedPair {
+  /** Prompt + chosen response (+ EOS unless cut); targets from the last prompt token on. */
+  chosen: Sequence & { tokens: number[] };
+  rejected: Sequence & { tokens: number[] };
+}
+
+export interface PairTokenizeReport {
+  pairs: TokenizedPair[];
+  /** Input indices of the kept pairs. */
+  kept: number[];
+  /** Chosen and rejected are the same tokens (after cutting to maxLen): no preference to learn. */
+  skippedIdentical: number;
+  /** A response tokenizes to nothing. */
+  skippedEmptyResponse: number;
+  /** The prompt alone fills maxLen. */
+  skippedPromptTooLong: number;
+  /** Pairs with at least one response cut to maxLen (its EOS is then not trained). */
+  truncated: number;
+}
+
+export function tokenizePairs(model: Model, data: readonly PreferencePair[], maxLen: number): PairTokenizeReport {
+  const eos = model.info.eos;
+  const report: PairTokenizeReport = { pairs: [], kept: [], skippedIdentical: 0, skippedEmptyResponse: 0, skippedPromptTooLong: 0, truncated: 0 };
+  data.forEach((pair, i) => {
+    const prompt = model.tokenize(pair.prompt, { addSpecial: true });
+    const chosen = model.tokenize(pair.chosen);
+    const rejected = model.tokenize(pair.rejected);
+    if (chosen.length === 0 || rejected.length === 0) {
+      report.skippedEmptyResponse += 1;
+      return;
+    }
+    // At least one response token must fit after the prompt (the prompt's last token predicts it).
+    if (prompt.length === 0 || prompt.length >= maxLen) {
+      report.skippedPromptTooLong += 1;
+      return;
+    }
+    let cut = false;
+    const seq = (response: number[]) => {
+      const tokens = [...prompt, ...response, eos];
+      if (tokens.length <= maxLen) return tokens;
+      cut = true;
+      return tokens.slice(0, maxLen);
+    };
+    const c = seq(chosen);
+    const r = seq(rejected);
+    if (c.length === r.length && c.every((t, k) => t === r[k])) {
+      report.skippedIdentical += 1;
+      return;
+    }
+    if (cut) report.truncated += 1;
+    report.pairs.push({ chosen: { tokens: c, nPrompt: prompt.length }, rejected: { tokens: r, nPrompt: prompt.length } });
+    report.kept.push(i);
+  });
+  return report;
+}
