@@ -76,7 +76,11 @@ dataTest('w2s run: all steps, consistent counts, resume after an interruption, a
   const readJson = (p: string) => JSON.parse(fs.readFileSync(path.join(cfg.out, p), 'utf8')) as unknown[];
   t.is(readJson('04-select-1/weak.json').length, sel.kept);
   t.is(readJson('04-select-1/hybrid.json').length, 2 * sel.kept);
-  t.is(stat('05-strong-sft-1').examples, 2 * sel.kept);
+  // SFT trains on every selected row, except those it skips and counts (prompt over maxLen, empty response).
+  const sft = stat('05-strong-sft-1');
+  t.is(sft.rows, 2 * sel.kept);
+  t.is(sft.examples + sft.skippedPromptTooLong + sft.skippedEmptyResponse, sft.rows);
+  t.true(sft.examples > 0);
   t.is(stat('20-stage2-sample').samples, 120);
   t.is(fs.readFileSync(path.join(cfg.out, '20-stage2-sample', 'samples.jsonl'), 'utf8').trim().split('\n').length, 120);
   t.is(readJson('21-pairs/pairs.json').length, stat('21-pairs').pairs);

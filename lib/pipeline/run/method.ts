@@ -62,7 +62,7 @@ export async function runMethod(cfg: RunConfig, events: StepEvents, signal?: Abo
         ...tc, threads: cfg.generation.threads, signal: ctx.signal,
         onProgress: (p) => ctx.progress(p.step, p.totalSteps, `loss ${p.loss.toFixed(3)}`),
       });
-      return { examples: r.data.examples, steps: r.steps, firstLoss: r.history[0]?.loss, lastLoss: r.history.at(-1)?.loss };
+      return { rows: rows.length, ...r.data, steps: r.steps, firstLoss: r.history[0]?.loss, lastLoss: r.history.at(-1)?.loss };
     },
   });
 
