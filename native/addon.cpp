@@ -54,6 +54,7 @@ static Napi::Object register_addon(Napi::Env env, Napi::Object exports) {
     exports.Set("defaults", Napi::Function::New(env, defaults, "defaults"));
     exports.Set("loadModel", Napi::Function::New(env, load_model, "loadModel"));
     exports.Set("createTrainer", Napi::Function::New(env, create_trainer, "createTrainer"));
+    exports.Set("benchLlamaOpt", Napi::Function::New(env, bench_llama_opt, "benchLlamaOpt"));
     exports.Set("CancelToken", data->cancel_ctor.Value());
     exports.Set("AddonModel", data->model_ctor.Value());
     exports.Set("AddonLora", data->lora_ctor.Value());

@@ -97,6 +97,9 @@ Napi::Value start_score_job(const Napi::CallbackInfo & info, const model_ptr & m
 Napi::Function define_trainer(Napi::Env env);
 Napi::Value create_trainer(const Napi::CallbackInfo & info);
 
+// Defined in bench_llama_opt.cpp: llama.cpp's own trainer as the peer of `w2s bench train`.
+Napi::Value bench_llama_opt(const Napi::CallbackInfo & info);
+
 // Tokenizes `text` (add_special: BOS when the model adds one); returns false if llama_tokenize fails.
 bool tokenize_text(const llama_vocab * vocab, const std::string & text, bool add_special, bool parse_special,
                    std::vector<llama_token> & out);

@@ -1,0 +1,200 @@
+// `w2s bench train`: LoRA SFT tokens/s and peak RSS of weak2strong (F32 and Q8_0 base) against llama.cpp's own
+// trainer (llama_opt_epoch, full fine-tune of the F32 model) measured in the same run, each in its own process.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { InvalidArgumentError } from '../errors.js';
+import { createModel } from '../model/create.js';
+import { loadModel } from '../model.js';
+import { addon } from '../native.js';
+import { createRng } from '../pipeline/random.js';
+import { physicalCores } from '../threads.js';
+import { benchModel } from './sample-bench.js';
+import type { TrainRunJob, TrainRunResult } from './train-runner.js';
+
+/** The shape of benchModel() in sample-bench.ts (~24M parameters); the F32 twin is written next to it. */
+const CFG = { layers: 10, embd: 256, heads: 8, kvHeads: 4, ff: 768, vocab: 32000 };
+
+export interface TrainBenchOptions {
+  /** Optimizer steps. Defaults to 20. */
+  steps?: number;
+  /** Sequences per step. Defaults to 8. */
+  batch?: number;
+  /** Tokens per sequence. Defaults to 256. */
+  seqLen?: number;
+  /** Leading tokens of each sequence without loss (SFT prompt). Defaults to 32. */
+  promptLen?: number;
+  rank?: number;
+  /** Threads for both engines. Defaults to the physical cores. */
+  threads?: number;
+  log?: (line: string) => void;
+}
+
+export interface TrainBenchRow extends TrainRunResult {
+  engine: string;
+  base: 'f32' | 'q8_0';
+  /** Whole run: tokens / seconds. */
+  tokensPerSecond: number;
+  /** Tokens per step / the median step time: robust to a few steps slowed by other load. */
+  medianStepTokensPerSecond: number;
+  /** GGUF file size + activation estimate + optimizer state (+ KV cache for llama.cpp), bytes. */
+  estimateBytes: number;
+}
+
+async function modelFile(dir: string, type: 'f32' | 'q8_0'): Promise<string> {
+  if (type === 'q8_0') return benchModel(dir);
+  const file = path.join(dir, 'bench-llama-25m-32k-f32.gguf');
+  if (!fs.existsSync(file)) {
+    await createModel({ arch: 'llama', ...CFG, ctx: 2048, type: 'f32', seed: 7, out: file });
+  }
+  return file;
+}
+
+/** GSM8K-like problems with varied names and numbers, tokenized with the model's vocabulary into a file. */
+async function tokenStream(model: string, dir: string, need: number): Promise<string> {
+  const file = path.join(dir, `train-tokens-${need}.i32`);
+  if (fs.existsSync(file)) return file;
+  const rng = createRng(11);
+  const names = ['Natalia', 'Weng', 'Betty', 'Julie', 'James', 'Albert', 'Ken', 'Alexis', 'Tina', 'Randy', 'Mark', 'Jasmine'];
+  const items = ['clips', 'apples', 'marbles', 'stickers', 'books', 'cookies', 'pencils', 'shells'];
+  const vocab = await loadModel(model, { vocabOnly: true });
+  const tokens: number[] = [];
+  try {
+    while (tokens.length < need) {
+      const [n1, n2] = rng.sample(names, 2);
+      const it = items[rng.int(items.length)]!;
+      const a = 10 + rng.int(90), b = 1 + rng.int(50), c = 1 + rng.int(a);
+      const text = `Question: ${n1} has ${a} ${it}. ${n1} buys ${b} more ${it} and gives ${c} to ${n2}. How many ${it} does ${n1} have now?\n` +
+        `Answer: ${n1} starts with ${a} ${it}. After buying ${b} more, ${n1} has ${a} + ${b} = ${a + b}. ` +
+        `After giving ${c} away, ${n1} has ${a + b} - ${c} = ${a + b - c}.\n#### ${a + b - c}\n\n`;
+      tokens.push(...vocab.tokenize(text));
+    }
+  } finally {
+    vocab.dispose();
+  }
+  fs.writeFileSync(`${file}.tmp-${process.pid}`, Buffer.from(Int32Array.from(tokens.slice(0, need)).buffer));
+  fs.renameSync(`${file}.tmp-${process.pid}`, file);
+  return file;
+}
+
+/**
+ * Bytes of the forward intermediates of one physical batch of `tokens` tokens with attention over `kv` keys:
+ * per layer and token ~ (10·n_embd + 3·n_ff + n_head·kv) F32 values (norms, q/k/v/o, residuals; gate, up,
+ * SwiGLU; attention scores), plus logits, softmax and their gradient (3·n_vocab per token), 4 bytes each.
+ */
+export function activationBytes(tokens: number, kv: number): number {
+  const perToken = CFG.layers * (10 * CFG.embd + 3 * CFG.ff + CFG.heads * kv) + 3 * CFG.vocab;
+  return perToken * tokens * 4;
+}
+
+const MiB = (b: number) => b / 2 ** 20;
+
+/** Busy CPU seconds of the whole machine so far (Linux /proc/stat; 0 elsewhere), to spot other load. */
+function machineBusySeconds(): number {
+  try {
+    const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const idle = (f[3] ?? 0) + (f[4] ?? 0);
+    return (f.reduce((a, b) => a + b, 0) - idle) / 100; // USER_HZ = 100 ticks per second on Linux
+  } catch {
+    return 0;
+  }
+}
+
+export async function runTrainBench(o: TrainBenchOptions = {}): Promise<TrainBenchRow[]> {
+  const log = o.log ?? ((line: string) => process.stderr.write(line + '\n'));
+  const steps = o.steps ?? 20, batch = o.batch ?? 8, seqLen = o.seqLen ?? 256, promptLen = o.promptLen ?? 32, rank = o.rank ?? 8;
+  const threads = o.threads ?? physicalCores();
+  // llama.cpp rounds contexts up to multiples of 256; a sequence needs a prompt and at least one target.
+  if (seqLen % 256 !== 0) throw InvalidArgumentError.expected('multiple of 256', 'seqLen', seqLen);
+  if (promptLen < 1 || promptLen > seqLen - 2) throw InvalidArgumentError.expected(`integer in [1, ${seqLen - 2}]`, 'promptLen', promptLen);
+  const dir = path.join(os.tmpdir(), 'weak2strong-bench');
+  const models = { f32: await modelFile(dir, 'f32'), q8_0: await modelFile(dir, 'q8_0') };
+  const stepTokens = batch * seqLen;
+  const tokensFile = await tokenStream(models.f32, dir, steps * stepTokens + 1);
+  const runner = path.join(path.dirname(fileURLToPath(import.meta.url)), 'train-runner.js');
+  // llama_opt_epoch's backward graph overflows llama.cpp's inference-sized node budget on this model
+  // (GGML_ASSERT n_nodes < size); a rank-1 all-target adapter loaded but never applied adds 6 nodes per matrix.
+  const budgetAdapter = path.join(dir, 'bench-llama-25m-32k-f32.budget-r1.gguf');
+  if (!fs.existsSync(budgetAdapter)) {
+    const t = await addon().createTrainer(models.f32, { rank: 1, alpha: 1, dropout: 0, targets: 0x7f, seed: 0, threads: 1 });
+    try {
+      await t.saveAdapter(budgetAdapter);
+    } finally {
+      t.dispose();
+    }
+  }
+  const base: TrainRunJob = { engine: 'lora', model: models.f32, tokensFile, steps, threads, lr: 1e-4, batch, seqLen, promptLen, rank, nCtx: seqLen, nBatch: seqLen, nUbatch: seqLen, budgetAdapters: [budgetAdapter] };
+  let otherCpu = 0; // CPU seconds other processes used while our children ran
+  let ownCpu = 0;
+  const run = (job: TrainRunJob): TrainRunResult => {
+    const busy0 = machineBusySeconds();
+    const r = spawnSync(process.execPath, [runner, JSON.stringify(job)], { encoding: 'utf8', maxBuffer: 1 << 24 });
+    if (r.status !== 0) throw new Error(`bench train: ${job.engine} run failed: ${(r.stderr ?? String(r.error)).trim().split('\n').slice(-4).join(' | ')}`);
+    const res = JSON.parse(r.stdout.trim().split('\n').pop()!) as TrainRunResult;
+    otherCpu += Math.max(0, machineBusySeconds() - busy0 - res.cpuSeconds);
+    ownCpu += res.cpuSeconds;
+    return res;
+  };
+
+  log(`${steps} steps × ${batch} sequences × ${seqLen} tokens (LoRA: prompt ${promptLen} without loss, rank ${rank}, all 7 projections); ` +
+    `threads ${threads} (physical cores ${physicalCores()}); models in ${dir}`);
+  const baseline = run({ ...base, engine: 'baseline' });
+  log(`baseline (Node + addon, no model): peak RSS ${MiB(baseline.maxRssKiB * 1024).toFixed(0)} MiB`);
+  const rows: TrainBenchRow[] = [];
+  const add = (engine: string, type: 'f32' | 'q8_0', r: TrainRunResult, estimateBytes: number) => {
+    const median = [...r.stepSeconds].sort((a, b) => a - b)[Math.floor(r.stepSeconds.length / 2)]!;
+    rows.push({ engine, base: type, ...r, tokensPerSecond: r.tokens / r.seconds, medianStepTokensPerSecond: r.tokens / r.steps / median, estimateBytes });
+    log(`  ${engine} ${type}: ${r.tokens} tokens in ${r.seconds.toFixed(1)} s, mean loss ${r.loss.toFixed(3)}`);
+  };
+  for (const type of ['f32', 'q8_0'] as const) {
+    const r = run({ ...base, model: models[type] });
+    // LoRA optimizer state: A/B values, gradient accumulators, AdamW m and v, F32.
+    add('weak2strong LoRA', type, r, fs.statSync(models[type]).size + activationBytes(stepTokens, seqLen) + r.nParams * 4 * 4);
+  }
+
+  // llama_opt_epoch feeds one causal sequence of n_ctx tokens per datapoint, and an AdamW step covers at
+  // most one datapoint (n_batch <= n_ctx, opt_period = n_batch / n_ubatch). So "8 × 256 tokens per step"
+  // and "independent 256-token sequences" cannot both hold; both layouts are measured, the faster is the peer.
+  const trainable = CFG.layers * (2 * CFG.embd * CFG.embd + 2 * CFG.embd * (CFG.embd / CFG.heads) * CFG.kvHeads + 3 * CFG.embd * CFG.ff + 2 * CFG.embd) +
+    CFG.embd + CFG.vocab * CFG.embd; // every F32 tensor but token_embd (llama.cpp does not train it)
+  const kvDim = (CFG.embd / CFG.heads) * CFG.kvHeads;
+  const layouts = [
+    { name: `llama.cpp full FT (${batch}×${seqLen} in 1 seq)`, nCtx: stepTokens, nBatch: stepTokens, nUbatch: seqLen, steps },
+    { name: `llama.cpp full FT (${seqLen}/step)`, nCtx: seqLen, nBatch: seqLen, nUbatch: seqLen, steps: steps * batch },
+  ];
+  for (const l of layouts) {
+    const { name, ...layout } = l;
+    const r = run({ ...base, engine: 'llama-opt', ...layout });
+    // Full fine-tune state: gradients, AdamW m and v (+ an accumulator when opt_period > 1); F32 KV cache.
+    const opt = trainable * 4 * (l.nBatch > l.nUbatch ? 4 : 3);
+    const kv = 2 * CFG.layers * l.nCtx * kvDim * 4;
+    add(name, 'f32', r, fs.statSync(models.f32).size + activationBytes(l.nUbatch, l.nCtx) + opt + kv);
+  }
+
+  const pad = Math.max(...rows.map((r) => r.engine.length));
+  log(`${'engine'.padEnd(pad)}  base   tokens/s  (median step)  seconds  peak RSS MiB  estimate MiB  RSS/est`);
+  for (const r of rows) {
+    log(`${r.engine.padEnd(pad)}  ${r.base.padEnd(5)} ${r.tokensPerSecond.toFixed(1).padStart(9)}  ${r.medianStepTokensPerSecond.toFixed(1).padStart(13)}  ` +
+      `${r.seconds.toFixed(1).padStart(7)}  ${MiB(r.maxRssKiB * 1024).toFixed(0).padStart(12)}  ${MiB(r.estimateBytes).toFixed(0).padStart(12)}  ` +
+      `${((r.maxRssKiB * 1024) / r.estimateBytes).toFixed(2).padStart(7)}`);
+  }
+  // ggml's threads spin-wait at barriers: any other load on these cores distorts the figures badly.
+  // Kernel threads alone account for ~1% on an idle machine; beyond 5% the figures are not trustworthy.
+  const noisy = otherCpu > 0.05 * ownCpu;
+  log(`other processes used ${otherCpu.toFixed(1)} CPU-s while the measurements ran (ours ${ownCpu.toFixed(0)})` +
+    `${noisy ? ': the figures are NOT reliable, rerun on an idle machine' : ''}`);
+  const best = (key: 'tokensPerSecond' | 'medianStepTokensPerSecond') =>
+    rows.filter((r) => r.engine.startsWith('llama.cpp')).sort((a, b) => b[key] - a[key])[0]!;
+  const peer = best('tokensPerSecond'), peerMedian = best('medianStepTokensPerSecond');
+  log(`peer (the faster llama.cpp layout): ${peer.engine} ${peer.tokensPerSecond.toFixed(1)} tokens/s; by median step: ${peerMedian.engine} ${peerMedian.medianStepTokensPerSecond.toFixed(1)}`);
+  for (const r of rows.filter((x) => x.engine.startsWith('weak2strong'))) {
+    const speed = r.tokensPerSecond / peer.tokensPerSecond;
+    const speedMedian = r.medianStepTokensPerSecond / peerMedian.medianStepTokensPerSecond;
+    const mem = (r.maxRssKiB * 1024) / r.estimateBytes;
+    log(`weak2strong LoRA ${r.base}: ${speed.toFixed(2)}× the peer's tokens/s (median step ${speedMedian.toFixed(2)}×; target >= 1.5: ` +
+      `${speed >= 1.5 ? 'met' : 'missed'}); peak RSS ${mem.toFixed(2)}× the estimate (target <= 1.3: ${mem <= 1.3 ? 'met' : 'missed'})`);
+  }
+  return rows;
+}
