@@ -4,7 +4,7 @@
 //   DPO:  -log σ(β·[(log πθ(y⁺|x) - log πref(y⁺|x)) - (log πθ(y⁻|x) - log πref(y⁻|x))]); πref = the starting
 //         adapter, whose log-probs are computed once before the first step and saved in the checkpoints.
 //   ORPO: -ℓ̄θ(y⁺|x) + λ·(-log σ(log odds(y⁺) - log odds(y⁻))), ℓ̄ = length-averaged response log-prob.
-import { checkGgufFile, loadModel } from '../model.js';
+import { tokenizeWithVocab } from './vocab.js';
 import { AbortError, CheckpointError, InvalidArgumentError, TrainingDivergedError } from '../errors.js';
 import { computeQueue } from '../job-queue.js';
 import { addon, mapNativeError, type NativeTrainer } from '../native.js';
@@ -67,16 +67,7 @@ async function trainPreference(kind: Kind, options: PreferenceOptions, beta: num
     throw InvalidArgumentError.expected('file path or array of {prompt, chosen, rejected}', 'data', options.data);
   }
   const rows = typeof options.data === 'string' ? await readPreferencePairs(options.data) : normalizePreferenceRows(options.data);
-  await checkGgufFile(o.model, 'model file');
-  if (o.lora) await checkGgufFile(o.lora, 'adapter file');
-
-  const vocab = await loadModel(o.model, { vocabOnly: true });
-  let tokenized;
-  try {
-    tokenized = tokenizePairs(vocab, rows, o.maxLen);
-  } finally {
-    vocab.dispose();
-  }
+  const tokenized = await tokenizeWithVocab(o, (vocab) => tokenizePairs(vocab, rows, o.maxLen));
   const pairs = tokenized.pairs;
   const data = {
     rows: rows.length, pairs: pairs.length, skippedIdentical: tokenized.skippedIdentical,

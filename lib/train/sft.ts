@@ -1,6 +1,5 @@
 // trainSft: LoRA supervised fine-tuning with prompt masking (mean cross-entropy over response tokens of
 // each optimizer step) on the native training engine.
-import { checkGgufFile, loadModel } from '../model.js';
 import { InvalidArgumentError } from '../errors.js';
 import { computeQueue } from '../job-queue.js';
 import { addon, mapNativeError } from '../native.js';
@@ -8,6 +7,7 @@ import { makeBatch, planSteps } from './batches.js';
 import { runTrainingLoop, type TrainResult } from './loop.js';
 import { resolveTrainOptions, targetMask, type TrainOptions } from './options.js';
 import { readSftExamples, tokenizeSft, type SftExample } from './sft-data.js';
+import { tokenizeWithVocab } from './vocab.js';
 
 export interface SftOptions extends TrainOptions {
   /** JSONL/JSON file of {prompt, response} or {content, output} rows, or the rows themselves. */
@@ -18,17 +18,7 @@ export async function trainSft(options: SftOptions): Promise<TrainResult> {
   const o = resolveTrainOptions(options);
   const rows = typeof options.data === 'string' ? await readSftExamples(options.data) : options.data;
   if (!Array.isArray(rows)) throw InvalidArgumentError.expected('file path or array of {prompt, response}', 'data', options.data);
-  await checkGgufFile(o.model, 'model file');
-  if (o.lora) await checkGgufFile(o.lora, 'adapter file');
-
-  // The vocabulary alone tokenizes; the trainer reads the weights itself.
-  const vocab = await loadModel(o.model, { vocabOnly: true });
-  let tokenized;
-  try {
-    tokenized = tokenizeSft(vocab, rows, o.maxLen);
-  } finally {
-    vocab.dispose();
-  }
+  const tokenized = await tokenizeWithVocab(o, (vocab) => tokenizeSft(vocab, rows, o.maxLen));
   const examples = tokenized.examples;
   if (examples.length === 0) throw new InvalidArgumentError(`No usable training examples in ${rows.length} rows (prompt too long: ${tokenized.skippedPromptTooLong}, empty response: ${tokenized.skippedEmptyResponse})`);
 

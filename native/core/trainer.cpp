@@ -122,7 +122,23 @@ bool trainer::accumulate(const train_batch & batch, float loss_scale, double & l
     ggml_set_output(ce);
     ggml_set_loss(loss);
 
-    ggml_cgraph * gf = ggml_new_graph_custom(cc.ctx, graph_size_, true);
+    const bool ok = run_backward(cc.ctx, loss, graph_size_, [&]() {
+        set_graph_inputs(in, batch.tokens, rows, batch.T, batch.B, params_.dropout, params_.seed + static_cast<uint64_t>(step_), micro_);
+        std::vector<float> onehot(static_cast<size_t>(V * N), 0.0f);
+        for (int64_t i = 0; i < N; ++i) onehot[static_cast<size_t>(i * V + batch.targets[rows[i]])] = 1.0f;
+        ggml_backend_tensor_set(labels, onehot.data(), 0, onehot.size() * sizeof(float));
+    }, "T " + std::to_string(batch.T) + " × B " + std::to_string(batch.B), err);
+    if (!ok) return false;
+    float ce_mean = 0.0f;
+    ggml_backend_tensor_get(ce, &ce_mean, 0, sizeof(float));
+    loss_sum = static_cast<double>(ce_mean) * static_cast<double>(N);
+    micro_ += 1;
+    return true;
+}
+
+bool trainer::run_backward(ggml_context * ctx, ggml_tensor * loss, size_t graph_size, const std::function<void()> & set_inputs,
+                           const std::string & what, std::string & err) {
+    ggml_cgraph * gf = ggml_new_graph_custom(ctx, graph_size, true);
     ggml_build_forward_expand(gf, loss);
     // Gradients of our parameters go straight into the persistent accumulators (added in place).
     std::vector<ggml_tensor *> accs(ggml_graph_n_nodes(gf), nullptr);
@@ -133,28 +149,19 @@ bool trainer::accumulate(const train_batch & batch, float loss_scale, double & l
             if (node == p.b) accs[i] = p.gb;
         }
     }
-    ggml_build_backward_expand(cc.ctx, gf, accs.data());
-
+    ggml_build_backward_expand(ctx, gf, accs.data());
     ggml_backend_sched_reset(sched_);
     if (!ggml_backend_sched_alloc_graph(sched_, gf)) {
-        err = "ggml_backend_sched_alloc_graph failed (out of memory for T " + std::to_string(batch.T) + " × B " +
-              std::to_string(batch.B) + "?)";
+        err = "ggml_backend_sched_alloc_graph failed (out of memory for " + what + "?)";
         return false;
     }
-    set_graph_inputs(in, batch.tokens, rows, batch.T, batch.B, params_.dropout, params_.seed + static_cast<uint64_t>(step_), micro_);
-    std::vector<float> onehot(static_cast<size_t>(V * N), 0.0f);
-    for (int64_t i = 0; i < N; ++i) onehot[static_cast<size_t>(i * V + batch.targets[rows[i]])] = 1.0f;
-    ggml_backend_tensor_set(labels, onehot.data(), 0, onehot.size() * sizeof(float));
+    set_inputs();
     const float one = 1.0f;
     ggml_backend_tensor_set(ggml_graph_get_grad_acc(gf, loss), &one, 0, sizeof(float));
     if (ggml_backend_sched_graph_compute(sched_, gf) != GGML_STATUS_SUCCESS) {
         err = "ggml_backend_sched_graph_compute failed";
         return false;
     }
-    float ce_mean = 0.0f;
-    ggml_backend_tensor_get(ce, &ce_mean, 0, sizeof(float));
-    loss_sum = static_cast<double>(ce_mean) * static_cast<double>(N);
-    micro_ += 1;
     return true;
 }
 
@@ -462,37 +469,16 @@ bool trainer::accumulate_pairs(const train_batch & batch, const pref_params & p,
     ggml_tensor * loss = ggml_scale(cc.ctx, total, loss_scale);
     ggml_set_loss(loss);
 
-    ggml_cgraph * gf = ggml_new_graph_custom(cc.ctx, cap, true);
-    ggml_build_forward_expand(gf, loss);
-    std::vector<ggml_tensor *> accs(ggml_graph_n_nodes(gf), nullptr);
-    for (int i = 0; i < ggml_graph_n_nodes(gf); ++i) {
-        ggml_tensor * node = ggml_graph_node(gf, i);
-        for (const auto & pr : lora_->pairs) {
-            if (node == pr.a) accs[i] = pr.ga;
-            if (node == pr.b) accs[i] = pr.gb;
+    const bool ok = run_backward(cc.ctx, loss, cap, [&]() {
+        set_graph_inputs(in, batch.tokens, L.rows, batch.T, batch.B, params_.dropout, params_.seed + static_cast<uint64_t>(step_), micro_);
+        set_onehot(labels, batch, L, V);
+        if (consts) {
+            std::vector<float> k(static_cast<size_t>(P));
+            for (int64_t i = 0; i < P; ++i) k[i] = static_cast<float>(-static_cast<double>(p.beta) * (ref_logps[2 * i] - ref_logps[2 * i + 1]));
+            ggml_backend_tensor_set(consts, k.data(), 0, k.size() * sizeof(float));
         }
-    }
-    ggml_build_backward_expand(cc.ctx, gf, accs.data());
-
-    ggml_backend_sched_reset(sched_);
-    if (!ggml_backend_sched_alloc_graph(sched_, gf)) {
-        err = "ggml_backend_sched_alloc_graph failed (out of memory for " + std::to_string(P) + " pairs, T " +
-              std::to_string(batch.T) + "?)";
-        return false;
-    }
-    set_graph_inputs(in, batch.tokens, L.rows, batch.T, batch.B, params_.dropout, params_.seed + static_cast<uint64_t>(step_), micro_);
-    set_onehot(labels, batch, L, V);
-    if (consts) {
-        std::vector<float> k(static_cast<size_t>(P));
-        for (int64_t i = 0; i < P; ++i) k[i] = static_cast<float>(-static_cast<double>(p.beta) * (ref_logps[2 * i] - ref_logps[2 * i + 1]));
-        ggml_backend_tensor_set(consts, k.data(), 0, k.size() * sizeof(float));
-    }
-    const float one = 1.0f;
-    ggml_backend_tensor_set(ggml_graph_get_grad_acc(gf, loss), &one, 0, sizeof(float));
-    if (ggml_backend_sched_graph_compute(sched_, gf) != GGML_STATUS_SUCCESS) {
-        err = "ggml_backend_sched_graph_compute failed";
-        return false;
-    }
+    }, std::to_string(P) + " pairs, T " + std::to_string(batch.T), err);
+    if (!ok) return false;
     float t = 0.0f;
     ggml_backend_tensor_get(total, &t, 0, sizeof(float));
     out.loss_sum = t;

@@ -4,6 +4,7 @@
 // otherwise). Not thread-safe: one call at a time (the TS driver serialises them).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -109,6 +110,10 @@ private:
     bool check_batch(const train_batch & b, std::string & err) const;
     // Recreates the scheduler when a graph needs more nodes than it was made for (pair graphs grow with P).
     bool ensure_sched(size_t graph_size, std::string & err);
+    // Builds forward + backward of `loss` (gradients added into the LoRA accumulators), allocates it,
+    // lets `set_inputs` fill the graph inputs, seeds d(loss) = 1 and runs it. `what` names the batch in errors.
+    bool run_backward(ggml_context * ctx, ggml_tensor * loss, size_t graph_size, const std::function<void()> & set_inputs,
+                      const std::string & what, std::string & err);
     ggml_backend_t backend_ = nullptr;      // where weights and parameters live
     ggml_backend_t cpu_ = nullptr;          // fallback for ops the primary backend lacks
     ggml_backend_sched_t sched_ = nullptr;
