@@ -175,7 +175,7 @@ export interface NativeAddon {
   defaults(): NativeDefaults;
   createTrainer(modelPath: string, options: NativeTrainerOptions): Promise<NativeTrainer>;
   /** llama.cpp's own full fine-tune (llama_opt_epoch) timed over `steps` AdamW steps: the peer of `w2s bench train`. */
-  benchLlamaOpt(modelPath: string, options: { tokens: Int32Array; nCtx: number; nBatch?: number; nUbatch?: number; steps: number; threads: number; lr: number; budgetAdapters?: string[] }): Promise<{ seconds: number; tokens: number; steps: number; loss: number; stepSeconds: Float64Array }>;
+  benchLlamaOpt(modelPath: string, options: { tokens: Int32Array; nCtx: number; nBatch?: number; nUbatch?: number; steps: number; threads: number; lr: number; budgetAdapter?: string }): Promise<{ seconds: number; tokens: number; steps: number; loss: number; stepSeconds: Float64Array }>;
   CancelToken: new () => NativeCancelToken;
 }
 
@@ -203,8 +203,10 @@ export function packageRoot(): string {
 let loaded: { addon: NativeAddon; location: AddonLocation } | undefined;
 
 function candidates(root: string): string[] {
+  // An explicit W2S_ADDON_PATH is the only candidate: silently falling back to another build would
+  // measure or test the wrong binary.
+  if (process.env.W2S_ADDON_PATH) return [path.resolve(process.env.W2S_ADDON_PATH)];
   const list: string[] = [];
-  if (process.env.W2S_ADDON_PATH) list.push(path.resolve(process.env.W2S_ADDON_PATH));
   // A local build wins over the shipped prebuild (same order as node-gyp-build).
   list.push(path.join(root, 'build', 'Release', 'weak2strong.node'));
   list.push(path.join(root, 'prebuilds', `${process.platform}-${process.arch}`, 'weak2strong.napi.node'));

@@ -2,6 +2,7 @@
 // full fine-tune, AdamW) on a token stream, timed over the epoch only. Mirrors examples/training/finetune.cpp
 // without libllama-common (our own dataset builder). Bad input rejects the promise; it never reaches a
 // GGML_ASSERT (which would abort Node).
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -11,6 +12,7 @@
 #include "addon.h"
 #include "backend.h"
 #include "ggml-opt.h"
+#include "gguf.h"
 
 namespace w2s {
 namespace {
@@ -18,7 +20,7 @@ namespace {
 struct opt_bench_job {
     std::string path;
     std::vector<llama_token> tokens;
-    std::vector<std::string> budget_adapters;
+    std::string budget_adapter;  // see "node budget" below
     int64_t n_ctx = 0, n_batch = 0, n_ubatch = 0, steps = 0;
     int32_t threads = 1;
     float lr = 1e-4f;
@@ -33,6 +35,15 @@ std::mutex g_marks_mu;
 std::vector<int64_t> g_marks;  // µs
 void mark_ubatch(bool, ggml_opt_context_t, ggml_opt_dataset_t, ggml_opt_result_t, int64_t, int64_t, int64_t) {
     g_marks.push_back(ggml_time_us());
+}
+
+// Tensors in a GGUF file (llama.cpp's model.n_tensors() for a model; 2 per adapted matrix for an adapter); -1 on error.
+int64_t gguf_tensor_count(const std::string & path) {
+    gguf_context * g = gguf_init_from_file(path.c_str(), {true, nullptr});
+    if (!g) return -1;
+    const int64_t n = gguf_get_n_tensors(g);
+    gguf_free(g);
+    return n;
 }
 
 ggml_opt_optimizer_params constant_lr(void * ud) {
@@ -63,14 +74,28 @@ std::string run_opt_bench(opt_bench_job & j) {
         if (j.tokens[i] < 0 || j.tokens[i] >= n_vocab) return "token id out of range at index " + std::to_string(i);
     }
 
-    // llama.cpp sizes its graphs for inference (max(1024, 8·n_tensors) nodes, + 6 per LoRA-adapted matrix
-    // of every adapter loaded on the model); the backward graph of llama_opt_epoch does not fit that for
-    // small llama models and GGML_ASSERTs. Adapters loaded here but never attached to the context raise the
-    // budget without changing what is computed.
+    // Node budget. llama.cpp sizes every graph for inference: max(1024, 8·n_tensors) nodes, + 6 per adapted
+    // matrix of each LoRA adapter loaded on the model. llama_opt_epoch's backward graph needs more for llama
+    // models of more than ~8 layers and overflows with a GGML_ASSERT (abort). Measured on 10 layers: forward
+    // 355 nodes, training 1025..1084; we require 120·n_layer + 100 (conservative) and make up the difference
+    // by loading `budget_adapter` (a LoRA of this model) as often as needed, never attaching it to the context:
+    // the graphs computed are unchanged.
+    char arch[64] = {0};
+    llama_model_meta_val_str(model.get(), "general.architecture", arch, sizeof(arch));
+    if (std::strcmp(arch, "llama") != 0) return std::string("only llama-architecture models are supported (node budget calibrated on llama), got '") + arch + "'";
+    const int64_t need = 120 * static_cast<int64_t>(llama_model_n_layer(model.get())) + 100;
+    int64_t have = std::max<int64_t>(1024, 8 * gguf_tensor_count(j.path));
     std::vector<std::unique_ptr<llama_adapter_lora, void (*)(llama_adapter_lora *)>> budget;
-    for (const std::string & a : j.budget_adapters) {
-        budget.emplace_back(llama_adapter_lora_init(model.get(), a.c_str()), llama_adapter_lora_free);
-        if (!budget.back()) return "llama_adapter_lora_init failed for " + a + ": " + take_log_errors();
+    if (have < need) {
+        const int64_t per = j.budget_adapter.empty() ? 0 : 6 * (gguf_tensor_count(j.budget_adapter) / 2);
+        if (per <= 0) {
+            return "llama.cpp's graph budget (" + std::to_string(have) + " nodes) is too small for training this model (needs ~" +
+                   std::to_string(need) + "); pass budgetAdapter: a LoRA adapter GGUF of this model";
+        }
+        for (; have < need; have += per) {
+            budget.emplace_back(llama_adapter_lora_init(model.get(), j.budget_adapter.c_str()), llama_adapter_lora_free);
+            if (!budget.back()) return "llama_adapter_lora_init failed for " + j.budget_adapter + ": " + take_log_errors();
+        }
     }
 
     llama_context_params cp = llama_context_default_params();
@@ -173,11 +198,11 @@ int64_t int_opt(const Napi::Object & o, const char * key, int64_t fallback) {
 
 }  // namespace
 
-// benchLlamaOpt(modelPath, {tokens: Int32Array, nCtx, nBatch?, nUbatch?, steps, threads, lr})
+// benchLlamaOpt(modelPath, {tokens: Int32Array, nCtx, nBatch?, nUbatch?, steps, threads, lr, budgetAdapter?})
 //   -> Promise<{seconds, tokens, steps, loss, stepSeconds: Float64Array}>
 // nCtx: tokens per datapoint (one causal sequence); nBatch (default nCtx): tokens per AdamW step, divides
 // nCtx; nUbatch (default nBatch): tokens per physical batch, divides nBatch. Needs steps·nBatch/nCtx
-// datapoints, i.e. that many·nCtx + 1 tokens.
+// datapoints, i.e. that many·nCtx + 1 tokens. budgetAdapter: see "node budget" in run_opt_bench.
 Napi::Value bench_llama_opt(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
     auto reject = [&env](const std::string & msg) {
@@ -199,19 +224,13 @@ Napi::Value bench_llama_opt(const Napi::CallbackInfo & info) {
     j->n_ubatch = int_opt(o, "nUbatch", j->n_batch);
     j->steps = int_opt(o, "steps", 0);
     j->threads = static_cast<int32_t>(int_opt(o, "threads", 1));
-    if (o.Get("budgetAdapters").IsArray()) {
-        Napi::Array a = o.Get("budgetAdapters").As<Napi::Array>();
-        for (uint32_t i = 0; i < a.Length(); ++i) {
-            if (!a.Get(i).IsString()) return reject("budgetAdapters must be an array of paths");
-            j->budget_adapters.push_back(a.Get(i).As<Napi::String>().Utf8Value());
-        }
-    }
+    if (o.Get("budgetAdapter").IsString()) j->budget_adapter = o.Get("budgetAdapter").As<Napi::String>().Utf8Value();
     Napi::Value lr = o.Get("lr");
     j->lr = lr.IsNumber() ? lr.As<Napi::Number>().FloatValue() : 1e-4f;
     if (j->n_ctx < 8 || j->n_ctx > (1 << 20)) return reject("nCtx must be in [8, 2^20]");
     if (j->n_batch <= 0 || j->n_ctx % j->n_batch != 0) return reject("nBatch must divide nCtx");
     if (j->n_ubatch <= 0 || j->n_batch % j->n_ubatch != 0) return reject("nUbatch must divide nBatch");
-    if (j->steps <= 0 || (j->steps * j->n_batch) % j->n_ctx != 0) return reject("steps·nBatch must be a positive multiple of nCtx");
+    if (j->steps <= 0 || j->steps > (1 << 24) || (j->steps * j->n_batch) % j->n_ctx != 0) return reject("steps must be in [1, 2^24] with steps·nBatch a multiple of nCtx");
     if (j->threads < 1 || j->threads > 1024) return reject("threads must be in [1, 1024]");
     if (!std::isfinite(j->lr) || j->lr <= 0.0f) return reject("lr must be a positive number");
     const int64_t need = j->steps * j->n_batch + 1;

@@ -115,7 +115,7 @@ export async function runTrainBench(o: TrainBenchOptions = {}): Promise<TrainBen
   const tokensFile = await tokenStream(models.f32, dir, steps * stepTokens + 1);
   const runner = path.join(path.dirname(fileURLToPath(import.meta.url)), 'train-runner.js');
   // llama_opt_epoch's backward graph overflows llama.cpp's inference-sized node budget on this model
-  // (GGML_ASSERT n_nodes < size); a rank-1 all-target adapter loaded but never applied adds 6 nodes per matrix.
+  // (GGML_ASSERT n_nodes < size); benchLlamaOpt loads this rank-1 adapter (never applied) to raise it.
   const budgetAdapter = path.join(dir, 'bench-llama-25m-32k-f32.budget-r1.gguf');
   if (!fs.existsSync(budgetAdapter)) {
     const t = await addon().createTrainer(models.f32, { rank: 1, alpha: 1, dropout: 0, targets: 0x7f, seed: 0, threads: 1 });
@@ -125,7 +125,7 @@ export async function runTrainBench(o: TrainBenchOptions = {}): Promise<TrainBen
       t.dispose();
     }
   }
-  const base: TrainRunJob = { engine: 'lora', model: models.f32, tokensFile, steps, threads, lr: 1e-4, batch, seqLen, promptLen, rank, nCtx: seqLen, nBatch: seqLen, nUbatch: seqLen, budgetAdapters: [budgetAdapter] };
+  const base: TrainRunJob = { engine: 'lora', model: models.f32, tokensFile, steps, threads, lr: 1e-4, batch, seqLen, promptLen, rank, nCtx: seqLen, nBatch: seqLen, nUbatch: seqLen, budgetAdapter };
   let otherCpu = 0; // CPU seconds other processes used while our children ran
   let ownCpu = 0;
   const run = (job: TrainRunJob): TrainRunResult => {

@@ -22,8 +22,8 @@ export interface TrainRunJob {
   nCtx: number;
   nBatch: number;
   nUbatch: number;
-  /** llama-opt: LoRA adapters loaded (never applied) only to raise llama.cpp's graph node budget. */
-  budgetAdapters: string[];
+  /** llama-opt: a LoRA adapter of the model, loaded (never applied) only to raise llama.cpp's graph node budget. */
+  budgetAdapter: string;
 }
 
 export interface TrainRunResult {
@@ -81,7 +81,7 @@ async function main(): Promise<void> {
   } else {
     const o = await addon().benchLlamaOpt(job.model, {
       tokens: readTokens(job.tokensFile), nCtx: job.nCtx, nBatch: job.nBatch, nUbatch: job.nUbatch, steps: job.steps, threads: job.threads, lr: job.lr,
-      budgetAdapters: job.budgetAdapters,
+      budgetAdapter: job.budgetAdapter,
     });
     r = { ...o, nParams: 0, stepSeconds: Array.from(o.stepSeconds) };
   }

@@ -11,6 +11,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
+#include <thread>
 
 #include "backend.h"
 
@@ -96,6 +98,7 @@ bool run_batch_sampler(llama_model * model, const batch_sample_request & req, co
     size_t first_open = 0;     // groups before this one have started all their samples
     batch_buffer batch(n_batch);
     sampling_scratch scratch;
+    std::vector<sampling_scratch> worker_scratch(static_cast<size_t>(std::max(0, req.n_threads - 1)));
 
     // Releases a group's prompt cells once nothing refers to them any more.
     auto maybe_close_group = [&](group & g) {
@@ -251,13 +254,32 @@ bool run_batch_sampler(llama_model * model, const batch_sample_request & req, co
                 g.state = group_state::ready;
             }
         }
+        // Sampling is a pass over n_vocab logits per sequence (a softmax over 32k entries ≈ 50 µs): spread it
+        // over the job's threads (ggml's workers are idle between decodes). Each slot draws from its own
+        // stream, so the split does not change any result; accepting tokens stays sequential.
+        std::vector<int32_t> live;
         for (int32_t i = 0; i < parallel; ++i) {
-            slot & s = slots[i];
-            if (!s.active || s.batch_at < 0) continue;
-            const float * row = llama_get_logits_ith(ctx.get(), s.batch_at);
+            if (slots[i].active && slots[i].batch_at >= 0) live.push_back(i);
+        }
+        std::vector<llama_token> drawn(live.size());
+        // Row pointers first, on this thread: llama_get_logits_ith may reorder outputs on first use.
+        std::vector<const float *> rows(live.size());
+        for (size_t k = 0; k < live.size(); ++k) rows[k] = llama_get_logits_ith(ctx.get(), slots[live[k]].batch_at);
+        const int32_t n_workers = std::max<int32_t>(1, std::min<int32_t>(req.n_threads, static_cast<int32_t>(live.size()) / 8));
+        auto draw = [&](int32_t w, sampling_scratch & sc) {
+            for (size_t k = static_cast<size_t>(w); k < live.size(); k += static_cast<size_t>(n_workers)) {
+                drawn[k] = sample_token(rows[k], n_vocab, req.sampling, slots[live[k]].r, sc);
+            }
+        };
+        std::vector<std::thread> helpers;
+        for (int32_t w = 1; w < n_workers; ++w) helpers.emplace_back(draw, w, std::ref(worker_scratch[static_cast<size_t>(w - 1)]));
+        draw(0, scratch);
+        for (auto & h : helpers) h.join();
+        for (size_t k = 0; k < live.size(); ++k) {
+            slot & s = slots[live[k]];
             s.batch_at = -1;
             s.pos += 1;
-            accept(s, sample_token(row, n_vocab, req.sampling, s.r, scratch));
+            accept(s, drawn[k]);
         }
         if (on_progress) on_progress(prog);
     }
