@@ -21,6 +21,9 @@ const { values: opts } = parseArgs({
   },
 });
 if (opts.cuda && !opts["from-source"]) fail("--cuda needs --from-source: the prebuilt libraries are CPU-only.");
+// W2S_BUILD_DIR: build somewhere else than build/ (e.g. two builds side by side); load the result with
+// W2S_ADDON_PATH=<dir>/Release/weak2strong.node.
+const buildDir = process.env.W2S_BUILD_DIR ? path.resolve(process.env.W2S_BUILD_DIR) : path.join(root, "build");
 
 function fail(message) {
   console.error(`weak2strong build: ${message}`);
@@ -61,7 +64,7 @@ function buildLlamaFromSource(src) {
       else console.error(`(patch ${p} does not apply cleanly; assuming it is already applied)`);
     }
   }
-  const bdir = path.join(root, "build", opts.cuda ? "llama-cuda" : "llama-cpu");
+  const bdir = path.join(buildDir, opts.cuda ? "llama-cuda" : "llama-cpu");
   const args = ["-S", src, "-B", bdir, "-DCMAKE_BUILD_TYPE=Release", "-DBUILD_SHARED_LIBS=ON", "-DGGML_BACKEND_DL=ON",
     "-DGGML_NATIVE=ON", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_TOOLS=OFF",
     "-DLLAMA_BUILD_SERVER=OFF", "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF", `-DGGML_CUDA=${opts.cuda ? "ON" : "OFF"}`];
@@ -70,7 +73,7 @@ function buildLlamaFromSource(src) {
   run("cmake", ["--build", bdir, "--target", "llama", "--parallel", opts.jobs]);
   // The CPU (and CUDA) backends are plugins (GGML_BACKEND_DL): build them too, then gather every .so.
   run("cmake", ["--build", bdir, "--parallel", opts.jobs, "--target", "ggml-cpu", ...(opts.cuda ? ["ggml-cuda"] : [])]);
-  const libDir = path.join(root, "build", "llama", "lib");
+  const libDir = path.join(buildDir, "llama", "lib");
   fs.rmSync(libDir, { recursive: true, force: true });
   fs.mkdirSync(libDir, { recursive: true });
   const found = [];
@@ -104,9 +107,6 @@ if (opts["from-source"]) {
   target = { libDir, libs: PREBUILT_LIBS, rpath: prebuiltRpath() };
 }
 
-// W2S_BUILD_DIR: build somewhere else than build/ (e.g. two builds side by side); load the result with
-// W2S_ADDON_PATH=<dir>/Release/weak2strong.node.
-const buildDir = process.env.W2S_BUILD_DIR ? path.resolve(process.env.W2S_BUILD_DIR) : path.join(root, "build");
 const cmakeJs = findPackageDir("cmake-js", root);
 if (!cmakeJs) fail("cmake-js is not installed (it is a dependency: run npm install).");
 const cmakeArgs = [path.join(cmakeJs, "bin", "cmake-js"), "compile", "--directory", root, "--out", buildDir,

@@ -35,7 +35,7 @@ async function writeConfig(name: string): Promise<string> {
     '  preference: { epochs: 1, batch: 4, maxLen: 256 }',
     // Random tiny models rarely produce an answer: keep questions where both answers are empty, so every
     // step has data (the paper's release kept such questions too).
-    'stage1: { keepEmpty: true }',
+    'stage1: { keepEmpty: true, iterations: 2 }',
     'stage2: { samples: 4, minConfidence: 0.5, rejectConfidence: 0.5 }',
     '',
   ].join('\n'));
@@ -69,7 +69,14 @@ dataTest('w2s run: all steps, consistent counts, resume after an interruption, a
     const m = JSON.parse(fs.readFileSync(path.join(cfg.out, s.name, 'manifest.json'), 'utf8'));
     for (const f of Object.keys(m.files)) t.true(fs.existsSync(path.join(cfg.out, s.name, f)), `${s.name}/${f}`);
   }
-  for (const s of ['01-weak-sft', '05-strong-sft-1', '10-full-weak-ft', '11-ceiling']) t.true(fs.existsSync(path.join(cfg.out, s, 'adapter.gguf')), s);
+  // Iteration 2: strong models on the weak and the icl sets regenerate train_2, are reselected, and M_plus
+  // is retrained from the base on the new hybrid set.
+  for (const s of ['01-weak-sft', '05-strong-weak-1', '05-strong-icl-1', '08-strong-sft-2', '10-full-weak-ft', '11-ceiling']) {
+    t.true(fs.existsSync(path.join(cfg.out, s, 'adapter.gguf')), s);
+  }
+  for (const s of ['06-gen-weak-1', '06-gen-icl-1']) t.is(stat(s).questions, 30);
+  const sel2 = stat('07-select-2');
+  t.is(stat('08-strong-sft-2').rows, 2 * sel2.kept);
   // Counts: 30 questions per generation; the selection keeps what its stats say, the hybrid set twice that.
   for (const s of ['02-d-weak', '03-weak-icl']) t.is(stat(s).questions, 30);
   const sel = stat('04-select-1');
@@ -77,8 +84,9 @@ dataTest('w2s run: all steps, consistent counts, resume after an interruption, a
   t.is(readJson('04-select-1/weak.json').length, sel.kept);
   t.is(readJson('04-select-1/hybrid.json').length, 2 * sel.kept);
   // SFT trains on every selected row, except those it skips and counts (prompt over maxLen, empty response).
-  const sft = stat('05-strong-sft-1');
-  t.is(sft.rows, 2 * sel.kept);
+  t.is(stat('05-strong-weak-1').rows, sel.kept);
+  const sft = stat('05-strong-icl-1');
+  t.is(sft.rows, sel.kept);
   t.is(sft.examples + sft.skippedPromptTooLong + sft.skippedEmptyResponse, sft.rows);
   t.true(sft.examples > 0);
   t.is(stat('20-stage2-sample').samples, 120);
@@ -87,18 +95,18 @@ dataTest('w2s run: all steps, consistent counts, resume after an interruption, a
   for (const e of ['weak', 'strongBase', 'fullWeakFt', 'stage1', 'ceiling']) t.is(typeof metrics.metrics.accuracy[e], 'number', e);
 
   // 3. A second run changes nothing.
-  const before = fs.statSync(path.join(cfg.out, '05-strong-sft-1', 'adapter.gguf')).mtimeMs;
+  const before = fs.statSync(path.join(cfg.out, '08-strong-sft-2', 'adapter.gguf')).mtimeMs;
   const second = spawnSync(process.execPath, [cli, 'run', file], { encoding: 'utf8' });
   t.is(second.status, 0, second.stderr);
   t.notRegex(second.stderr, /▶/);
   t.regex(second.stderr, new RegExp(`${steps.length} steps \\(0 run, ${steps.length} skipped\\)`));
-  t.is(fs.statSync(path.join(cfg.out, '05-strong-sft-1', 'adapter.gguf')).mtimeMs, before);
+  t.is(fs.statSync(path.join(cfg.out, '08-strong-sft-2', 'adapter.gguf')).mtimeMs, before);
 
   // 4. Changing one step's options redoes that step and what depends on it, nothing upstream.
   fs.appendFileSync(file, 'eval: { k: 2 }\n');
   const third = spawnSync(process.execPath, [cli, 'run', file], { encoding: 'utf8' });
   t.is(third.status, 0, third.stderr);
-  t.regex(third.stderr, /05-strong-sft-1 \(unchanged, skipped\)/);
+  t.regex(third.stderr, /08-strong-sft-2 \(unchanged, skipped\)/);
   t.regex(third.stderr, /✓ 30-eval-stage1 in/);
 });
 
