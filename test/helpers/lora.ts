@@ -96,6 +96,13 @@ export async function writeLoraAndMerged(modelPath: string, dir: string, name: s
   const adapter = path.join(dir, `${name}.lora.gguf`);
   const merged = path.join(dir, `${name}.merged.gguf`);
   await writeLoraAdapter(adapter, { architecture: String(meta.values.get('general.architecture')), alpha, tensors: pairs });
+  await writeMerged(modelPath, pairs, alpha, merged);
+  return { adapter, merged };
+}
+
+/** Writes the F32 model at `modelPath` with `pairs` merged (W += alpha/rank · B·A) to `merged`. */
+async function writeMerged(modelPath: string, pairs: readonly LoraTensorPair[], alpha: number, merged: string): Promise<void> {
+  const meta = await readGgufMetadata(modelPath);
   const file = fs.readFileSync(modelPath);
   const byBase = new Map(pairs.map((p) => [p.base, p]));
   await writeGguf(merged, meta.kv, meta.tensors.map((t) => ({
@@ -115,5 +122,23 @@ export async function writeLoraAndMerged(modelPath: string, dir: string, name: s
       return [new Uint8Array(w.buffer)];
     },
   })));
-  return { adapter, merged };
+}
+
+/** Merges an adapter file (e.g. one trainSft wrote) into the F32 model: a new base whose behaviour is base + adapter. */
+export async function mergeAdapterFile(modelPath: string, adapterPath: string, merged: string): Promise<void> {
+  const meta = await readGgufMetadata(adapterPath);
+  const bytes = fs.readFileSync(adapterPath);
+  const f32 = (name: string) => {
+    const t = meta.tensors.find((x) => x.name === name)!;
+    const out = new Float32Array(t.bytes / 4);
+    new Uint8Array(out.buffer).set(bytes.subarray(meta.dataOffset + t.offset, meta.dataOffset + t.offset + t.bytes));
+    return { t, out };
+  };
+  const pairs: LoraTensorPair[] = meta.tensors.filter((t) => t.name.endsWith('.lora_a')).map((ta) => {
+    const base = ta.name.slice(0, -'.lora_a'.length);
+    const a = f32(ta.name);
+    const b = f32(`${base}.lora_b`);
+    return { base, nIn: a.t.ne[0]!, rank: a.t.ne[1]!, nOut: b.t.ne[1]!, a: a.out, b: b.out };
+  });
+  await writeMerged(modelPath, pairs, Number(meta.values.get('adapter.lora.alpha')), merged);
 }
