@@ -65,14 +65,15 @@ function buildLlamaFromSource(src) {
     }
   }
   const bdir = path.join(buildDir, opts.cuda ? "llama-cuda" : "llama-cpu");
-  const args = ["-S", src, "-B", bdir, "-DCMAKE_BUILD_TYPE=Release", "-DBUILD_SHARED_LIBS=ON", "-DGGML_BACKEND_DL=ON",
+  // Tuned for this machine (GGML_NATIVE), so the backends are linked in (GGML_NATIVE excludes GGML_BACKEND_DL):
+  // the CPU and CUDA backends register themselves when libggml loads.
+  const args = ["-S", src, "-B", bdir, "-DCMAKE_BUILD_TYPE=Release", "-DBUILD_SHARED_LIBS=ON", "-DGGML_BACKEND_DL=OFF",
     "-DGGML_NATIVE=ON", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_TOOLS=OFF",
     "-DLLAMA_BUILD_SERVER=OFF", "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF", `-DGGML_CUDA=${opts.cuda ? "ON" : "OFF"}`];
   if (spawnSync("ninja", ["--version"]).status === 0) args.push("-G", "Ninja");
   run("cmake", args);
   run("cmake", ["--build", bdir, "--target", "llama", "--parallel", opts.jobs]);
-  // The CPU (and CUDA) backends are plugins (GGML_BACKEND_DL): build them too, then gather every .so.
-  run("cmake", ["--build", bdir, "--parallel", opts.jobs, "--target", "ggml-cpu", ...(opts.cuda ? ["ggml-cuda"] : [])]);
+  // Gather every shared library the build produced (llama, ggml, ggml-base, ggml-cpu, ggml-cuda).
   const libDir = path.join(buildDir, "llama", "lib");
   fs.rmSync(libDir, { recursive: true, force: true });
   fs.mkdirSync(libDir, { recursive: true });
