@@ -8,7 +8,7 @@ import { writeFileAtomic } from '../io/atomic.js';
 import { computeQueue } from '../job-queue.js';
 import { mapNativeError, type NativeTrainer } from '../native.js';
 import type { StepPlan } from './batches.js';
-import type { ResolvedTrainOptions, TrainProgress } from './options.js';
+import type { ResolvedTrainOptions } from './options.js';
 import { learningRate } from './schedule.js';
 
 export interface MicroResult {

@@ -4,14 +4,14 @@
 //   DPO:  -log σ(β·[(log πθ(y⁺|x) - log πref(y⁺|x)) - (log πθ(y⁻|x) - log πref(y⁻|x))]); πref = the starting
 //         adapter, whose log-probs are computed once before the first step and saved in the checkpoints.
 //   ORPO: -ℓ̄θ(y⁺|x) + λ·(-log σ(log odds(y⁺) - log odds(y⁻))), ℓ̄ = length-averaged response log-prob.
-import { tokenizeWithVocab } from './vocab.js';
+import { openTrainer, tokenizeWithVocab } from './setup.js';
 import { AbortError, CheckpointError, InvalidArgumentError, TrainingDivergedError } from '../errors.js';
 import { computeQueue } from '../job-queue.js';
-import { addon, mapNativeError, type NativeTrainer } from '../native.js';
+import { mapNativeError, type NativeTrainer } from '../native.js';
 import * as v from '../validate.js';
 import { makeBatch, planSteps } from './batches.js';
 import { runTrainingLoop, type TrainResult } from './loop.js';
-import { resolveTrainOptions, targetMask, type ResolvedTrainOptions, type TrainOptions } from './options.js';
+import { resolveTrainOptions, type ResolvedTrainOptions, type TrainOptions } from './options.js';
 import { normalizePreferenceRows, readPreferencePairs, tokenizePairs, type PreferenceRow, type TokenizedPair } from './preference-data.js';
 
 export interface PreferenceOptions extends TrainOptions {
@@ -78,15 +78,7 @@ async function trainPreference(kind: Kind, options: PreferenceOptions, beta: num
       `empty response: ${data.skippedEmptyResponse}, prompt too long for maxLen ${o.maxLen}: ${data.skippedPromptTooLong})`);
   }
 
-  let trainer: NativeTrainer;
-  try {
-    trainer = await addon().createTrainer(o.model, {
-      rank: o.rank, alpha: o.alpha, dropout: o.dropout, targets: targetMask(o.targets), seed: o.seed, threads: o.threads,
-      ...(o.lora ? { initAdapter: o.lora } : {}),
-    });
-  } catch (err) {
-    throw mapNativeError(err, `setting up training on ${o.model}`);
-  }
+  const trainer = await openTrainer(o);
   try {
     const plan = planSteps(pairs.length, o.epochs, o.batch, o.gradAccum, o.seed);
     const pad = pairs[0]!.chosen.tokens[0]!;

@@ -2,12 +2,12 @@
 // each optimizer step) on the native training engine.
 import { InvalidArgumentError } from '../errors.js';
 import { computeQueue } from '../job-queue.js';
-import { addon, mapNativeError } from '../native.js';
+import { mapNativeError } from '../native.js';
 import { makeBatch, planSteps } from './batches.js';
 import { runTrainingLoop, type TrainResult } from './loop.js';
-import { resolveTrainOptions, targetMask, type TrainOptions } from './options.js';
+import { resolveTrainOptions, type TrainOptions } from './options.js';
 import { readSftExamples, tokenizeSft, type SftExample } from './sft-data.js';
-import { tokenizeWithVocab } from './vocab.js';
+import { openTrainer, tokenizeWithVocab } from './setup.js';
 
 export interface SftOptions extends TrainOptions {
   /** JSONL/JSON file of {prompt, response} or {content, output} rows, or the rows themselves. */
@@ -22,15 +22,7 @@ export async function trainSft(options: SftOptions): Promise<TrainResult> {
   const examples = tokenized.examples;
   if (examples.length === 0) throw new InvalidArgumentError(`No usable training examples in ${rows.length} rows (prompt too long: ${tokenized.skippedPromptTooLong}, empty response: ${tokenized.skippedEmptyResponse})`);
 
-  let trainer;
-  try {
-    trainer = await addon().createTrainer(o.model, {
-      rank: o.rank, alpha: o.alpha, dropout: o.dropout, targets: targetMask(o.targets), seed: o.seed, threads: o.threads,
-      ...(o.lora ? { initAdapter: o.lora } : {}),
-    });
-  } catch (err) {
-    throw mapNativeError(err, `setting up training on ${o.model}`);
-  }
+  const trainer = await openTrainer(o);
   try {
     const plan = planSteps(examples.length, o.epochs, o.batch, o.gradAccum, o.seed);
     // Targets per step, so each micro-batch's loss is weighted for the step's mean over response tokens.

@@ -286,10 +286,13 @@ bool trainer::load_checkpoint(const std::string & path, std::string & state, std
     return true;
 }
 
-std::vector<float> trainer::get_params() const {
+namespace {
+
+// All values of the given tensor pair members of every LoRA pair, flattened in pair order (F32).
+std::vector<float> flatten(const lora_set & l, ggml_tensor * lora_pair::*first, ggml_tensor * lora_pair::*second) {
     std::vector<float> v;
-    for (const auto & p : lora_->pairs) {
-        for (const ggml_tensor * t : {p.a, p.b}) {
+    for (const auto & p : l.pairs) {
+        for (const ggml_tensor * t : {p.*first, p.*second}) {
             const size_t off = v.size();
             v.resize(off + ggml_nelements(t));
             ggml_backend_tensor_get(t, v.data() + off, 0, ggml_nbytes(t));
@@ -297,6 +300,10 @@ std::vector<float> trainer::get_params() const {
     }
     return v;
 }
+
+}  // namespace
+
+std::vector<float> trainer::get_params() const { return flatten(*lora_, &lora_pair::a, &lora_pair::b); }
 
 void trainer::set_params(const std::vector<float> & v) {
     size_t off = 0;
@@ -308,17 +315,7 @@ void trainer::set_params(const std::vector<float> & v) {
     }
 }
 
-std::vector<float> trainer::get_grads() const {
-    std::vector<float> v;
-    for (const auto & p : lora_->pairs) {
-        for (const ggml_tensor * t : {p.ga, p.gb}) {
-            const size_t off = v.size();
-            v.resize(off + ggml_nelements(t));
-            ggml_backend_tensor_get(t, v.data() + off, 0, ggml_nbytes(t));
-        }
-    }
-    return v;
-}
+std::vector<float> trainer::get_grads() const { return flatten(*lora_, &lora_pair::ga, &lora_pair::gb); }
 
 // ---- Preference optimisation -----------------------------------------------------------------------------
 
