@@ -1,0 +1,45 @@
+// The toy world's problem generator: deterministic, arithmetically right, disjoint splits, and readable by
+// the method's own GSM8K loader and paper-faithful checker.
+import test from 'ava';
+import { check } from '../lib/data/answer.js';
+import { parseGsm8k } from '../lib/data/datasets.js';
+import { generateProblems, generateSplits } from '../lib/world/problems.js';
+
+test('the same seed gives the same problems; another seed others', (t) => {
+  t.deepEqual(generateProblems(50, 3), generateProblems(50, 3));
+  t.notDeepEqual(generateProblems(50, 3).map((p) => p.question), generateProblems(50, 4).map((p) => p.question));
+});
+
+test('every annotated step is correct arithmetic and the final line is the answer', (t) => {
+  for (const p of generateProblems(300, 9, { steps: [1, 4], maxNumber: 30 })) {
+    const calcs = [...p.answer.matchAll(/<<(\d+)([+\-*])(\d+)=(\d+)>>/g)];
+    t.is(calcs.length, p.steps);
+    for (const [, a, op, b, c] of calcs) {
+      const want = op === '+' ? +a! + +b! : op === '-' ? +a! - +b! : +a! * +b!;
+      t.is(+c!, want, p.answer);
+    }
+    t.is(+calcs.at(-1)![4]!, p.final);
+    t.true(p.final > 0);
+    t.true(p.answer.endsWith(`#### ${p.final}`));
+  }
+});
+
+test('splits are disjoint and load as GSM8K; gold solutions score correct with the paper checker', (t) => {
+  const s = generateSplits({ train1: 80, train2: 80, test: 40 }, 1, { steps: [2, 3] });
+  t.deepEqual([s.train1.length, s.train2.length, s.test.length], [80, 80, 40]);
+  const questions = [...s.train1, ...s.train2, ...s.test].map((p) => p.question);
+  t.is(new Set(questions).size, questions.length);
+  const jsonl = s.test.map((p) => JSON.stringify({ id: p.id, question: p.question, answer: p.answer })).join('\n');
+  const problems = parseGsm8k(jsonl);
+  problems.forEach((p, i) => {
+    t.is(p.gold, String(s.test[i]!.final));
+    t.true(check(p.target!, p.gold!, '####').correct);
+    t.false(p.target!.includes('<<'));
+  });
+});
+
+test('bad options are InvalidArgumentErrors', (t) => {
+  t.throws(() => generateProblems(-1, 1), { code: 'ERR_W2S_INVALID_ARGUMENT' });
+  t.throws(() => generateProblems(5, 1, { steps: [3, 1] }), { message: /steps/ });
+  t.throws(() => generateProblems(5, 1, { maxNumber: 1 }), { message: /maxNumber/ });
+});
