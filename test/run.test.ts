@@ -64,6 +64,11 @@ dataTest('w2s run: all steps, consistent counts, resume after an interruption, a
   const stat = (name: string) => steps.find((s) => s.name === name)!.stats;
   t.log(steps.map((s) => `${s.name}: ${JSON.stringify(s.stats).slice(0, 140)}`).join('\n'));
 
+  // The run writes its report beside metrics.json.
+  const report = JSON.parse(fs.readFileSync(path.join(cfg.out, 'report.json'), 'utf8'));
+  t.deepEqual(report.accuracy, metrics.metrics.accuracy);
+  t.true(Object.keys(report.losses).includes('01-weak-sft'));
+  t.true(fs.readFileSync(path.join(cfg.out, 'report.html'), 'utf8').includes('<canvas id="losses">'));
   // Every step folder has its manifest and the files it lists.
   for (const s of steps) {
     const m = JSON.parse(fs.readFileSync(path.join(cfg.out, s.name, 'manifest.json'), 'utf8'));

@@ -2,6 +2,7 @@
 // with ETA on a TTY, plain lines otherwise). Completed steps whose inputs are unchanged are skipped.
 import type { Command } from 'commander';
 import { readConfig } from '../pipeline/run/config.js';
+import { collectReport, writeReport } from '../report/report.js';
 import { runMethod } from '../pipeline/run/method.js';
 import { interruptSignal } from './args.js';
 import { createProgress, type ProgressReporter } from './progress.js';
@@ -37,6 +38,18 @@ export function registerRunCommand(program: Command): void {
       }, signal);
       const ran = result.steps.filter((s) => !s.skipped).length;
       process.stderr.write(`${result.steps.length} steps (${ran} run, ${result.steps.length - ran} skipped) in ${((Date.now() - started) / 1000).toFixed(1)} s -> ${result.out}/metrics.json\n`);
+      const report = await writeReport(result.out, collectReport(result.out, `weak2strong run: ${file}`));
+      process.stderr.write(`report: ${report.html}\n`);
       process.stdout.write(JSON.stringify(result.metrics.accuracy) + '\n');
+    });
+
+  program
+    .command('report')
+    .description('write report.json and a self-contained report.html (charts) for a finished run folder')
+    .argument('<run-folder>', 'the `out` folder of a w2s run')
+    .option('--title <text>', 'page title')
+    .action(async (dir: string, o: { title?: string }) => {
+      const report = await writeReport(dir, collectReport(dir, o.title ?? `weak2strong run: ${dir}`));
+      process.stderr.write(`${report.json}\n${report.html}\n`);
     });
 }
