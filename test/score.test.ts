@@ -11,7 +11,7 @@ const ITEMS = [
   { prompt: 'Hi', completion: ' there,\nfriend: é 🙂' },
 ];
 
-for (const arch of ['llama', 'qwen2'] as const) {
+for (const arch of ['llama', 'qwen2', 'qwen3'] as const) {
   test(`${arch}: log-probs equal node-llama-cpp's within 1e-4`, async (t) => {
     const file = await tinyModel({ arch });
     const m = await loadModel(file);

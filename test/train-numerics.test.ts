@@ -27,7 +27,7 @@ function trainer(file: string, extra: Record<string, unknown> = {}): Promise<Nat
   return addon().createTrainer(file, { rank: 4, alpha: 8, dropout: 0, targets: 0x7f, seed: 3, threads: 2, ...extra });
 }
 
-for (const arch of ['llama', 'qwen2'] as const) {
+for (const arch of ['llama', 'qwen2', 'qwen3'] as const) {
   test(`${arch}: training-graph log-probs equal the inference path within 1e-4, with and without an adapter`, async (t) => {
     const file = await tinyModel({ arch });
     const adapter = await writeRandomLora(file, path.join(TMP, `parity-${arch}.gguf`), {
@@ -78,7 +78,7 @@ test('the SFT loss is the sum of -log p over response tokens only (prompt positi
   tr.dispose();
 });
 
-for (const arch of ['llama', 'qwen2'] as const) {
+for (const arch of ['llama', 'qwen2', 'qwen3'] as const) {
   test(`${arch}: LoRA gradients equal central finite differences`, async (t) => {
     const file = await tinyModel({ arch });
     const model = await loadModel(file);

@@ -9,7 +9,7 @@ export function registerModelCommands(program: Command): void {
   model
     .command('create')
     .description('write a random-initialised llama or qwen2 GGUF with a working tokenizer (for tests and benchmarks)')
-    .requiredOption('--arch <arch>', 'llama | qwen2')
+    .requiredOption('--arch <arch>', 'llama | qwen2 | qwen3')
     .requiredOption('--layers <n>', 'transformer blocks', intArg('--layers', 1))
     .requiredOption('--embd <n>', 'hidden size', intArg('--embd', 1))
     .requiredOption('--heads <n>', 'attention heads', intArg('--heads', 1))

@@ -7,7 +7,8 @@ import { GgmlType, GgufValueType, type GgufKv } from '../gguf/types.js';
 import { writeGguf, type GgufTensorSource } from '../gguf/writer.js';
 import { baseVocabSize, buildVocab, type TokenizerKind, type TokenizerVocab } from './tokenizer-vocab.js';
 
-export type ModelArch = 'llama' | 'qwen2';
+/** llama (Llama 2/3, Mistral), qwen2 (q/k/v biases, tied embeddings), qwen3 (per-head q/k RMS norms, tied embeddings). */
+export type ModelArch = 'llama' | 'qwen2' | 'qwen3';
 export type ModelTensorType = 'f32' | 'f16' | 'q8_0' | 'q4_0';
 
 export interface CreateModelOptions {
@@ -103,7 +104,7 @@ export function resolveCreateModelOptions(options: unknown): Required<CreateMode
   for (const key of Object.keys(o)) {
     if (!(OPTION_KEYS as readonly string[]).includes(key)) throw InvalidArgumentError.expected(`one of ${OPTION_KEYS.join(', ')}`, 'option name', key);
   }
-  const arch = oneOf(o, 'arch', ['llama', 'qwen2'] as const);
+  const arch = oneOf(o, 'arch', ['llama', 'qwen2', 'qwen3'] as const);
   const layers = positiveInt(o, 'layers');
   const embd = positiveInt(o, 'embd');
   const heads = positiveInt(o, 'heads');
@@ -117,8 +118,8 @@ export function resolveCreateModelOptions(options: unknown): Required<CreateMode
   const out = o.out;
   const name = o.name === undefined ? `w2s-random-${arch}-${layers}x${embd}-${type}-seed${seed}` : o.name;
   if (typeof name !== 'string' || name.length === 0) throw InvalidArgumentError.expected('non-empty string', 'name', name);
-  const ropeTheta = positiveNumber(o, 'ropeTheta', arch === 'qwen2' ? 1e6 : 1e4);
-  const rmsEps = positiveNumber(o, 'rmsEps', arch === 'qwen2' ? 1e-6 : 1e-5);
+  const ropeTheta = positiveNumber(o, 'ropeTheta', arch === 'llama' ? 1e4 : 1e6);
+  const rmsEps = positiveNumber(o, 'rmsEps', arch === 'llama' ? 1e-5 : 1e-6);
 
   const base = baseVocabSize(tokenizerFor(arch));
   let vocab = base;
@@ -141,7 +142,7 @@ export function resolveCreateModelOptions(options: unknown): Required<CreateMode
 }
 
 function tokenizerFor(arch: ModelArch): TokenizerKind {
-  return arch === 'qwen2' ? 'bpe' : 'spm';
+  return arch === 'llama' ? 'spm' : 'bpe';
 }
 
 // --- deterministic random numbers -------------------------------------------------------------
@@ -183,8 +184,8 @@ interface TensorPlan {
   name: string;
   ne: number[];
   type: GgmlType;
-  /** 'ones' for RMSNorm gains, otherwise a normal std. */
-  init: 'ones' | number;
+  /** 'ones' for RMSNorm gains; 'near-one' = 1 + N(0, 0.2) (q/k norm gains, so a missed gain shows); else a normal std. */
+  init: 'ones' | 'near-one' | number;
 }
 
 const CHUNK_ELEMENTS = 1 << 18; // ~1 MiB of f32 per generated chunk
@@ -205,7 +206,10 @@ function tensorSource(plan: TensorPlan, seed: number): GgufTensorSource {
         const n = Math.min(rowsPerChunk, rows - r) * rowLen;
         const chunk = values.subarray(0, n);
         if (plan.init === 'ones') chunk.fill(1);
-        else state = fillNormal(chunk, plan.init, state);
+        else if (plan.init === 'near-one') {
+          state = fillNormal(chunk, 0.2, state);
+          for (let i = 0; i < chunk.length; i++) chunk[i]! += 1;
+        } else state = fillNormal(chunk, plan.init, state);
         // The writer copies or writes each chunk before asking for the next, so both buffers are reused.
         yield bytes.subarray(0, encodeInto(plan.type, chunk, bytes, 0));
       }
@@ -225,7 +229,7 @@ function planTensors(o: Required<CreateModelOptions>, nVocab: number): TensorPla
   const outStd = 1 / Math.sqrt(o.embd);
   const headDim = o.embd / o.heads;
   const kvDim = headDim * o.kvHeads;
-  const tied = o.arch === 'qwen2'; // like Qwen2.5-0.5B: no output.weight, llama.cpp reuses token_embd
+  const tied = o.arch !== 'llama'; // like Qwen2.5-0.5B / Qwen3-0.6B: no output.weight, llama.cpp reuses token_embd
   const plans: TensorPlan[] = [{ name: 'token_embd.weight', ne: [o.embd, nVocab], type: w, init: tied ? outStd : std }];
   for (let i = 0; i < o.layers; i++) {
     const p = `blk.${i}.`;
@@ -236,6 +240,11 @@ function planTensors(o: Required<CreateModelOptions>, nVocab: number): TensorPla
     if (o.arch === 'qwen2') plans.push({ name: `${p}attn_k.bias`, ne: [kvDim], type: f32, init: std });
     plans.push({ name: `${p}attn_v.weight`, ne: [o.embd, kvDim], type: w, init: std });
     if (o.arch === 'qwen2') plans.push({ name: `${p}attn_v.bias`, ne: [kvDim], type: f32, init: std });
+    if (o.arch === 'qwen3') {
+      // Per-head RMS norms of q and k (ne = [head_dim]), applied before rope.
+      plans.push({ name: `${p}attn_q_norm.weight`, ne: [headDim], type: f32, init: 'near-one' });
+      plans.push({ name: `${p}attn_k_norm.weight`, ne: [headDim], type: f32, init: 'near-one' });
+    }
     plans.push({ name: `${p}attn_output.weight`, ne: [headDim * o.heads, o.embd], type: w, init: std });
     plans.push({ name: `${p}ffn_norm.weight`, ne: [o.embd], type: f32, init: 'ones' });
     plans.push({ name: `${p}ffn_gate.weight`, ne: [o.embd, o.ff], type: w, init: std });

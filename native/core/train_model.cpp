@@ -79,8 +79,11 @@ std::unique_ptr<train_model> load_train_model(const std::string & path, ggml_bac
     } else if (hp.arch == "qwen2") {
         hp.traits.rope_mode = GGML_ROPE_TYPE_NEOX;
         hp.traits.qkv_bias = true;
+    } else if (hp.arch == "qwen3") {
+        hp.traits.rope_mode = GGML_ROPE_TYPE_NEOX;
+        hp.traits.qk_norm = true;
     } else {
-        err = "unsupported architecture '" + hp.arch + "' for training (supported: llama, qwen2)";
+        err = "unsupported architecture '" + hp.arch + "' for training (supported: llama, qwen2, qwen3)";
         return nullptr;
     }
     const std::string a = hp.arch + ".";
@@ -95,7 +98,15 @@ std::unique_ptr<train_model> load_train_model(const std::string & path, ggml_bac
     get_int(g, a + "context_length", hp.n_ctx_train);
     get_float(g, a + "attention.layer_norm_rms_epsilon", hp.rms_eps);
     get_float(g, a + "rope.freq_base", hp.rope_base);
-    if (hp.n_head <= 0 || hp.n_embd % hp.n_head != 0 || hp.n_head_kv <= 0 || hp.n_head % hp.n_head_kv != 0) {
+    hp.n_embd_head = hp.n_head > 0 ? hp.n_embd / hp.n_head : 0;
+    const bool explicit_head = get_int(g, a + "attention.key_length", hp.n_embd_head);
+    int value_length = hp.n_embd_head;
+    if (get_int(g, a + "attention.value_length", value_length) && value_length != hp.n_embd_head) {
+        err = "attention.value_length differs from key_length: not supported by the training graph";
+        return nullptr;
+    }
+    if (hp.n_head <= 0 || hp.n_embd_head <= 0 || (!explicit_head && hp.n_embd % hp.n_head != 0) || hp.n_head_kv <= 0 ||
+        hp.n_head % hp.n_head_kv != 0) {
         err = "inconsistent attention shape: n_embd " + std::to_string(hp.n_embd) + ", heads " + std::to_string(hp.n_head) +
               ", kv heads " + std::to_string(hp.n_head_kv);
         return nullptr;
@@ -124,6 +135,10 @@ std::unique_ptr<train_model> load_train_model(const std::string & path, ggml_bac
         L.attn_norm = need(p + "attn_norm.weight");
         L.ffn_norm = need(p + "ffn_norm.weight");
         for (int t = 0; t < T_COUNT; ++t) L.w[t] = need(p + lora_target_name(t) + ".weight");
+        if (hp.traits.qk_norm) {
+            L.q_norm = need(p + "attn_q_norm.weight");
+            L.k_norm = need(p + "attn_k_norm.weight");
+        }
         if (hp.traits.qkv_bias) {
             L.bq = need(p + "attn_q.bias");
             L.bk = need(p + "attn_k.bias");

@@ -1,7 +1,7 @@
 // The frozen base model for training: hyperparameters and weights read straight from the GGUF (llama.cpp's
 // own model is private), kept in a backend buffer in their stored type (F32, F16, Q8_0, Q4_0, K-quants).
-// Architectures differ in small traits (biases, rope mode, tied output); adding qwen3 (q/k norm) or gemma
-// means a new trait and a few lines in train_graph.cpp.
+// Architectures differ in small traits (biases, q/k norms, rope mode, tied output): qwen3 is llama + the
+// qk_norm trait; gemma would be a trait for its embedding scale and norm offset and a few graph lines.
 #pragma once
 #include <memory>
 #include <string>
@@ -14,6 +14,7 @@ namespace w2s {
 
 struct arch_traits {
     bool qkv_bias = false;    // qwen2: attn_q/k/v.bias
+    bool qk_norm = false;     // qwen3: per-head RMS norm of q and k (attn_q_norm/attn_k_norm, ne [head_dim]) before rope
     int rope_mode = 0;        // GGML_ROPE_TYPE_NORMAL (llama) or GGML_ROPE_TYPE_NEOX (qwen2)
 };
 
@@ -23,7 +24,8 @@ struct train_hparams {
     int n_layer = 0, n_embd = 0, n_head = 0, n_head_kv = 0, n_ff = 0, n_vocab = 0, n_ctx_train = 0, n_rot = 0;
     float rms_eps = 1e-5f;
     float rope_base = 10000.0f;
-    int head_dim() const { return n_embd / n_head; }
+    int n_embd_head = 0;  // attention.key_length (Qwen3 decouples it from n_embd / n_head)
+    int head_dim() const { return n_embd_head; }
 };
 
 // The seven projections LoRA can adapt, in the paper's order; names are llama.cpp's tensor names.
@@ -34,6 +36,7 @@ struct train_layer {
     ggml_tensor * attn_norm = nullptr;
     ggml_tensor * w[T_COUNT] = {};     // frozen projections, ne = [n_in, n_out]
     ggml_tensor * bq = nullptr, * bk = nullptr, * bv = nullptr;
+    ggml_tensor * q_norm = nullptr, * k_norm = nullptr;
     ggml_tensor * ffn_norm = nullptr;
 };
 
