@@ -248,7 +248,7 @@ const INVALID: [string, Record<string, unknown>, string][] = [
   ['missing ff', { ff: undefined }, 'Expected positive integer for ff but received undefined of type undefined'],
   ['NaN ctx', { ctx: NaN }, 'Expected positive integer for ctx but received NaN of type number'],
   ['huge ctx', { ctx: 2 ** 40 }, 'Expected integer <= 2147483647 for ctx but received 1099511627776 of type number'],
-  ['unknown arch', { arch: 'gpt2' }, "Expected one of 'llama', 'qwen2' for arch but received \"gpt2\" of type string"],
+  ['unknown arch', { arch: 'gpt2' }, "Expected one of 'llama', 'qwen2', 'qwen3' for arch but received \"gpt2\" of type string"],
   ['unknown type', { type: 'q5_0' }, "Expected one of 'f32', 'f16', 'q8_0', 'q4_0' for type but received \"q5_0\" of type string"],
   ['embd not divisible by heads', { embd: 66, type: 'f32' }, 'Expected multiple of heads (4) for embd but received 66 of type number'],
   ['kvHeads not dividing heads', { kvHeads: 3 }, 'Expected divisor of heads (4) for kvHeads but received 3 of type number'],
