@@ -1,9 +1,7 @@
 // Commander argument parsers with the shared message shape, and reading of JSONL/JSON input rows.
-import fs from 'node:fs';
 import { InvalidArgumentError as CommanderArgError } from 'commander';
 import { DataFormatError } from '../data/errors.js';
-import { parseRecordEntries } from '../data/json.js';
-import { FileNotFoundError } from '../errors.js';
+import { readRecordEntries } from '../data/json.js';
 
 export function intArg(name: string, min = Number.MIN_SAFE_INTEGER) {
   return (raw: string): number => {
@@ -29,13 +27,7 @@ export function collect(value: string, previous: string[] = []): string[] {
 
 /** Reads a JSONL (or JSON array) file of objects; errors name the file and line. */
 export async function readRows(file: string): Promise<{ row: Record<string, unknown>; line?: number }[]> {
-  let text: string;
-  try {
-    text = await fs.promises.readFile(file, 'utf8');
-  } catch {
-    throw new FileNotFoundError(file, 'input file');
-  }
-  return parseRecordEntries(text, file).map(({ value, line }) => {
+  return (await readRecordEntries(file, 'input file')).map(({ value, line }) => {
     if (typeof value !== 'object' || value === null || Array.isArray(value)) {
       throw new DataFormatError('Expected a JSON object', { file, line });
     }

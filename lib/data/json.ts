@@ -1,6 +1,8 @@
 // Reading JSON / JSONL record files with line-numbered errors, and writing them byte-for-byte as the
 // paper's Python did (`json.dumps`, ensure_ascii). Owns no record schema: see formats.ts and datasets.ts.
 
+import { readFile } from 'node:fs/promises';
+import { FileNotFoundError } from '../errors.js';
 import { DataFormatError } from './errors.js';
 
 /** Parse JSONL into values with their 1-based line numbers (blank lines skipped, but counted). */
@@ -103,6 +105,17 @@ export function parseRecordEntries(text: string, file?: string): Array<{ value: 
   }
   if (!Array.isArray(value)) throw new DataFormatError('Expected a JSON array of records', { file });
   return value.map((v) => ({ value: v }));
+}
+
+/** Reads a JSON-array or JSONL file of records ({@link parseRecordEntries}); a missing file is a FileNotFoundError naming `what`. */
+export async function readRecordEntries(file: string, what: string): Promise<Array<{ value: unknown; line?: number }>> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    throw new FileNotFoundError(file, what);
+  }
+  return parseRecordEntries(text, file);
 }
 
 /** {@link parseRecordEntries} without the line numbers. */

@@ -2,10 +2,9 @@
 // {instruction, input, output: [chosen, rejected]} rows, and tokenizing pairs with the SFT convention (prompt
 // with BOS, responses without special tokens, EOS appended to the targets). Pairs that cannot be trained are
 // counted and dropped here, so the native loss never sees an empty or identical pair.
-import fs from 'node:fs';
 import { DataFormatError } from '../data/errors.js';
-import { parseRecordEntries } from '../data/json.js';
-import { FileNotFoundError, InvalidArgumentError } from '../errors.js';
+import { readRecordEntries } from '../data/json.js';
+import { InvalidArgumentError } from '../errors.js';
 import type { Model } from '../model.js';
 import type { Sequence } from './batches.js';
 
@@ -47,13 +46,7 @@ const SHAPES = 'Expected {prompt, chosen, rejected} or {instruction, input, outp
 
 /** Reads preference rows (JSONL or a JSON array) from a file. */
 export async function readPreferencePairs(file: string): Promise<PreferencePair[]> {
-  let text: string;
-  try {
-    text = await fs.promises.readFile(file, 'utf8');
-  } catch {
-    throw new FileNotFoundError(file, 'training data file');
-  }
-  return parseRecordEntries(text, file).map(({ value, line }) => {
+  return (await readRecordEntries(file, 'training data file')).map(({ value, line }) => {
     const pair = toPreferencePair(value);
     if (!pair) throw new DataFormatError(SHAPES, { file, line });
     return pair;

@@ -1,10 +1,8 @@
 // SFT data: reading {prompt, response} or the paper's {content, output} rows (JSONL or a JSON array), and
 // tokenizing them with the shared convention: prompt with BOS, response without special tokens, EOS
 // appended to the targets; prompt positions carry no loss.
-import fs from 'node:fs';
 import { DataFormatError } from '../data/errors.js';
-import { parseRecordEntries } from '../data/json.js';
-import { FileNotFoundError } from '../errors.js';
+import { readRecordEntries } from '../data/json.js';
 import type { Model } from '../model.js';
 
 export interface SftExample {
@@ -14,13 +12,7 @@ export interface SftExample {
 
 /** Reads SFT rows; each needs string `prompt` + `response`, or `content` + `output`. */
 export async function readSftExamples(file: string): Promise<SftExample[]> {
-  let text: string;
-  try {
-    text = await fs.promises.readFile(file, 'utf8');
-  } catch {
-    throw new FileNotFoundError(file, 'training data file');
-  }
-  return parseRecordEntries(text, file).map(({ value, line }) => {
+  return (await readRecordEntries(file, 'training data file')).map(({ value, line }) => {
     const row = value as Record<string, unknown>;
     if (typeof row === 'object' && row !== null) {
       if (typeof row.prompt === 'string' && typeof row.response === 'string') return { prompt: row.prompt, response: row.response };

@@ -172,6 +172,17 @@ bool open_adapter(const train_model & m, const std::string & path, gguf_ptr & f,
     return true;
 }
 
+// A LoRA set with exactly the pairs present in the loaded file `f` (adapters made elsewhere may adapt a
+// different set of projections per layer).
+std::unique_ptr<lora_set> allocate_like(const train_model & m, const gguf_ptr & f, int rank, float alpha, uint32_t targets,
+                                        ggml_backend_t backend, std::string & err) {
+    ggml_context * fc = f.ctx;
+    return allocate(m, rank, alpha, targets, backend, err, [fc](int il, int t) {
+        const std::string name = "blk." + std::to_string(il) + "." + lora_target_name(t) + ".weight.lora_a";
+        return ggml_get_tensor(fc, name.c_str()) != nullptr;
+    });
+}
+
 }  // namespace
 
 bool write_gguf_atomic(const gguf_context * g, const std::string & path, std::string & err) {
@@ -212,11 +223,7 @@ std::unique_ptr<lora_set> load_lora_adapter(const train_model & m, const std::st
     float alpha = 0;
     uint32_t targets = 0;
     if (!open_adapter(m, path, f, rank, alpha, targets, err)) return nullptr;
-    ggml_context * fc = f.ctx;
-    auto l = allocate(m, rank, alpha, targets, backend, err, [fc](int il, int t) {
-        const std::string name = "blk." + std::to_string(il) + "." + lora_target_name(t) + ".weight.lora_a";
-        return ggml_get_tensor(fc, name.c_str()) != nullptr;
-    });
+    auto l = allocate_like(m, f, rank, alpha, targets, backend, err);
     if (!l) return nullptr;
     for (auto & p : l->pairs) {
         if (!read_into(f.ctx, std::string(p.a->name), p.a, err) || !read_into(f.ctx, std::string(p.b->name), p.b, err)) {
@@ -267,11 +274,7 @@ std::unique_ptr<lora_set> load_checkpoint(const train_model & m, const std::stri
     }
     step = static_cast<int64_t>(gguf_get_val_u64(f.g, ks));
     state = gguf_get_val_str(f.g, kst);
-    ggml_context * fc = f.ctx;
-    auto l = allocate(m, rank, alpha, targets, backend, err, [fc](int il, int t) {
-        const std::string name = "blk." + std::to_string(il) + "." + lora_target_name(t) + ".weight.lora_a";
-        return ggml_get_tensor(fc, name.c_str()) != nullptr;
-    });
+    auto l = allocate_like(m, f, rank, alpha, targets, backend, err);
     if (!l) return nullptr;
     for (auto & p : l->pairs) {
         for (ggml_tensor * t : {p.a, p.b, p.ma, p.va, p.mb, p.vb}) {

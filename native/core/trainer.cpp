@@ -21,6 +21,15 @@ struct compute_ctx {
     ~compute_ctx() { ggml_free(ctx); }
 };
 
+// Batch positions (b*T + t) that have a target: the rows whose logits the graph computes.
+std::vector<int32_t> target_rows(const train_batch & batch) {
+    std::vector<int32_t> rows;
+    for (size_t i = 0; i < batch.targets.size(); ++i) {
+        if (batch.targets[i] >= 0) rows.push_back(static_cast<int32_t>(i));
+    }
+    return rows;
+}
+
 void set_threads(ggml_backend_t backend, int n) {
     ggml_backend_dev_t dev = ggml_backend_get_device(backend);
     ggml_backend_reg_t reg = dev ? ggml_backend_dev_backend_reg(dev) : nullptr;
@@ -101,10 +110,7 @@ bool trainer::check_batch(const train_batch & b, std::string & err) const {
 bool trainer::accumulate(const train_batch & batch, float loss_scale, double & loss_sum, int64_t & n_targets, std::string & err) {
     if (!check_batch(batch, err)) return false;
     const int64_t V = model_->hp.n_vocab;
-    std::vector<int32_t> rows;
-    for (size_t i = 0; i < batch.targets.size(); ++i) {
-        if (batch.targets[i] >= 0) rows.push_back(static_cast<int32_t>(i));
-    }
+    const std::vector<int32_t> rows = target_rows(batch);
     const int64_t N = static_cast<int64_t>(rows.size());
     n_targets = N;
     loss_sum = 0.0;
@@ -231,10 +237,7 @@ void trainer::clear_grads() {
 bool trainer::logprobs(const train_batch & batch, bool use_lora, std::vector<double> & out, std::string & err) {
     if (!check_batch(batch, err)) return false;
     const int64_t V = model_->hp.n_vocab;
-    std::vector<int32_t> rows;
-    for (size_t i = 0; i < batch.targets.size(); ++i) {
-        if (batch.targets[i] >= 0) rows.push_back(static_cast<int32_t>(i));
-    }
+    const std::vector<int32_t> rows = target_rows(batch);
     const int64_t N = static_cast<int64_t>(rows.size());
     out.clear();
     if (N == 0) return true;
