@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { buildFewShotPrompt, formatPrompt, loadProblems, selectDemos, type Problem } from '../../data/datasets.js';
 import { serializeRecords, type ResultRecord, type SftRecord } from '../../data/formats.js';
+import { W2sError } from '../../errors.js';
 import { loadModel, type Model } from '../../model.js';
 import { trainSft } from '../../train/sft.js';
 import { trainDpo, trainOrpo } from '../../train/preference.js';
@@ -113,7 +114,10 @@ export async function runMethod(cfg: RunConfig, events: StepEvents, signal?: Abo
   const readSet = (s: StepOutcome, set: string) => JSON.parse(fs.readFileSync(s.file(`${set}.json`), 'utf8')) as SftRecord[];
   const nonEmpty = (s: StepOutcome, set: string) => {
     const rows = readSet(s, set);
-    if (rows.length === 0) throw new Error(`Stage I selected no questions (${s.manifest.step}); the weak and strong models never agree — check the models and generation settings`);
+    if (rows.length === 0) {
+      throw new W2sError('ERR_W2S_EMPTY_SELECTION', `Stage I selected no questions (${s.manifest.step}: ${JSON.stringify(s.manifest.stats)}): ` +
+        'the weak and strong answers never agree on a non-empty answer. Check that both models answer in the key\'s format (see 02-d-weak and 03-weak-icl results), or set stage1.keepEmpty.');
+    }
     return rows;
   };
 
