@@ -6,6 +6,8 @@ import path from 'node:path';
 import { createModel, type CreateModelOptions } from '../../lib/model/create.js';
 
 export const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'w2s-test-'));
+// Each test file runs in its own process (ava, workerThreads off): its models and outputs go with it.
+process.on('exit', () => fs.rmSync(TMP, { recursive: true, force: true }));
 
 const made = new Map<string, Promise<string>>();
 
