@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import { AbortError, DisposedError, FileNotFoundError, InvalidArgumentError } from './errors.js';
 import { readGgufMetadata, type GgufMetadata } from './gguf/reader.js';
 import { computeQueue } from './job-queue.js';
-import { addon, cancelTokenFor, mapNativeError, type NativeLora, type NativeModel, type NativeModelInfo } from './native.js';
+import { addon, cancelTokenFor, mapNativeError, type NativeCancelToken, type NativeLora, type NativeModel, type NativeModelInfo } from './native.js';
 import { normalizeSampleOptions, type Sample, type SampleOptions } from './sample-options.js';
 import { normalizeScoreOptions, type ScoreItem, type ScoreOptions, type ScoreResult } from './score-options.js';
 import * as v from './validate.js';
@@ -119,26 +119,32 @@ export class Model {
     }
   }
 
+  /** Runs a native job through the process-wide queue with its AbortSignal wired to a cancel token. */
+  #runJob<T>(signal: AbortSignal | undefined, what: string, job: (token: NativeCancelToken | undefined) => Promise<T>): Promise<T> {
+    return computeQueue.run(async () => {
+      const { token, done } = cancelTokenFor(signal);
+      try {
+        return await job(token);
+      } catch (err) {
+        throw mapNativeError(err, what);
+      } finally {
+        done();
+      }
+    }, signal);
+  }
+
   /**
    * Samples `n` completions for every prompt. Runs natively with continuous batching; the samples of one
-   * prompt share its KV cache. Results are ordered by (promptIndex, sampleIndex) and do not depend on
-   * `parallel`: each sample has its own random stream derived from (seed, promptIndex, sampleIndex).
+   * prompt share its KV cache. Results are ordered by (promptIndex, sampleIndex); each sample has its own
+   * random stream derived from (seed, promptIndex, sampleIndex), so with `highPrecision` the text does not
+   * depend on `parallel` (with the default F16 KV cache, rounding can occasionally flip a sampled token).
    */
   sample(prompts: readonly string[], options: SampleOptions = {}): Promise<Sample[]> {
     const native = this.#use();
     const { request, signal, onProgress } = normalizeSampleOptions(prompts, options, this.info, this);
     if (signal?.aborted) return Promise.reject(new AbortError());
     if (prompts.length === 0) return Promise.resolve([]);
-    return computeQueue.run(async () => {
-      const { token, done } = cancelTokenFor(signal);
-      try {
-        return await native.sample(request, onProgress, token);
-      } catch (err) {
-        throw mapNativeError(err, 'sample');
-      } finally {
-        done();
-      }
-    }, signal);
+    return this.#runJob(signal, 'sample', (token) => native.sample(request, onProgress, token));
   }
 
   /**
@@ -150,16 +156,7 @@ export class Model {
     const native = this.#use();
     const { request, signal, onProgress } = normalizeScoreOptions(items, options, this.info, this);
     if (signal?.aborted) return Promise.reject(new AbortError());
-    return computeQueue.run(async () => {
-      const { token, done } = cancelTokenFor(signal);
-      try {
-        return await native.score(request, onProgress, token);
-      } catch (err) {
-        throw mapNativeError(err, 'score');
-      } finally {
-        done();
-      }
-    }, signal);
+    return this.#runJob(signal, 'score', (token) => native.score(request, onProgress, token));
   }
 
   /**
