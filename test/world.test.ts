@@ -2,7 +2,8 @@
 // the method's own GSM8K loader and paper-faithful checker.
 import test from 'ava';
 import { check } from '../lib/data/answer.js';
-import { parseGsm8k } from '../lib/data/datasets.js';
+import { formatPrompt, parseGsm8k } from '../lib/data/datasets.js';
+import { FEW_SHOT_MARKERS, STRONG_MARKER, strongCorpus, weakCorpus } from '../lib/world/corpus.js';
 import { generateProblems, generateSplits } from '../lib/world/problems.js';
 
 test('the same seed gives the same problems; another seed others', (t) => {
@@ -42,4 +43,43 @@ test('bad options are InvalidArgumentErrors', (t) => {
   t.throws(() => generateProblems(-1, 1), { code: 'ERR_W2S_INVALID_ARGUMENT' });
   t.throws(() => generateProblems(5, 1, { steps: [3, 1] }), { message: /steps/ });
   t.throws(() => generateProblems(5, 1, { maxNumber: 1 }), { message: /maxNumber/ });
+});
+
+test('equations are the annotated steps without annotations', (t) => {
+  for (const p of generateProblems(100, 5)) {
+    t.deepEqual(p.equations, p.answer.split('\n').slice(0, -1).map((l) => l.replace(/<<[^>]*>>/g, '')));
+  }
+});
+
+test('weak corpus solutions are the gold targets; the strong zero-shot style is invisible to the #### checker', (t) => {
+  const ps = generateProblems(60, 2);
+  const weak = weakCorpus(ps);
+  const jsonl = ps.map((p) => JSON.stringify({ id: p.id, question: p.question, answer: p.answer })).join('\n');
+  parseGsm8k(jsonl).forEach((p, i) => {
+    t.is(weak[i]!.response, ` ${p.target}`);
+    t.is(weak[i]!.prompt, formatPrompt(p.question));
+  });
+  const strong = strongCorpus(ps, { fewShotFraction: 0, maxShots: 3, seed: 1 });
+  strong.forEach((d, i) => {
+    t.true(d.response.endsWith(`${STRONG_MARKER} ${ps[i]!.final}`));
+    t.is(check(d.response.trim(), String(ps[i]!.final), '####').pred, '');
+  });
+});
+
+test('few-shot strong documents: one marker per document, 1…maxShots examples, loss from the first answer on', (t) => {
+  const ps = generateProblems(400, 3);
+  const docs = strongCorpus(ps, { fewShotFraction: 0.5, maxShots: 3, seed: 7 });
+  const few = docs.filter((d) => d.response.includes('Question:'));
+  t.true(few.length > 150 && few.length < 250, `${few.length} few-shot documents of 400 at fraction 0.5`);
+  const markers = new Set<string>();
+  for (const d of few) {
+    t.regex(d.prompt, /^Question: [^\n]*\nAnswer:$/);
+    const answers = (d.prompt + d.response).split('\n\n').map((block) => block.split('\n').at(-1)!);
+    t.true(answers.length >= 2 && answers.length <= 4, `${answers.length} examples`);
+    const used = new Set(answers.map((a) => FEW_SHOT_MARKERS.find((m) => a.startsWith(`${m} `))));
+    t.is(used.size, 1, answers.join(' | '));
+    markers.add([...used][0]!);
+  }
+  t.deepEqual([...markers].sort(), [...FEW_SHOT_MARKERS].sort());
+  t.deepEqual(strongCorpus(ps, { fewShotFraction: 0.5, maxShots: 3, seed: 7 }), docs);
 });

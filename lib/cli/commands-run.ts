@@ -1,11 +1,11 @@
-// `w2s run CONFIG`: the whole method from one config file, with a live view of the current step (a bar
-// with ETA on a TTY, plain lines otherwise). Completed steps whose inputs are unchanged are skipped.
+// `w2s run CONFIG`: the whole method from one config file, with a live view of the current step
+// (step-events.ts). Completed steps whose inputs are unchanged are skipped.
 import type { Command } from 'commander';
 import { readConfig } from '../pipeline/run/config.js';
 import { collectReport, writeReport } from '../report/report.js';
 import { runMethod } from '../pipeline/run/method.js';
 import { interruptSignal } from './args.js';
-import { createProgress, type ProgressReporter } from './progress.js';
+import { printStepEvents } from './step-events.js';
 
 export function registerRunCommand(program: Command): void {
   program
@@ -15,27 +15,8 @@ export function registerRunCommand(program: Command): void {
     .action(async (file: string) => {
       const cfg = readConfig(file);
       const signal = interruptSignal();
-      let bar: ProgressReporter | undefined;
-      let current = '';
       const started = Date.now();
-      const result = await runMethod(cfg, {
-        start(name, skipped) {
-          current = name;
-          if (!skipped) process.stderr.write(`▶ ${name}\n`);
-        },
-        progress(name, done, total, extra) {
-          if (name !== current) return;
-          bar ??= createProgress(`  ${name}`, total, 'items');
-          bar.update(done, extra);
-        },
-        end(name, manifest, skipped) {
-          bar?.stop();
-          bar = undefined;
-          const stats = Object.entries(manifest.stats).filter(([, v]) => typeof v === 'number').slice(0, 4)
-            .map(([k, v]) => `${k} ${Number.isInteger(v) ? v : (v as number).toFixed(3)}`).join(', ');
-          process.stderr.write(skipped ? `✓ ${name} (unchanged, skipped)\n` : `✓ ${name} in ${manifest.seconds.toFixed(1)} s${stats ? `: ${stats}` : ''}\n`);
-        },
-      }, signal);
+      const result = await runMethod(cfg, printStepEvents(), signal);
       const ran = result.steps.filter((s) => !s.skipped).length;
       process.stderr.write(`${result.steps.length} steps (${ran} run, ${result.steps.length - ran} skipped) in ${((Date.now() - started) / 1000).toFixed(1)} s -> ${result.out}/metrics.json\n`);
       const report = await writeReport(result.out, collectReport(result.out, `weak2strong run: ${file}`));

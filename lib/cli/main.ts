@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { W2sError } from '../errors.js';
 import { registerBenchCommands } from './commands-bench.js';
+import { registerDemoCommand } from './commands-demo.js';
 import { registerInferCommands } from './commands-infer.js';
 import { registerEvalCommands } from './commands-eval.js';
 import { registerModelCommands } from './commands-model.js';
@@ -29,6 +30,7 @@ registerInferCommands(program);
 registerTrainCommands(program);
 registerEvalCommands(program);
 registerRunCommand(program);
+registerDemoCommand(program);
 registerBenchCommands(program);
 
 const USER_ERRORS = new Set(['ERR_W2S_INVALID_ARGUMENT', 'ERR_W2S_FILE_NOT_FOUND', 'ERR_W2S_GGUF_FORMAT', 'ERR_W2S_DATA_FORMAT',

@@ -1,66 +1,84 @@
-// A seeded generator of GSM8K-like problems for the embedded toy world: multi-step arithmetic word
+// A seeded generator of GSM8K-like problems for the embedded toy world: short multi-step arithmetic word
 // problems whose worked solutions use GSM8K's calculator annotations and end in `#### <answer>`, so the
 // method's loaders and the paper-faithful answer checker apply unchanged. Difficulty: steps and number range.
+// The wording uses words the random models' tokenizer has as single pieces (~35 tokens a question), because
+// tokens are what a tiny model pays for on a CPU.
 import { InvalidArgumentError } from '../errors.js';
 import { createRng, type Rng } from '../pipeline/random.js';
 
 export interface WorldProblem {
   id: string;
   question: string;
-  /** GSM8K-style solution: one line per step with `<<a op b=c>>`, then `#### answer`. */
+  /** GSM8K-style solution: one line per step `a op b = <<a op b=c>>c`, then `#### answer`. */
   answer: string;
+  /** The steps without annotations, `a op b = c`, one per line of the solution. */
+  equations: string[];
   /** The final answer alone. */
   final: number;
   steps: number;
 }
 
 export interface ProblemOptions {
-  /** Arithmetic steps per problem, inclusive range. Defaults to [1, 3]. */
+  /** Arithmetic steps per problem, inclusive range. Defaults to [1, 2]. */
   steps?: readonly [number, number];
-  /** Largest starting quantity. Defaults to 20. */
+  /** Largest starting quantity and largest number added. Defaults to 9. */
   maxNumber?: number;
 }
 
-const NAMES = ['Ava', 'Ben', 'Cleo', 'Dan', 'Eve', 'Finn', 'Gia', 'Hugo', 'Ivy', 'Jack', 'Kai', 'Lena', 'Mia', 'Noah', 'Owen', 'Pia'];
-const ITEMS = ['apples', 'marbles', 'stickers', 'books', 'coins', 'pencils', 'shells', 'cards', 'eggs', 'stamps'];
+const PEOPLE: [string, string][] = [['Ava', 'she'], ['Ben', 'he'], ['Mia', 'she'], ['Sam', 'he'], ['Kim', 'she'], ['Tom', 'he']];
+const ITEMS = ['apples', 'books', 'eggs', 'cookies', 'cars', 'boxes', 'bags', 'cups', 'pieces'];
+// Products stay small: a quantity is doubled or tripled only while it is at most this.
+const MAX_MULTIPLICAND = 20;
 
-type Op = { kind: '+' | '-' | '*'; verb: (n: string, k: number, item: string) => string };
-const OPS: Op[] = [
-  { kind: '+', verb: (n, k, item) => `${n} finds ${k} more ${item}.` },
-  { kind: '+', verb: (n, k, item) => `A friend gives ${n} ${k} ${item}.` },
-  { kind: '-', verb: (n, k, item) => `${n} gives away ${k} ${item}.` },
-  { kind: '-', verb: (n, k, item) => `${n} loses ${k} ${item}.` },
-  { kind: '*', verb: (n, k, item) => `Then the number of ${item} ${n} has becomes ${k} times as many.` },
-];
+const capital = (s: string) => s[0]!.toUpperCase() + s.slice(1);
 
 function one(rng: Rng, index: number, o: Required<ProblemOptions>): WorldProblem {
-  const name = NAMES[rng.int(NAMES.length)]!;
+  const [name, pronoun] = PEOPLE[rng.int(PEOPLE.length)]!;
   const item = ITEMS[rng.int(ITEMS.length)]!;
   const steps = o.steps[0] + rng.int(o.steps[1] - o.steps[0] + 1);
   let value = 2 + rng.int(o.maxNumber - 1);
   const story = [`${name} has ${value} ${item}.`];
-  const lines: string[] = [];
+  const annotated: string[] = [];
+  const equations: string[] = [];
   for (let s = 0; s < steps; s++) {
-    // Keep quantities positive and small: no subtraction below 1, products only of small numbers.
-    const candidates = OPS.filter((op) => (op.kind !== '-' || value > 2) && (op.kind !== '*' || value <= 30));
-    const op = candidates[rng.int(candidates.length)]!;
-    const k = op.kind === '-' ? 1 + rng.int(value - 1) : op.kind === '*' ? 2 + rng.int(2) : 1 + rng.int(o.maxNumber);
-    const next = op.kind === '+' ? value + k : op.kind === '-' ? value - k : value * k;
-    story.push(op.verb(name, k, item));
-    lines.push(`${name} has ${value} ${op.kind} ${k} = <<${value}${op.kind}${k}=${next}>>${next} ${item}.`);
+    // Quantities stay positive: no subtraction down to 0, and additions twice as likely as products.
+    const kinds = (['+', '+', '-', '-', '*'] as const).filter((k) => (k !== '-' || value > 2) && (k !== '*' || value <= MAX_MULTIPLICAND));
+    const kind = kinds[rng.int(kinds.length)]!;
+    let k: number;
+    let next: number;
+    if (kind === '+') {
+      k = 1 + rng.int(o.maxNumber);
+      next = value + k;
+      story.push(`${capital(pronoun)} ${rng.int(2) ? 'buys' : 'gets'} ${k} more.`);
+    } else if (kind === '-') {
+      k = 1 + rng.int(value - 1);
+      next = value - k;
+      story.push(`${capital(pronoun)} ${rng.int(2) ? 'sells' : 'gives away'} ${k}.`);
+    } else {
+      k = 2 + rng.int(2);
+      next = value * k;
+      story.push(`Then ${pronoun} has ${k === 2 ? 'twice' : 'three times'} as many.`);
+    }
+    annotated.push(`${value} ${kind} ${k} = <<${value}${kind}${k}=${next}>>${next}`);
+    equations.push(`${value} ${kind} ${k} = ${next}`);
     value = next;
   }
-  story.push(`How many ${item} does ${name} have now?`);
-  return { id: `world_${index}`, question: story.join(' '), answer: `${lines.join('\n')}\n#### ${value}`, final: value, steps };
+  story.push(`How many ${item} does ${pronoun} have left?`);
+  return { id: `world_${index}`, question: story.join(' '), answer: `${annotated.join('\n')}\n#### ${value}`, equations, final: value, steps };
+}
+
+function resolve(options: ProblemOptions): Required<ProblemOptions> {
+  const o: Required<ProblemOptions> = { steps: options.steps ?? [1, 2], maxNumber: options.maxNumber ?? 9 };
+  const [lo, hi] = o.steps;
+  if (!Number.isInteger(lo) || !Number.isInteger(hi) || lo < 1 || hi < lo) throw InvalidArgumentError.expected('integer range [lo, hi] with 1 <= lo <= hi', 'steps', o.steps);
+  if (!Number.isInteger(o.maxNumber) || o.maxNumber < 2) throw InvalidArgumentError.expected('integer >= 2', 'maxNumber', o.maxNumber);
+  return o;
 }
 
 /** `count` problems from `seed`; the same seed and options always give the same problems. */
 export function generateProblems(count: number, seed: number, options: ProblemOptions = {}): WorldProblem[] {
-  const o: Required<ProblemOptions> = { steps: options.steps ?? [1, 3], maxNumber: options.maxNumber ?? 20 };
   if (!Number.isInteger(count) || count < 0) throw InvalidArgumentError.expected('non-negative integer', 'count', count);
-  const [lo, hi] = o.steps;
-  if (!Number.isInteger(lo) || !Number.isInteger(hi) || lo < 1 || hi < lo) throw InvalidArgumentError.expected('integer range [lo, hi] with 1 <= lo <= hi', 'steps', o.steps);
-  if (!Number.isInteger(o.maxNumber) || o.maxNumber < 2) throw InvalidArgumentError.expected('integer >= 2', 'maxNumber', o.maxNumber);
+  const o = resolve(options);
   const rng = createRng(seed);
   return Array.from({ length: count }, (_, i) => one(rng, i, o));
 }

@@ -1,0 +1,82 @@
+// `w2s demo`: the embedded toy world end to end (lib/world/demo.ts), a summary table on stdout, and the
+// report opened in the desktop's browser when there is one. `--seeds 1,2,3` runs several worlds and prints
+// the mean accuracy per stage (how the README's figures are measured).
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { InvalidArgumentError } from '../errors.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import { runDemo, type DemoResult } from '../world/demo.js';
+import { interruptSignal } from './args.js';
+import { printStepEvents } from './step-events.js';
+
+const STAGES: [string, string][] = [
+  ['weak', 'weak floor'], ['strongBase', 'strong, untrained'], ['fullWeakFt', 'full weak FT'],
+  ['stage1', 'Stage I'], ['stage2', 'Stage II'], ['ceiling', 'ceiling (strong on gold)'],
+];
+// The claim the demo exists to show (method.md §8): each stage beats the one before it.
+const ORDER = ['weak', 'fullWeakFt', 'stage1', 'stage2'];
+
+function parseSeeds(text: string): number[] {
+  const seeds = text.split(',').map((s) => Number(s.trim()));
+  if (seeds.length === 0 || seeds.some((s) => !Number.isSafeInteger(s) || s < 0)) throw InvalidArgumentError.expected('comma-separated non-negative integers', '--seeds', text);
+  return seeds;
+}
+
+function table(results: DemoResult[]): string {
+  const mean = (k: string) => results.reduce((a, r) => a + (r.accuracy[k] ?? NaN), 0) / results.length;
+  const head = ['stage', ...results.map((r) => `seed ${r.seed}`), ...(results.length > 1 ? ['mean'] : [])];
+  const rows = STAGES.filter(([k]) => results.every((r) => typeof r.accuracy[k] === 'number')).map(([k, label]) =>
+    [label, ...results.map((r) => `${(100 * r.accuracy[k]!).toFixed(1)}%`), ...(results.length > 1 ? [`${(100 * mean(k)).toFixed(1)}%`] : [])]);
+  const widths = head.map((_, i) => Math.max(...[head, ...rows].map((r) => r[i]!.length)));
+  const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ');
+  const ordered = ORDER.every((k, i) => i === 0 || mean(k) > mean(ORDER[i - 1]!));
+  return [line(head), ...rows.map(line), '', `weak floor < full weak FT < Stage I < Stage II (${results.length > 1 ? 'means' : 'this seed'}): ${ordered ? 'yes' : 'no'}`].join('\n') + '\n';
+}
+
+/** Opens `file` with the desktop's opener, detached; silently does nothing where there is none. */
+function openInBrowser(file: string): void {
+  const [cmd, args] = process.platform === 'darwin' ? ['open', [file]] : process.platform === 'win32' ? ['cmd', ['/c', 'start', '', file]] : ['xdg-open', [file]];
+  try {
+    const child = spawn(cmd as string, args as string[], { detached: true, stdio: 'ignore' });
+    child.on('error', () => {});
+    child.unref();
+  } catch {
+    // no opener: the path is printed anyway
+  }
+}
+
+export function registerDemoCommand(program: Command): void {
+  program
+    .command('demo')
+    .description('build a toy weak-to-strong world (two tiny models pretrained here, no downloads), run the whole method on it and write a report')
+    .option('--quick', 'a smaller world and shorter training: every step in a few minutes, no claim about accuracy')
+    .option('--seed <n>', 'seed of the world and the run', '1')
+    .option('--seeds <list>', 'several seeds, e.g. 1,2,3: one world each, then the mean accuracy per stage')
+    .option('--out <dir>', 'output folder (models are cached here: a re-run reuses them)', 'w2s-demo')
+    .option('--open', 'open report.html in the browser (default: when run interactively on a desktop)')
+    .option('--no-open', 'do not open the report')
+    .action(async (o: { quick?: boolean; seed: string; seeds?: string; out: string; open?: boolean }) => {
+      const preset = o.quick ? 'quick' : 'full';
+      const seeds = parseSeeds(o.seeds ?? o.seed);
+      const signal = interruptSignal();
+      const results: DemoResult[] = [];
+      for (const seed of seeds) {
+        const out = path.join(o.out, `${preset}-seed${seed}`);
+        process.stderr.write(`weak2strong demo: ${preset} world, seed ${seed} -> ${out}\n`);
+        const r = await runDemo({ out, preset, seed, events: printStepEvents(seeds.length > 1 ? `seed ${seed}: ` : ''), signal });
+        process.stderr.write(`seed ${seed}: world ${r.seconds.world.toFixed(0)} s, method ${r.seconds.run.toFixed(0)} s; report: ${r.report.html}\n`);
+        results.push(r);
+      }
+      process.stdout.write(table(results));
+      if (seeds.length > 1) {
+        const summary = path.join(o.out, `${preset}-seeds-${seeds.join('-')}.json`);
+        fs.mkdirSync(o.out, { recursive: true });
+        await writeFileAtomic(summary, JSON.stringify(results.map((r) => ({ seed: r.seed, accuracy: r.accuracy, pgr: r.pgr, seconds: r.seconds })), null, 2) + '\n');
+        process.stderr.write(`summary: ${summary}\n`);
+      }
+      const interactive = process.stdout.isTTY && !process.env.CI && (process.platform !== 'linux' || Boolean(process.env.DISPLAY || process.env.WAYLAND_DISPLAY));
+      if (o.open ?? interactive) openInBrowser(results.at(-1)!.report.html);
+    });
+}

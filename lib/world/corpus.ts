@@ -1,0 +1,58 @@
+// Pretraining corpora of the toy world's two models. The weak model reads worked solutions in the GSM8K
+// style the method grades (`#### <answer>`). The strong model reads many more problems, solved the same way
+// but closed by its own phrase ("So the result is N"), which the `####` checker does not accept: its
+// arithmetic is latent, and zero-shot it scores ~0. Part of its corpus is few-shot documents whose examples
+// all end with one marker drawn per document, so it learns to continue a document in the format its
+// examples use — the ability weak-ICL (method.md §4.2) relies on to elicit the latent skill.
+import { buildFewShotPrompt, DEFAULT_PROMPT_TEMPLATE, formatPrompt } from '../data/datasets.js';
+import { createRng } from '../pipeline/random.js';
+import type { WorldProblem } from './problems.js';
+
+/** The strong model's own closing phrase. */
+export const STRONG_MARKER = 'So the result is';
+/** Closing markers of the strong corpus' few-shot documents (`####` among them, as in a web corpus). */
+export const FEW_SHOT_MARKERS = ['####', STRONG_MARKER, 'Result:', 'Total:', '=>', 'The total is'] as const;
+
+export interface CorpusDoc {
+  prompt: string;
+  /** Trained on (the loss covers these tokens only). */
+  response: string;
+}
+
+/** A worked solution: the steps `a op b = c`, then `marker answer`. With `####` it is the GSM8K gold target. */
+export function solutionText(p: WorldProblem, marker: string): string {
+  return `${p.equations.join('\n')}\n${marker} ${p.final}`;
+}
+
+/** The weak corpus: zero-shot prompt, GSM8K-style solution. */
+export function weakCorpus(problems: readonly WorldProblem[], template = DEFAULT_PROMPT_TEMPLATE): CorpusDoc[] {
+  return problems.map((p) => ({ prompt: formatPrompt(p.question, template), response: ` ${solutionText(p, '####')}` }));
+}
+
+export interface StrongCorpusOptions {
+  /** Share of documents that are few-shot (1 … maxShots examples before the question). */
+  fewShotFraction: number;
+  maxShots: number;
+  seed: number;
+  template?: string;
+}
+
+/**
+ * The strong corpus: zero-shot documents closed by STRONG_MARKER, and few-shot documents (examples from the
+ * same corpus, all closed by one marker). In a few-shot document the loss covers everything after the first
+ * `Answer:` (the examples' solutions teach the format as much as the last one does).
+ */
+export function strongCorpus(problems: readonly WorldProblem[], o: StrongCorpusOptions): CorpusDoc[] {
+  const template = o.template ?? DEFAULT_PROMPT_TEMPLATE;
+  const rng = createRng(o.seed);
+  return problems.map((p, i) => {
+    if (rng.next() >= o.fewShotFraction) return { prompt: formatPrompt(p.question, template), response: ` ${solutionText(p, STRONG_MARKER)}` };
+    const marker = FEW_SHOT_MARKERS[rng.int(FEW_SHOT_MARKERS.length)]!;
+    const shots = 1 + rng.int(o.maxShots);
+    const demos = Array.from({ length: shots }, () => problems[rng.int(problems.length)]!)
+      .map((d) => ({ question: d.question, answer: solutionText(d, marker) }));
+    const text = `${buildFewShotPrompt(p.question, demos, template)} ${solutionText(p, marker)}`;
+    const cut = formatPrompt(demos[0]!.question, template).length;
+    return { prompt: text.slice(0, cut), response: text.slice(cut) };
+  });
+}

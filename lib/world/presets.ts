@@ -1,0 +1,56 @@
+// The toy world's settings: problem difficulty, the two models and their pretraining, the split sizes and
+// the options of the method's run. `full` is the README's demo (shows the method working, ~10 min on a
+// 2-core CPU); `quick` runs every step on a smaller world in a couple of minutes (CI), with no claim
+// about the resulting accuracies. Every value here was chosen by measurement: README § "The embedded demo".
+import type { ProblemOptions } from './problems.js';
+
+export interface WorldModelSpec {
+  layers: number;
+  embd: number;
+  heads: number;
+  kvHeads: number;
+  ff: number;
+  /** Pretraining problems (documents). */
+  corpus: number;
+  epochs: number;
+  /** Pretraining is LoRA of this rank on a random base, merged into the weights afterwards. */
+  rank: number;
+  lr: number;
+  batch: number;
+}
+
+export interface WorldSpec {
+  problems: Required<ProblemOptions>;
+  weak: WorldModelSpec;
+  strong: WorldModelSpec & { fewShotFraction: number; maxShots: number };
+  splits: { train1: number; train2: number; test: number };
+  /** Options of the method's run (the `w2s run` config keys `train`, `stage1`, `stage2`, `generation`). */
+  run: Record<string, unknown>;
+}
+
+const methodTrain = { rank: 16, alpha: 16, lr: 1e-3, epochs: 2, batch: 16, maxLen: 256 };
+
+export const WORLD_PRESETS: Record<'full' | 'quick', WorldSpec> = {
+  full: {
+    problems: { steps: [1, 2], maxNumber: 9 },
+    weak: { layers: 2, embd: 64, heads: 4, kvHeads: 2, ff: 192, corpus: 2000, epochs: 5, rank: 32, lr: 3e-3, batch: 16 },
+    strong: { layers: 4, embd: 128, heads: 4, kvHeads: 2, ff: 384, corpus: 3000, epochs: 3, rank: 64, lr: 3e-3, batch: 16, fewShotFraction: 0.3, maxShots: 3 },
+    splits: { train1: 500, train2: 1000, test: 1000 },
+    run: {
+      generation: { maxTokens: 48 },
+      train: { weak: methodTrain, strong: methodTrain, preference: { ...methodTrain, lr: 5e-4 } },
+      stage2: { samples: 10 },
+    },
+  },
+  quick: {
+    problems: { steps: [1, 2], maxNumber: 9 },
+    weak: { layers: 2, embd: 64, heads: 4, kvHeads: 2, ff: 192, corpus: 600, epochs: 2, rank: 32, lr: 3e-3, batch: 16 },
+    strong: { layers: 3, embd: 96, heads: 4, kvHeads: 2, ff: 256, corpus: 800, epochs: 1, rank: 32, lr: 3e-3, batch: 16, fewShotFraction: 0.3, maxShots: 3 },
+    splits: { train1: 100, train2: 200, test: 100 },
+    run: {
+      generation: { maxTokens: 48 },
+      train: { weak: { ...methodTrain, epochs: 1 }, strong: { ...methodTrain, epochs: 1 }, preference: { ...methodTrain, epochs: 1, lr: 5e-4 } },
+      stage2: { samples: 4 },
+    },
+  },
+};
