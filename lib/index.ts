@@ -26,3 +26,7 @@ export { selectConsistent, type Generation, type SelectOptions, type Selection, 
 export { majorityVote } from './pipeline/vote.js';
 export { buildPairs, pairQuestion, GSM8K_PAIR_OPTIONS, MATH_PAIR_OPTIONS, type PairOptions, type PairStats, type PairKind } from './pipeline/pairs.js';
 export { greedyAccuracy, passAtK, majAtK, pgr } from './pipeline/metrics.js';
+export { runDemo, type DemoOptions, type DemoResult } from './world/demo.js';
+export { WORLD_PRESETS, type WorldSpec, type WorldModelSpec } from './world/presets.js';
+export { generateProblems, generateSplits, type WorldProblem, type ProblemOptions, type WorldSplits } from './world/problems.js';
+export { collectReport, renderHtml, writeReport, type Report } from './report/report.js';

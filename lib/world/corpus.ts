@@ -11,7 +11,7 @@ import type { WorldProblem } from './problems.js';
 /** The strong model's own closing phrase. */
 export const STRONG_MARKER = 'So the result is';
 /** Closing markers of the strong corpus' few-shot documents (`####` among them, as in a web corpus). */
-export const FEW_SHOT_MARKERS = ['####', STRONG_MARKER, 'Result:', 'Total:', '=>', 'The total is'] as const;
+export const FEW_SHOT_MARKERS = ['####', STRONG_MARKER, 'The total is'] as const;
 
 export interface CorpusDoc {
   prompt: string;

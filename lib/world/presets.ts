@@ -28,28 +28,31 @@ export interface WorldSpec {
   run: Record<string, unknown>;
 }
 
-const methodTrain = { rank: 16, alpha: 16, lr: 1e-3, epochs: 2, batch: 16, maxLen: 256 };
+// Method training: the paper's SFT learning rate (2e-4) for the strong model, a faster one for the weak
+// model's SFT (it starts from a model that already knows the style); preference lr at the top of the paper's
+// range, two epochs (the pair sets are small).
+const methodTrain = { rank: 16, alpha: 16, lr: 2e-4, epochs: 2, batch: 16, maxLen: 256 };
 
 export const WORLD_PRESETS: Record<'full' | 'quick', WorldSpec> = {
   full: {
-    problems: { steps: [1, 2], maxNumber: 9 },
-    weak: { layers: 2, embd: 64, heads: 4, kvHeads: 2, ff: 192, corpus: 2000, epochs: 5, rank: 32, lr: 3e-3, batch: 16 },
-    strong: { layers: 4, embd: 128, heads: 4, kvHeads: 2, ff: 384, corpus: 3000, epochs: 3, rank: 64, lr: 3e-3, batch: 16, fewShotFraction: 0.3, maxShots: 3 },
+    problems: { steps: [1, 2], maxNumber: 9, maxValue: 20 },
+    weak: { layers: 2, embd: 96, heads: 4, kvHeads: 2, ff: 256, corpus: 3000, epochs: 5, rank: 32, lr: 3e-3, batch: 16 },
+    strong: { layers: 4, embd: 128, heads: 4, kvHeads: 2, ff: 384, corpus: 3000, epochs: 3, rank: 64, lr: 3e-3, batch: 16, fewShotFraction: 0.5, maxShots: 4 },
     splits: { train1: 500, train2: 1000, test: 1000 },
     run: {
       generation: { maxTokens: 48 },
-      train: { weak: methodTrain, strong: methodTrain, preference: { ...methodTrain, lr: 5e-4 } },
+      train: { weak: { ...methodTrain, lr: 1e-3 }, strong: methodTrain, preference: { ...methodTrain, lr: 5e-5 } },
       stage2: { samples: 10 },
     },
   },
   quick: {
-    problems: { steps: [1, 2], maxNumber: 9 },
+    problems: { steps: [1, 2], maxNumber: 9, maxValue: 20 },
     weak: { layers: 2, embd: 64, heads: 4, kvHeads: 2, ff: 192, corpus: 600, epochs: 2, rank: 32, lr: 3e-3, batch: 16 },
-    strong: { layers: 3, embd: 96, heads: 4, kvHeads: 2, ff: 256, corpus: 800, epochs: 1, rank: 32, lr: 3e-3, batch: 16, fewShotFraction: 0.3, maxShots: 3 },
+    strong: { layers: 3, embd: 96, heads: 4, kvHeads: 2, ff: 256, corpus: 800, epochs: 1, rank: 32, lr: 3e-3, batch: 16, fewShotFraction: 0.5, maxShots: 4 },
     splits: { train1: 100, train2: 200, test: 100 },
     run: {
       generation: { maxTokens: 48 },
-      train: { weak: { ...methodTrain, epochs: 1 }, strong: { ...methodTrain, epochs: 1 }, preference: { ...methodTrain, epochs: 1, lr: 5e-4 } },
+      train: { weak: { ...methodTrain, lr: 1e-3, epochs: 1 }, strong: { ...methodTrain, epochs: 1 }, preference: { ...methodTrain, epochs: 1, lr: 5e-5 } },
       stage2: { samples: 4 },
     },
   },

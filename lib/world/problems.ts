@@ -21,15 +21,14 @@ export interface WorldProblem {
 export interface ProblemOptions {
   /** Arithmetic steps per problem, inclusive range. Defaults to [1, 2]. */
   steps?: readonly [number, number];
-  /** Largest starting quantity and largest number added. Defaults to 9. */
+  /** Largest starting quantity and largest number added or taken away. Defaults to 9. */
   maxNumber?: number;
+  /** No quantity ever exceeds this (keeps the facts a tiny model must learn few). Defaults to 20. */
+  maxValue?: number;
 }
 
 const PEOPLE: [string, string][] = [['Ava', 'she'], ['Ben', 'he'], ['Mia', 'she'], ['Sam', 'he'], ['Kim', 'she'], ['Tom', 'he']];
 const ITEMS = ['apples', 'books', 'eggs', 'cookies', 'cars', 'boxes', 'bags', 'cups', 'pieces'];
-// Products stay small: a quantity is doubled or tripled only while it is at most this.
-const MAX_MULTIPLICAND = 20;
-
 const capital = (s: string) => s[0]!.toUpperCase() + s.slice(1);
 
 function one(rng: Rng, index: number, o: Required<ProblemOptions>): WorldProblem {
@@ -41,21 +40,21 @@ function one(rng: Rng, index: number, o: Required<ProblemOptions>): WorldProblem
   const annotated: string[] = [];
   const equations: string[] = [];
   for (let s = 0; s < steps; s++) {
-    // Quantities stay positive: no subtraction down to 0, and additions twice as likely as products.
-    const kinds = (['+', '+', '-', '-', '*'] as const).filter((k) => (k !== '-' || value > 2) && (k !== '*' || value <= MAX_MULTIPLICAND));
+    // Quantities stay in 1 … maxValue; additions and subtractions twice as likely as products.
+    const kinds = (['+', '+', '-', '-', '*'] as const).filter((k) => (k !== '+' || value < o.maxValue) && (k !== '-' || value > 2) && (k !== '*' || value * 2 <= o.maxValue));
     const kind = kinds[rng.int(kinds.length)]!;
     let k: number;
     let next: number;
     if (kind === '+') {
-      k = 1 + rng.int(o.maxNumber);
+      k = 1 + rng.int(Math.min(o.maxNumber, o.maxValue - value));
       next = value + k;
       story.push(`${capital(pronoun)} ${rng.int(2) ? 'buys' : 'gets'} ${k} more.`);
     } else if (kind === '-') {
-      k = 1 + rng.int(value - 1);
+      k = 1 + rng.int(Math.min(o.maxNumber, value - 1));
       next = value - k;
       story.push(`${capital(pronoun)} ${rng.int(2) ? 'sells' : 'gives away'} ${k}.`);
     } else {
-      k = 2 + rng.int(2);
+      k = value * 3 <= o.maxValue ? 2 + rng.int(2) : 2;
       next = value * k;
       story.push(`Then ${pronoun} has ${k === 2 ? 'twice' : 'three times'} as many.`);
     }
@@ -68,10 +67,11 @@ function one(rng: Rng, index: number, o: Required<ProblemOptions>): WorldProblem
 }
 
 function resolve(options: ProblemOptions): Required<ProblemOptions> {
-  const o: Required<ProblemOptions> = { steps: options.steps ?? [1, 2], maxNumber: options.maxNumber ?? 9 };
+  const o: Required<ProblemOptions> = { steps: options.steps ?? [1, 2], maxNumber: options.maxNumber ?? 9, maxValue: options.maxValue ?? 20 };
   const [lo, hi] = o.steps;
   if (!Number.isInteger(lo) || !Number.isInteger(hi) || lo < 1 || hi < lo) throw InvalidArgumentError.expected('integer range [lo, hi] with 1 <= lo <= hi', 'steps', o.steps);
   if (!Number.isInteger(o.maxNumber) || o.maxNumber < 2) throw InvalidArgumentError.expected('integer >= 2', 'maxNumber', o.maxNumber);
+  if (!Number.isInteger(o.maxValue) || o.maxValue < o.maxNumber + 1) throw InvalidArgumentError.expected('integer > maxNumber', 'maxValue', o.maxValue);
   return o;
 }
 
