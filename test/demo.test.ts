@@ -25,7 +25,11 @@ test.serial('quick demo: world, method, report; a second run reuses everything',
   const first = recorder();
   const r = await runDemo({ out, preset: 'quick', seed: 3, events: first });
   t.deepEqual(first.skipped, []);
-  t.true(first.ran.includes('01-weak-model') && first.ran.includes('02-strong-model') && first.ran.includes('22-stage2-orpo'), first.ran.join(' '));
+  t.true(first.ran.includes('01-weak-model') && first.ran.includes('02-strong-model') && first.ran.includes('21-pairs'), first.ran.join(' '));
+  // The quick world's models are barely trained: Stage II may find no pair, and then the method skips it.
+  const pairs = (JSON.parse(fs.readFileSync(path.join(out, 'run/21-pairs/manifest.json'), 'utf8')) as { stats: { pairs: number } }).stats.pairs;
+  t.is(first.ran.includes('22-stage2-orpo'), pairs > 0);
+  t.is(typeof r.accuracy.stage2 === 'number', pairs > 0);
 
   // The pretrained models are real llama.cpp models of the preset's sizes.
   const strong = await loadModel(path.join(out, 'world/02-strong-model/model.gguf'));
@@ -33,7 +37,9 @@ test.serial('quick demo: world, method, report; a second run reuses everything',
   strong.dispose();
 
   const report = JSON.parse(fs.readFileSync(r.report.json, 'utf8')) as { accuracy: Record<string, number>; losses: Record<string, unknown[]>; timings: { step: string }[] };
-  for (const stage of ['weak', 'strongBase', 'fullWeakFt', 'stage1', 'stage2', 'ceiling']) {
+  const stages = ['weak', 'strongBase', 'fullWeakFt', 'stage1', ...(pairs > 0 ? ['stage2'] : []), 'ceiling'];
+  t.deepEqual(Object.keys(report.accuracy).sort(), [...stages].sort());
+  for (const stage of stages) {
     t.true(report.accuracy[stage]! >= 0 && report.accuracy[stage]! <= 1, stage);
     t.is(report.accuracy[stage], r.accuracy[stage]);
   }
@@ -45,7 +51,7 @@ test.serial('quick demo: world, method, report; a second run reuses everything',
   t.deepEqual(page.consoleErrors, []);
   t.deepEqual(page.pageErrors, []);
   t.is(page.chartsReady, 2);
-  t.is(page.accuracyRows.length, 6);
+  t.deepEqual(page.accuracyRows.map((row) => row[1]), stages.map((k) => `${(100 * r.accuracy[k]!).toFixed(1)}%`));
   for (const c of page.canvases) t.true(c.colouredPixels > 0.01 * c.width * c.height, `${c.id}: ${c.colouredPixels} coloured pixels`);
 
   const again = recorder();
@@ -60,7 +66,7 @@ test.serial('w2s demo: the summary table on stdout; a bad seed is a usage error'
   fs.cpSync(path.join(TMP, 'demo-quick'), path.join(out, 'quick-seed3'), { recursive: true });
   const ok = spawnSync(process.execPath, [cli, 'demo', '--quick', '--seed', '3', '--out', out, '--no-open'], { encoding: 'utf8' });
   t.is(ok.status, 0, ok.stderr);
-  t.regex(ok.stdout, /Stage II\s+\d+\.\d%/);
+  t.regex(ok.stdout, /Stage I\s+\d+\.\d%/);
   t.regex(ok.stdout, /weak floor < full weak FT < Stage I < Stage II \(this seed\): (yes|no)/);
   t.regex(ok.stderr, /02-strong-model \(unchanged, skipped\)/);
   const bad = spawnSync(process.execPath, [cli, 'demo', '--quick', '--seeds', '1,x', '--out', out, '--no-open'], { encoding: 'utf8' });

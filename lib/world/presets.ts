@@ -47,13 +47,15 @@ export const WORLD_PRESETS: Record<'full' | 'quick', WorldSpec> = {
   },
   quick: {
     problems: { steps: [1, 2], maxNumber: 9, maxValue: 20 },
-    weak: { layers: 2, embd: 64, heads: 4, kvHeads: 2, ff: 192, corpus: 600, epochs: 2, rank: 32, lr: 3e-3, batch: 16 },
-    strong: { layers: 3, embd: 96, heads: 4, kvHeads: 2, ff: 256, corpus: 800, epochs: 1, rank: 32, lr: 3e-3, batch: 16, fewShotFraction: 0.5, maxShots: 4 },
+    weak: { layers: 2, embd: 64, heads: 4, kvHeads: 2, ff: 192, corpus: 2000, epochs: 3, rank: 32, lr: 3e-3, batch: 16 },
+    strong: { layers: 3, embd: 96, heads: 4, kvHeads: 2, ff: 256, corpus: 1500, epochs: 2, rank: 32, lr: 3e-3, batch: 16, fewShotFraction: 0.5, maxShots: 4 },
     splits: { train1: 100, train2: 200, test: 100 },
     run: {
       generation: { maxTokens: 48 },
-      train: { weak: { ...methodTrain, lr: 1e-3, epochs: 1 }, strong: { ...methodTrain, epochs: 1 }, preference: { ...methodTrain, epochs: 1, lr: 5e-5 } },
-      stage2: { samples: 4 },
+      // Short training needs a higher learning rate to pick up the answer format at all.
+      train: { weak: { ...methodTrain, lr: 1e-3 }, strong: { ...methodTrain, lr: 1e-3 }, preference: { ...methodTrain, epochs: 1, lr: 5e-5 } },
+      // Below T = 1 so that the barely trained strong model's votes can reach the pair thresholds.
+      stage2: { samples: 4, temperature: 0.7 },
     },
   },
 };
