@@ -36,7 +36,7 @@ const methodTrain = { rank: 16, alpha: 16, lr: 2e-4, epochs: 2, batch: 16, maxLe
 export const WORLD_PRESETS: Record<'full' | 'quick', WorldSpec> = {
   full: {
     problems: { steps: [1, 2], maxNumber: 9, maxValue: 20 },
-    weak: { layers: 2, embd: 96, heads: 4, kvHeads: 2, ff: 256, corpus: 3000, epochs: 5, rank: 32, lr: 3e-3, batch: 16 },
+    weak: { layers: 2, embd: 96, heads: 4, kvHeads: 2, ff: 256, corpus: 5000, epochs: 3, rank: 32, lr: 3e-3, batch: 16 },
     strong: { layers: 4, embd: 128, heads: 4, kvHeads: 2, ff: 384, corpus: 3000, epochs: 3, rank: 64, lr: 3e-3, batch: 16, fewShotFraction: 0.5, maxShots: 4 },
     splits: { train1: 500, train2: 1000, test: 1000 },
     run: {
