@@ -1,5 +1,5 @@
 // The run report: collected from a run folder's metrics.json and training logs, rendered as one
-// self-contained HTML page (Chart.js inlined, data embedded safely). Browser rendering is not checked here.
+// self-contained HTML page (Chart.js inlined, data embedded safely). Browser rendering is checked in report-browser.test.ts and demo.test.ts, not here.
 import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';

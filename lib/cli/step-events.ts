@@ -13,7 +13,8 @@ export function printStepEvents(prefix = ''): StepEvents {
     },
     progress(name, done, total, extra) {
       if (name !== current) return;
-      bar ??= createProgress(`  ${prefix}${name}`, total, 'items');
+      // Training steps report their loss; generation steps report tokens (their items are generated answers).
+      bar ??= createProgress(`  ${prefix}${name}`, total, extra?.startsWith('loss') ? 'steps' : 'answers');
       bar.update(done, extra);
     },
     end(name, manifest, skipped) {
