@@ -7,6 +7,7 @@ import { addon, type NativeTrainer } from '../lib/native.js';
 import { makeBatch } from '../lib/train/batches.js';
 import { writeRandomLora } from './helpers/lora.js';
 import { TMP, tinyModel } from './helpers/models.js';
+import { FD_STEP, finiteDifferenceCheck } from './helpers/gradcheck.js';
 
 const ITEMS = [
   { prompt: 'Question: Natalia sold 48 clips in April and half as many in May. How many?\nAnswer:', completion: ' 48 / 2 = 24. 48 + 24 = 72. #### 72' },
@@ -96,19 +97,8 @@ for (const arch of ['llama', 'qwen2', 'qwen3'] as const) {
       tr.setParams(p);
       return -(await tr.logprobs({ ...batch, useLora: true })).reduce((a, b) => a + b, 0);
     };
-    const h = 1e-2;
-    const picks = [...grad.keys()].sort((a, b) => Math.abs(grad[b]!) - Math.abs(grad[a]!)).slice(0, 6);
-    for (let k = 0; k < 10; k++) picks.push((k * 7919 + 13) % p0.length);
-    let worst = 0;
-    for (const i of picks) {
-      const plus = Float32Array.from(p0);
-      plus[i] = p0[i]! + h;
-      const minus = Float32Array.from(p0);
-      minus[i] = p0[i]! - h;
-      const fd = ((await loss(plus)) - (await loss(minus))) / (2 * h);
-      worst = Math.max(worst, Math.abs(fd - grad[i]!) / Math.max(0.05, Math.abs(fd) + Math.abs(grad[i]!)));
-    }
-    t.log(`${arch}: ${picks.length} parameters, worst relative difference ${worst.toExponential(2)} (h = ${h})`);
+    const { worst, n } = await finiteDifferenceCheck(p0, grad, loss, () => 0.05);
+    t.log(`${arch}: ${n} parameters, worst relative difference ${worst.toExponential(2)} (h = ${FD_STEP})`);
     t.true(worst < 2e-2);
     model.dispose();
     tr.dispose();

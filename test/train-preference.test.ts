@@ -18,6 +18,7 @@ import { epochOrder } from '../lib/train/batches.js';
 import { poisonTokenEmbedding } from './helpers/convert.js';
 import { writeRandomLora } from './helpers/lora.js';
 import { TMP, tinyModel } from './helpers/models.js';
+import { finiteDifferenceCheck } from './helpers/gradcheck.js';
 
 const PAIRS: PreferencePair[] = [
   { prompt: 'Question: What is 2 + 2?\nAnswer:', chosen: ' 2 + 2 = 4. #### 4', rejected: ' 2 + 2 = 5. #### 5' },
@@ -75,23 +76,11 @@ function perturb(p: Float32Array, a: number, seed: number): Float32Array {
   return p.map((x) => x + (((s = (s * 16807) % 2147483647) / 2147483647) * 2 - 1) * a);
 }
 
-/** The analytic gradient at p0 against central differences of `loss`; returns the worst relative difference. */
+/** finiteDifferenceCheck with the floor relative to the largest gradient entry; restores p0 afterwards. */
 async function gradCheck(tr: NativeTrainer, p0: Float32Array, grad: Float32Array, loss: (p: Float32Array) => Promise<number>) {
-  const h = 1e-2;
-  const gmax = grad.reduce((m, g) => Math.max(m, Math.abs(g)), 0);
-  const picks = [...grad.keys()].sort((a, b) => Math.abs(grad[b]!) - Math.abs(grad[a]!)).slice(0, 6);
-  for (let k = 0; k < 10; k++) picks.push((k * 7919 + 13) % p0.length);
-  let worst = 0;
-  for (const i of picks) {
-    const plus = Float32Array.from(p0);
-    plus[i] = p0[i]! + h;
-    const minus = Float32Array.from(p0);
-    minus[i] = p0[i]! - h;
-    const fd = ((await loss(plus)) - (await loss(minus))) / (2 * h);
-    worst = Math.max(worst, Math.abs(fd - grad[i]!) / Math.max(0.02 * gmax, Math.abs(fd) + Math.abs(grad[i]!)));
-  }
+  const r = await finiteDifferenceCheck(p0, grad, loss, (gmax) => 0.02 * gmax);
   tr.setParams(p0);
-  return { worst, n: picks.length, gmax };
+  return r;
 }
 
 function trainer(file: string, extra: Record<string, unknown> = {}): Promise<NativeTrainer> {

@@ -4,7 +4,7 @@ import test from 'ava';
 import { check } from '../lib/data/answer.js';
 import { formatPrompt, parseGsm8k } from '../lib/data/datasets.js';
 import { FEW_SHOT_MARKERS, STRONG_MARKER, strongCorpus, weakCorpus } from '../lib/world/corpus.js';
-import { generateProblems, generateSplits } from '../lib/world/problems.js';
+import { generateProblems, generateProblemsExcluding, generateSplits } from '../lib/world/problems.js';
 
 test('the same seed gives the same problems; another seed others', (t) => {
   t.deepEqual(generateProblems(50, 3), generateProblems(50, 3));
@@ -83,4 +83,16 @@ test('few-shot strong documents: one marker per document, 1…maxShots examples,
   }
   t.deepEqual([...markers].sort(), [...FEW_SHOT_MARKERS].sort());
   t.deepEqual(strongCorpus(ps, { fewShotFraction: 0.5, maxShots: 4, seed: 7 }), docs);
+});
+
+test('pretraining problems avoid the excluded questions, keep the stream order, and fail when they cannot', (t) => {
+  const opts = { steps: [1, 1] as const, maxNumber: 3, maxValue: 6 };
+  const stream = generateProblems(400, 8, opts);
+  const exclude = new Set(stream.slice(0, 200).filter((_, i) => i % 2 === 0).map((p) => p.question));
+  const got = generateProblemsExcluding(150, 8, opts, exclude);
+  t.is(got.length, 150);
+  t.false(got.some((p) => exclude.has(p.question)));
+  t.deepEqual(got.map((p) => p.question), stream.filter((p) => !exclude.has(p.question)).slice(0, 150).map((p) => p.question));
+  const everything = new Set(generateProblems(5000, 9, opts).map((p) => p.question));
+  t.throws(() => generateProblemsExcluding(10, 9, opts, everything), { code: 'ERR_W2S_INVALID_ARGUMENT' });
 });

@@ -7,14 +7,11 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
+import { STAGES } from '../report/report.js';
 import { runDemo, type DemoResult } from '../world/demo.js';
 import { interruptSignal } from './args.js';
 import { printStepEvents } from './step-events.js';
 
-const STAGES: [string, string][] = [
-  ['weak', 'weak floor'], ['strongBase', 'strong, untrained'], ['fullWeakFt', 'full weak FT'],
-  ['stage1', 'Stage I'], ['stage2', 'Stage II'], ['ceiling', 'ceiling (strong on gold)'],
-];
 // The claim the demo exists to show (method.md §8): each stage beats the one before it.
 const ORDER = ['weak', 'fullWeakFt', 'stage1', 'stage2'];
 

@@ -16,7 +16,8 @@ export interface Report {
   extra?: Record<string, unknown>;
 }
 
-const STAGES: [string, string][] = [
+/** Accuracy keys of a run's metrics and their labels, in the order the method's stages build on each other. */
+export const STAGES: readonly (readonly [string, string])[] = [
   ['weak', 'weak floor'], ['strongBase', 'strong, untrained'], ['fullWeakFt', 'full weak FT'],
   ['stage1', 'Stage I'], ['stage2', 'Stage II'], ['ceiling', 'ceiling'],
 ];

@@ -10,7 +10,7 @@ import { createModel } from '../model/create.js';
 import { RunFolder, type StepContext, type StepEvents, type StepOutcome } from '../pipeline/run/steps.js';
 import { trainSft } from '../train/sft.js';
 import { strongCorpus, weakCorpus, type CorpusDoc } from './corpus.js';
-import { generateProblems, generateSplits, type WorldProblem } from './problems.js';
+import { generateProblemsExcluding, generateSplits, type WorldProblem } from './problems.js';
 import type { WorldModelSpec, WorldSpec } from './presets.js';
 
 /** Bumped when the world's text or pretraining changes meaning, so cached models are not reused. */
@@ -54,7 +54,7 @@ export async function buildWorld(dir: string, spec: WorldSpec, seed: number, eve
   });
   // Pretraining never sees a question of the splits (the method's data stays unseen, as in the paper).
   const inSplits = new Set(Object.values(splits).flat().map((p) => p.question));
-  const corpusProblems = (n: number, s: number) => generateProblems(n + n / 4, s, spec.problems).filter((p) => !inSplits.has(p.question)).slice(0, n);
+  const corpusProblems = (n: number, s: number) => generateProblemsExcluding(n, s, spec.problems, inSplits);
   const weak = await folder.run({
     name: '01-weak-model', inputs: { WORLD_FORMAT, seed, problems: spec.problems, model: spec.weak, data: data.manifest.files },
     run: (ctx) => pretrain(ctx, spec.weak, seed * 1000 + 2, weakCorpus(corpusProblems(spec.weak.corpus, seed * 1000 + 3))),

@@ -33,29 +33,31 @@ export interface WorldSpec {
 // range, two epochs (the pair sets are small).
 const methodTrain = { rank: 16, alpha: 16, lr: 2e-4, epochs: 2, batch: 16, maxLen: 256 };
 
-export const WORLD_PRESETS: Record<'full' | 'quick', WorldSpec> = {
-  full: {
-    problems: { steps: [1, 2], maxNumber: 9, maxValue: 20 },
-    weak: { layers: 2, embd: 96, heads: 4, kvHeads: 2, ff: 256, corpus: 5000, epochs: 3, rank: 32, lr: 3e-3, batch: 16 },
-    strong: { layers: 4, embd: 128, heads: 4, kvHeads: 2, ff: 384, corpus: 3000, epochs: 3, rank: 64, lr: 3e-3, batch: 16, fewShotFraction: 0.5, maxShots: 4 },
-    splits: { train1: 500, train2: 1000, test: 1000 },
-    run: {
-      generation: { maxTokens: 48 },
-      train: { weak: { ...methodTrain, lr: 1e-3 }, strong: methodTrain, preference: { ...methodTrain, lr: 5e-5 } },
-      stage2: { samples: 10 },
-    },
-  },
-  quick: {
-    problems: { steps: [1, 2], maxNumber: 9, maxValue: 20 },
-    weak: { layers: 2, embd: 64, heads: 4, kvHeads: 2, ff: 192, corpus: 2000, epochs: 3, rank: 32, lr: 3e-3, batch: 16 },
-    strong: { layers: 3, embd: 96, heads: 4, kvHeads: 2, ff: 256, corpus: 1500, epochs: 2, rank: 32, lr: 3e-3, batch: 16, fewShotFraction: 0.5, maxShots: 4 },
-    splits: { train1: 100, train2: 200, test: 100 },
-    run: {
-      generation: { maxTokens: 48 },
-      // Short training needs a higher learning rate to pick up the answer format at all.
-      train: { weak: { ...methodTrain, lr: 1e-3 }, strong: { ...methodTrain, lr: 1e-3 }, preference: { ...methodTrain, epochs: 1, lr: 5e-5 } },
-      // Below T = 1 so that the barely trained strong model's votes can reach the pair thresholds.
-      stage2: { samples: 4, temperature: 0.7 },
-    },
+const FULL: WorldSpec = {
+  problems: { steps: [1, 2], maxNumber: 9, maxValue: 20 },
+  weak: { layers: 2, embd: 96, heads: 4, kvHeads: 2, ff: 256, corpus: 5000, epochs: 3, rank: 32, lr: 3e-3, batch: 16 },
+  strong: { layers: 4, embd: 128, heads: 4, kvHeads: 2, ff: 384, corpus: 3000, epochs: 3, rank: 64, lr: 3e-3, batch: 16, fewShotFraction: 0.5, maxShots: 4 },
+  splits: { train1: 500, train2: 1000, test: 1000 },
+  run: {
+    generation: { maxTokens: 48 },
+    train: { weak: { ...methodTrain, lr: 1e-3 }, strong: methodTrain, preference: { ...methodTrain, lr: 5e-5 } },
+    stage2: { samples: 10 },
   },
 };
+
+/** The full world with smaller models, corpora and splits: only the differences are written out. */
+const QUICK: WorldSpec = {
+  ...FULL,
+  weak: { ...FULL.weak, embd: 64, ff: 192, corpus: 2000 },
+  strong: { ...FULL.strong, layers: 3, embd: 96, ff: 256, corpus: 1500, epochs: 2, rank: 32 },
+  splits: { train1: 100, train2: 200, test: 100 },
+  run: {
+    ...FULL.run,
+    // Short training needs a higher learning rate to pick up the answer format at all.
+    train: { weak: { ...methodTrain, lr: 1e-3 }, strong: { ...methodTrain, lr: 1e-3 }, preference: { ...methodTrain, epochs: 1, lr: 5e-5 } },
+    // Below T = 1 so that the barely trained strong model's votes can reach the pair thresholds.
+    stage2: { samples: 4, temperature: 0.7 },
+  },
+};
+
+export const WORLD_PRESETS: Record<'full' | 'quick', WorldSpec> = { full: FULL, quick: QUICK };

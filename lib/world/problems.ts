@@ -83,6 +83,18 @@ export function generateProblems(count: number, seed: number, options: ProblemOp
   return Array.from({ length: count }, (_, i) => one(rng, i, o));
 }
 
+/**
+ * The first `count` problems of `seed`'s stream whose question is not in `exclude` (pretraining corpora that
+ * never contain a split's question). The stream is prefix-stable, so drawing more never reorders the kept ones.
+ */
+export function generateProblemsExcluding(count: number, seed: number, options: ProblemOptions, exclude: ReadonlySet<string>): WorldProblem[] {
+  for (let draw = count; ; draw = Math.ceil(draw * 1.5) + 1) {
+    const kept = generateProblems(draw, seed, options).filter((p) => !exclude.has(p.question));
+    if (kept.length >= count) return kept.slice(0, count);
+    if (draw > 20 * count + 100) throw new InvalidArgumentError(`Only ${kept.length} of ${count} problems avoid the excluded questions: raise maxNumber or steps`);
+  }
+}
+
 export interface WorldSplits {
   train1: WorldProblem[];
   train2: WorldProblem[];
