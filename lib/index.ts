@@ -12,7 +12,7 @@ export { readGgufMetadata, GgufFormatError, type GgufMetadata } from './gguf/rea
 export { writeGguf } from './gguf/writer.js';
 export { trainSft, type SftOptions } from './train/sft.js';
 export { trainDpo, trainOrpo, type DpoOptions, type OrpoOptions } from './train/preference.js';
-export { LORA_TARGETS, type TrainOptions, type TrainProgress, type LoraTarget } from './train/options.js';
+export { ALL_LORA_TARGETS, LORA_TARGETS, type TrainOptions, type TrainProgress, type LoraTarget } from './train/options.js';
 export type { TrainResult, StepRecord } from './train/loop.js';
 export { readConfig, parseConfig, type RunConfig } from './pipeline/run/config.js';
 export { runMethod, type RunResult } from './pipeline/run/method.js';

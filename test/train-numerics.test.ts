@@ -5,7 +5,7 @@ import path from 'node:path';
 import { loadModel, type Model } from '../lib/model.js';
 import { addon, type NativeTrainer } from '../lib/native.js';
 import { makeBatch } from '../lib/train/batches.js';
-import { writeRandomLora } from './helpers/lora.js';
+import { writeLoraAndMerged, writeRandomLora } from './helpers/lora.js';
 import { TMP, tinyModel } from './helpers/models.js';
 import { FD_STEP, finiteDifferenceCheck } from './helpers/gradcheck.js';
 
@@ -104,3 +104,50 @@ for (const arch of ['llama', 'qwen2', 'qwen3'] as const) {
     tr.dispose();
   });
 }
+
+// The output head as a LoRA target (bit 7): the training graph, llama.cpp with the adapter, and the merged
+// weights must agree; its gradients must match finite differences; a tied head is refused.
+test('output-head LoRA: log-probs equal llama.cpp with the adapter and the merged model; gradients equal finite differences', async (t) => {
+  const file = await tinyModel();
+  const { adapter, merged } = await writeLoraAndMerged(file, TMP, 'head', { targets: { 1: ['ffn_down'] }, output: true, std: 0.1 });
+  const model = await loadModel(file);
+  const mergedModel = await loadModel(merged);
+  const batch = batchOf(model);
+  const tr = await trainer(file, { initAdapter: adapter });
+  const ours = await tr.logprobs({ ...batch, useLora: true });
+  const withoutHead = await (await trainer(file, { initAdapter: await writeRandomLora(file, path.join(TMP, 'nohead.gguf'), { targets: { 1: ['ffn_down'] }, std: 0.1 }) })).logprobs({ ...batch, useLora: true });
+  const ref = (await model.score(ITEMS, { lora: await model.loadLora(adapter) })).flatMap((s) => Array.from(s.logprobs));
+  const refMerged = (await mergedModel.score(ITEMS)).flatMap((s) => Array.from(s.logprobs));
+  const diff = (a: ArrayLike<number>) => ref.reduce((m, r, i) => Math.max(m, Math.abs(r - a[i]!)), 0);
+  t.log(`max |train graph - llama.cpp + adapter| = ${diff(ours).toExponential(2)}, |merged - adapter| = ${diff(refMerged).toExponential(2)}, head's effect ${diff(withoutHead).toExponential(2)}`);
+  t.true(diff(ours) < 1e-4);
+  t.true(diff(refMerged) < 1e-4);
+  t.true(diff(withoutHead) > 1e-2); // the head's pair is really applied by both paths
+
+  const fresh = await trainer(file, { targets: 0xff });
+  const p0 = fresh.getParams();
+  const seven = await trainer(file);
+  const headLen = p0.length - seven.getParams().length;
+  t.is(headLen, 4 * (64 + model.info.nVocab)); // A [n_embd, r] and B [r, n_vocab], after the blocks' pairs
+  let s = 11;
+  for (let i = 0; i < p0.length; i++) if (p0[i] === 0) p0[i] = (((s = (s * 16807) % 2147483647) / 2147483647) - 0.5) * 0.1;
+  fresh.setParams(p0);
+  await fresh.accumulate({ ...batch, lossScale: 1 });
+  const grad = fresh.getGrads();
+  const loss = async (p: Float32Array) => {
+    fresh.setParams(p);
+    return -(await fresh.logprobs({ ...batch, useLora: true })).reduce((a, b) => a + b, 0);
+  };
+  const head = p0.length - headLen;
+  const { worst, n } = await finiteDifferenceCheck(p0.subarray(head), grad.subarray(head), async (q) => {
+    const p = Float32Array.from(p0);
+    p.set(q, head);
+    return loss(p);
+  }, () => 0.05);
+  t.log(`head: ${n} parameters, worst relative difference ${worst.toExponential(2)} (h = ${FD_STEP})`);
+  t.true(worst < 2e-2);
+  await t.throwsAsync(async () => addon().createTrainer(await tinyModel({ arch: 'qwen2' }), { rank: 4, alpha: 8, dropout: 0, targets: 0xff, seed: 3, threads: 2 }), { message: /tied to the token embeddings/ });
+  for (const x of [tr, fresh, seven]) x.dispose();
+  model.dispose();
+  mergedModel.dispose();
+});

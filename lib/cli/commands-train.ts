@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import { trainSft } from '../train/sft.js';
 import { trainDpo, trainOrpo } from '../train/preference.js';
-import { LORA_TARGETS, type LoraTarget, type TrainOptions, type TrainProgress } from '../train/options.js';
+import { ALL_LORA_TARGETS, LORA_TARGETS, type LoraTarget, type TrainOptions, type TrainProgress } from '../train/options.js';
 import { floatArg, intArg, interruptSignal } from './args.js';
 import { createProgress } from './progress.js';
 
@@ -17,7 +17,7 @@ export function addTrainOptions(cmd: Command): Command {
     .option('--rank <n>', 'LoRA rank', intArg('--rank', 1), 8)
     .option('--alpha <x>', 'LoRA alpha', floatArg('--alpha'), 16)
     .option('--dropout <p>', 'LoRA dropout', floatArg('--dropout'), 0)
-    .option('--targets <list>', `comma-separated projections (${LORA_TARGETS.join(',')})`, LORA_TARGETS.join(','))
+    .option('--targets <list>', `comma-separated weights (${ALL_LORA_TARGETS.join(',')})`, LORA_TARGETS.join(','))
     .option('--lr <x>', 'peak learning rate', floatArg('--lr'), 2e-4)
     .option('--epochs <n>', 'passes over the data', intArg('--epochs', 1), 1)
     .option('--batch <n>', 'sequences per micro-batch', intArg('--batch', 1), 4)

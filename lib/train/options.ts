@@ -4,8 +4,11 @@ import { defaultThreads } from '../threads.js';
 import * as v from '../validate.js';
 import type { ScheduleKind } from './schedule.js';
 
+/** The seven projections of every block (the paper's LoRA targets, and the default). */
 export const LORA_TARGETS = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as const;
-export type LoraTarget = (typeof LORA_TARGETS)[number];
+/** Every target: the seven projections, then the output head (`output.weight`; not for tied embeddings). */
+export const ALL_LORA_TARGETS = [...LORA_TARGETS, 'output'] as const;
+export type LoraTarget = (typeof ALL_LORA_TARGETS)[number];
 
 export interface TrainProgress {
   step: number;
@@ -34,7 +37,7 @@ export interface TrainOptions {
   alpha?: number;
   /** Dropout on the LoRA input. Defaults to 0. */
   dropout?: number;
-  /** Projections to adapt. Defaults to all seven. */
+  /** Weights to adapt. Defaults to the seven projections; add `'output'` to adapt the output head too. */
   targets?: readonly LoraTarget[];
   /** Peak learning rate. Defaults to 2e-4. */
   lr?: number;
@@ -81,8 +84,8 @@ export type ResolvedTrainOptions = Required<Omit<TrainOptions, 'lora' | 'resume'
 export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
   if (typeof o !== 'object' || o === null) throw InvalidArgumentError.expected('options object', 'options', o);
   const targets = o.targets ?? LORA_TARGETS;
-  if (!Array.isArray(targets) || targets.length === 0 || targets.some((t) => !LORA_TARGETS.includes(t))) {
-    throw InvalidArgumentError.expected(`non-empty array of ${LORA_TARGETS.join(', ')}`, 'targets', targets);
+  if (!Array.isArray(targets) || targets.length === 0 || targets.some((t) => !(ALL_LORA_TARGETS as readonly string[]).includes(t))) {
+    throw InvalidArgumentError.expected(`non-empty array of ${ALL_LORA_TARGETS.join(', ')}`, 'targets', targets);
   }
   const schedule = o.schedule ?? 'cosine';
   if (!['cosine', 'linear', 'constant'].includes(schedule)) throw InvalidArgumentError.expected("'cosine', 'linear' or 'constant'", 'schedule', schedule);
@@ -120,6 +123,7 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
   };
 }
 
+/** Bit i = ALL_LORA_TARGETS[i]: the native mask (bit 7 = the output head, native T_OUTPUT). */
 export function targetMask(targets: readonly LoraTarget[]): number {
-  return targets.reduce((m, t) => m | (1 << LORA_TARGETS.indexOf(t)), 0);
+  return targets.reduce((m, t) => m | (1 << ALL_LORA_TARGETS.indexOf(t)), 0);
 }

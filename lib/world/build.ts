@@ -8,13 +8,14 @@ import path from 'node:path';
 import { mergeAdapterFile } from '../lora/merge.js';
 import { createModel } from '../model/create.js';
 import { RunFolder, type StepContext, type StepEvents, type StepOutcome } from '../pipeline/run/steps.js';
+import { ALL_LORA_TARGETS } from '../train/options.js';
 import { trainSft } from '../train/sft.js';
 import { strongCorpus, weakCorpus, type CorpusDoc } from './corpus.js';
 import { generateProblemsExcluding, generateSplits, type WorldProblem } from './problems.js';
 import type { WorldModelSpec, WorldSpec } from './presets.js';
 
 /** Bumped when the world's text or pretraining changes meaning, so cached models are not reused. */
-const WORLD_FORMAT = 1;
+const WORLD_FORMAT = 2; // 2: pretraining also adapts the output head
 
 export interface World {
   dir: string;
@@ -31,7 +32,9 @@ async function pretrain(ctx: StepContext, m: WorldModelSpec, seed: number, corpu
   const adapter = path.join(ctx.dir, 'pretrain-adapter.gguf');
   await createModel({ arch: 'llama', layers: m.layers, embd: m.embd, heads: m.heads, kvHeads: m.kvHeads, ff: m.ff, ctx: 1024, type: 'f32', seed, out: base });
   const r = await trainSft({
-    model: base, out: adapter, data: corpus, rank: m.rank, alpha: m.rank, epochs: m.epochs, batch: m.batch, lr: m.lr,
+    // The head too: a random, frozen head leaves probability on the ~1,000 pieces the world never uses, and
+    // samples at temperature 1 drift into them (docs/demo.md).
+    model: base, out: adapter, data: corpus, targets: ALL_LORA_TARGETS, rank: m.rank, alpha: m.rank, epochs: m.epochs, batch: m.batch, lr: m.lr,
     seed, maxLen: 1024, warmupRatio: 0.02, signal: ctx.signal,
     onProgress: (p) => ctx.progress(p.step, p.totalSteps, `loss ${p.loss.toFixed(3)}`),
   });

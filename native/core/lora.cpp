@@ -23,8 +23,19 @@ lora_set::~lora_set() {
 
 namespace {
 
-// `has(layer, target)` picks the adapted projections; adapters made elsewhere may adapt a different set
-// per layer. Without it, every layer gets the targets in the mask.
+// The frozen weight a pair adapts.
+const ggml_tensor * base_weight(const train_model & m, const lora_pair & p) {
+    return p.layer < 0 ? m.output : m.layers[p.layer].w[p.target];
+}
+
+// Tensor name of a pair's A in adapter files: llama.cpp's `<base weight>.lora_a`.
+std::string lora_a_name(int layer, int target) {
+    if (layer < 0) return "output.weight.lora_a";
+    return "blk." + std::to_string(layer) + "." + lora_target_name(target) + ".weight.lora_a";
+}
+
+// `has(layer, target)` picks the adapted projections (layer -1: the output head); adapters made elsewhere
+// may adapt a different set per layer. Without it, every layer gets the targets in the mask.
 std::unique_ptr<lora_set> allocate(const train_model & m, int rank, float alpha, uint32_t targets, ggml_backend_t backend,
                                    std::string & err, const std::function<bool(int, int)> & has = nullptr) {
     auto l = std::make_unique<lora_set>();
@@ -44,6 +55,19 @@ std::unique_ptr<lora_set> allocate(const train_model & m, int rank, float alpha,
             l->pairs.push_back(p);
         }
     }
+    if ((targets & (1u << T_OUTPUT)) && (!has || has(-1, T_OUTPUT))) {
+        // A tied head is token_embd.weight, which llama.cpp would also adapt in the embedding lookup.
+        if (m.output == m.tok_embd) {
+            err = "the output head of this model is tied to the token embeddings; it cannot be a LoRA target";
+            return nullptr;
+        }
+        lora_pair p;
+        p.layer = -1;
+        p.target = T_OUTPUT;
+        p.base = "output";
+        l->output_index = static_cast<int>(l->pairs.size());
+        l->pairs.push_back(p);
+    }
     if (l->pairs.empty()) {
         err = "no LoRA targets selected";
         return nullptr;
@@ -53,7 +77,7 @@ std::unique_ptr<lora_set> allocate(const train_model & m, int rank, float alpha,
     l->ctx_grad = ggml_init({overhead, nullptr, true});
     l->ctx_moment = ggml_init({overhead, nullptr, true});
     for (auto & p : l->pairs) {
-        const ggml_tensor * w = m.layers[p.layer].w[p.target];
+        const ggml_tensor * w = base_weight(m, p);
         const int64_t n_in = w->ne[0], n_out = w->ne[1];
         p.a = ggml_new_tensor_2d(l->ctx_param, GGML_TYPE_F32, n_in, rank);  // (r, n_in) row-major
         p.b = ggml_new_tensor_2d(l->ctx_param, GGML_TYPE_F32, rank, n_out); // (n_out, r) row-major
@@ -155,15 +179,16 @@ bool open_adapter(const train_model & m, const std::string & path, gguf_ptr & f,
     // Rank and targets: from our keys when present, else from the tensors (adapters made elsewhere).
     rank = 0;
     targets = 0;
+    const auto note = [&](int il, int target) {
+        const ggml_tensor * a = ggml_get_tensor(f.ctx, lora_a_name(il, target).c_str());
+        if (a == nullptr) return;
+        targets |= 1u << target;
+        rank = static_cast<int>(a->ne[1]);
+    };
     for (int il = 0; il < m.hp.n_layer; ++il) {
-        for (int t = 0; t < T_COUNT; ++t) {
-            const std::string name = "blk." + std::to_string(il) + "." + lora_target_name(t) + ".weight.lora_a";
-            ggml_tensor * a = ggml_get_tensor(f.ctx, name.c_str());
-            if (a == nullptr) continue;
-            targets |= 1u << t;
-            rank = static_cast<int>(a->ne[1]);
-        }
+        for (int t = 0; t < T_COUNT; ++t) note(il, t);
     }
+    note(-1, T_OUTPUT);
     if (rank <= 0) {
         err = path + " holds no LoRA tensors for this model";
         return false;
@@ -178,8 +203,7 @@ std::unique_ptr<lora_set> allocate_like(const train_model & m, const gguf_ptr & 
                                         ggml_backend_t backend, std::string & err) {
     ggml_context * fc = f.ctx;
     return allocate(m, rank, alpha, targets, backend, err, [fc](int il, int t) {
-        const std::string name = "blk." + std::to_string(il) + "." + lora_target_name(t) + ".weight.lora_a";
-        return ggml_get_tensor(fc, name.c_str()) != nullptr;
+        return ggml_get_tensor(fc, lora_a_name(il, t).c_str()) != nullptr;
     });
 }
 

@@ -15,7 +15,7 @@ struct gguf_context;
 namespace w2s {
 
 struct lora_pair {
-    int layer = 0;
+    int layer = 0;  // -1 for the output head
     int target = 0;
     std::string base;  // e.g. "blk.0.attn_q"
     ggml_tensor * a = nullptr, * b = nullptr;        // parameters
@@ -26,9 +26,10 @@ struct lora_pair {
 struct lora_set {
     int rank = 8;
     float alpha = 16.0f;
-    uint32_t targets = 0x7f;  // bit t set = lora_target t adapted
+    uint32_t targets = 0x7f;  // bit t set = lora_target t adapted; bit T_OUTPUT = the output head
     std::vector<lora_pair> pairs;
     std::vector<std::vector<int>> index;  // [layer][target] -> pair index or -1
+    int output_index = -1;                 // pair adapting the output head, or -1
     ggml_context * ctx_param = nullptr, * ctx_grad = nullptr, * ctx_moment = nullptr;  // tensor metadata
     ggml_backend_buffer_t buf_param = nullptr, buf_grad = nullptr, buf_moment = nullptr;
     float scale() const { return alpha / static_cast<float>(rank); }
@@ -36,6 +37,7 @@ struct lora_set {
         const int i = index[layer][target];
         return i < 0 ? nullptr : &pairs[i];
     }
+    const lora_pair * output() const { return output_index < 0 ? nullptr : &pairs[output_index]; }
     ~lora_set();
 };
 

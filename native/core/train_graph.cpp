@@ -32,9 +32,18 @@ ggml_tensor * rms_norm(ggml_context * ctx, ggml_tensor * x, ggml_tensor * w, flo
 
 }  // namespace
 
+ggml_tensor * project_output(ggml_context * ctx, const train_model & m, const lora_set * lora, float lora_scale, ggml_tensor * h) {
+    ggml_tensor * y = ggml_mul_mat(ctx, m.output, h);  // [n_vocab, n]
+    const lora_pair * p = lora ? lora->output() : nullptr;
+    if (p == nullptr) return y;
+    ggml_tensor * bah = ggml_mul_mat(ctx, p->b, ggml_mul_mat(ctx, p->a, h));  // [r, n] -> [n_vocab, n]
+    return ggml_add(ctx, y, ggml_scale(ctx, bah, lora_scale));
+}
+
 ggml_tensor * build_logits(ggml_context * ctx, const train_model & m, const lora_set * lora, float lora_scale,
                            int64_t T, int64_t B, int64_t R, bool with_dropout, graph_inputs & in) {
-    return ggml_mul_mat(ctx, m.output, build_hidden(ctx, m, lora, lora_scale, T, B, R, with_dropout, in));  // [n_vocab, R]
+    ggml_tensor * h = build_hidden(ctx, m, lora, lora_scale, T, B, R, with_dropout, in);  // [n_embd, R]
+    return project_output(ctx, m, lora, lora_scale, h);                                  // [n_vocab, R]
 }
 
 ggml_tensor * build_hidden(ggml_context * ctx, const train_model & m, const lora_set * lora, float lora_scale,

@@ -30,6 +30,10 @@ ggml_tensor * build_logits(ggml_context * ctx, const train_model & m, const lora
 ggml_tensor * build_hidden(ggml_context * ctx, const train_model & m, const lora_set * lora, float lora_scale,
                            int64_t T, int64_t B, int64_t R, bool with_dropout, graph_inputs & in);
 
+// output · h (+ s·B·(A·h) when `lora` adapts the head) for hidden states h [n_embd, n] -> [n_vocab, n].
+// The head's LoRA input gets no dropout (it would need a mask per projected column range).
+ggml_tensor * project_output(ggml_context * ctx, const train_model & m, const lora_set * lora, float lora_scale, ggml_tensor * h);
+
 // Fills the inputs after allocation. `tokens` has T*B entries, `rows` R. Dropout masks from (seed, step, pair).
 void set_graph_inputs(const graph_inputs & in, const std::vector<int32_t> & tokens, const std::vector<int32_t> & rows,
                       int64_t T, int64_t B, float dropout, uint64_t seed, uint64_t step);

@@ -31,6 +31,9 @@ struct train_hparams {
 // The seven projections LoRA can adapt, in the paper's order; names are llama.cpp's tensor names.
 enum lora_target { T_Q, T_K, T_V, T_O, T_GATE, T_UP, T_DOWN, T_COUNT };
 const char * lora_target_name(int t);  // "attn_q", …
+// The output head (output.weight, ne [n_embd, n_vocab]) as an eighth, optional target: bit T_OUTPUT of a
+// target mask. Not one of the paper's seven; useful when the base's head was never trained (a random base).
+constexpr int T_OUTPUT = T_COUNT;
 
 struct train_layer {
     ggml_tensor * attn_norm = nullptr;

@@ -349,15 +349,15 @@ seq_layout layout_of(const train_batch & b) {
 // ([n_embd, R]) projected by the output matrix against its rows of the one-hot `labels` ([n_vocab, R]). Each
 // projection sees whole one-hot rows, which CROSS_ENTROPY_LOSS's backward requires; the gradient flows back
 // through a view of the small hidden states, not of the [n_vocab, R] logits. nullptr for empty sequences.
-std::vector<ggml_tensor *> build_seq_ce(ggml_context * ctx, const train_model & m, ggml_tensor * hidden, ggml_tensor * labels,
-                                        const seq_layout & L) {
+std::vector<ggml_tensor *> build_seq_ce(ggml_context * ctx, const train_model & m, const lora_set * lora, float lora_scale,
+                                        ggml_tensor * hidden, ggml_tensor * labels, const seq_layout & L) {
     std::vector<ggml_tensor *> ce(L.count.size(), nullptr);
     for (size_t s = 0; s < L.count.size(); ++s) {
         const int64_t n = L.count[s], off = L.offset[s];
         if (n == 0) continue;
         ggml_tensor * h = ggml_view_2d(ctx, hidden, hidden->ne[0], n, hidden->nb[1], off * hidden->nb[1]);  // [n_embd, n]
         ggml_tensor * lab = ggml_view_2d(ctx, labels, labels->ne[0], n, labels->nb[1], off * labels->nb[1]);  // [n_vocab, n]
-        ce[s] = ggml_cross_entropy_loss(ctx, ggml_mul_mat(ctx, m.output, h), lab);
+        ce[s] = ggml_cross_entropy_loss(ctx, project_output(ctx, m, lora, lora_scale, h), lab);
         ggml_set_output(ce[s]);
     }
     return ce;
@@ -442,7 +442,7 @@ bool trainer::accumulate_pairs(const train_batch & batch, const pref_params & p,
     ggml_tensor * hidden = build_hidden(cc.ctx, *model_, lora_.get(), lora_->scale(), batch.T, batch.B, R, params_.dropout > 0.0f, in);
     ggml_tensor * labels = ggml_new_tensor_2d(cc.ctx, GGML_TYPE_F32, V, R);
     ggml_set_input(labels);
-    const std::vector<ggml_tensor *> ce = build_seq_ce(cc.ctx, *model_, hidden, labels, L);
+    const std::vector<ggml_tensor *> ce = build_seq_ce(cc.ctx, *model_, lora_.get(), lora_->scale(), hidden, labels, L);
     // DPO: k_i = -β·(ref_c - ref_r), so z_i = β·(lc - lr) + k_i. (Only created when used: an input outside
     // the graph gets no buffer, and setting it would assert.)
     ggml_tensor * consts = dpo ? ggml_new_tensor_1d(cc.ctx, GGML_TYPE_F32, P) : nullptr;
@@ -509,7 +509,7 @@ bool trainer::sequence_logprobs(const train_batch & batch, bool use_lora, std::v
     ggml_tensor * hidden = build_hidden(cc.ctx, *model_, use_lora ? lora_.get() : nullptr, lora_->scale(), batch.T, batch.B, R, false, in);
     ggml_tensor * labels = ggml_new_tensor_2d(cc.ctx, GGML_TYPE_F32, V, R);
     ggml_set_input(labels);
-    const std::vector<ggml_tensor *> ce = build_seq_ce(cc.ctx, *model_, hidden, labels, L);
+    const std::vector<ggml_tensor *> ce = build_seq_ce(cc.ctx, *model_, use_lora ? lora_.get() : nullptr, lora_->scale(), hidden, labels, L);
     ggml_cgraph * gf = ggml_new_graph_custom(cc.ctx, cap, false);
     for (ggml_tensor * c : ce) {
         if (c) ggml_build_forward_expand(gf, c);

@@ -19,6 +19,8 @@ export interface RandomLoraOptions {
   std?: number;
   /** Make B all zeros (the adapter is then a no-op). */
   zeroB?: boolean;
+  /** Adapt the output head (`output.weight`) too. */
+  output?: boolean;
 }
 
 /** mulberry32 uniforms turned into normals (Box-Muller): a small seeded generator independent of the model creator's. */
@@ -55,14 +57,13 @@ export async function randomLora(modelPath: string, o: RandomLoraOptions): Promi
   const std = o.std ?? 0.05;
   let seed = o.seed ?? 1;
   const pairs: LoraTensorPair[] = [];
-  for (const [layer, names] of Object.entries(o.targets)) {
-    for (const proj of names) {
-      const base = `blk.${layer}.${proj}.weight`;
-      const [nIn, nOut] = tensorInfo(meta, base).ne as [number, number];
-      const a = normals(seed++ * 7919, rank * nIn, std);
-      const b = o.zeroB ? new Float32Array(nOut * rank) : normals(seed++ * 7919 + 1, nOut * rank, std);
-      pairs.push({ base, nIn, nOut, rank, a, b });
-    }
+  const bases = Object.entries(o.targets).flatMap(([layer, names]) => names.map((proj) => `blk.${layer}.${proj}.weight`));
+  if (o.output) bases.push('output.weight');
+  for (const base of bases) {
+    const [nIn, nOut] = tensorInfo(meta, base).ne as [number, number];
+    const a = normals(seed++ * 7919, rank * nIn, std);
+    const b = o.zeroB ? new Float32Array(nOut * rank) : normals(seed++ * 7919 + 1, nOut * rank, std);
+    pairs.push({ base, nIn, nOut, rank, a, b });
   }
   return { meta, pairs, alpha };
 }
