@@ -4,7 +4,7 @@ import test from 'ava';
 import { check } from '../lib/data/answer.js';
 import { formatPrompt, parseGsm8k } from '../lib/data/datasets.js';
 import { FEW_SHOT_MARKERS, STRONG_MARKER, strongCorpus, weakCorpus } from '../lib/world/corpus.js';
-import { generateProblems, generateProblemsExcluding, generateSplits } from '../lib/world/problems.js';
+import { generateProblems, generateProblemsExcluding, generateSplits, solutionPaths } from '../lib/world/problems.js';
 
 test('the same seed gives the same problems; another seed others', (t) => {
   t.deepEqual(generateProblems(50, 3), generateProblems(50, 3));
@@ -38,6 +38,28 @@ test('splits are disjoint and load as GSM8K; gold solutions score correct with t
     t.true(check(p.target!, p.gold!, '####').correct);
     t.false(p.target!.includes('<<'));
   });
+});
+
+test('any-order solutions: every path is valid arithmetic to the same answer; off keeps the stream', (t) => {
+  t.deepEqual(generateProblems(200, 8, { anyOrder: false }), generateProblems(200, 8));
+  t.deepEqual(solutionPaths(5, [['+', 7], ['+', 4]], 20), [
+    [[5, '+', 7, 12], [12, '+', 4, 16]], [[5, '+', 4, 9], [9, '+', 7, 16]], [[7, '+', 4, 11], [5, '+', 11, 16]],
+  ]);
+  t.deepEqual(solutionPaths(5, [['+', 7], ['-', 4]], 20), [[[5, '+', 7, 12], [12, '-', 4, 8]], [[5, '-', 4, 1], [1, '+', 7, 8]]]);
+  t.is(solutionPaths(3, [['+', 7], ['-', 4]], 20).length, 1); // 3 - 4 leaves the range
+  t.is(solutionPaths(5, [['*', 2], ['+', 4]], 20).length, 1);
+  const ps = generateProblems(600, 8, { anyOrder: true });
+  const story = generateProblems(600, 8, { anyOrder: false });
+  let reordered = 0;
+  ps.forEach((p, i) => {
+    t.is(p.final, story[i]!.final); // the same problems: only the path is drawn after them
+    t.is(p.question, story[i]!.question);
+    t.true(p.answer.endsWith(`#### ${p.final}`));
+    t.is(+p.equations.at(-1)!.split(' = ')[1]!, p.final);
+    if (p.answer !== story[i]!.answer) reordered++;
+  });
+  t.log(`${reordered} of ${ps.length} solved in another order`);
+  t.true(reordered > 100);
 });
 
 test('bad options are InvalidArgumentErrors', (t) => {

@@ -34,14 +34,14 @@ export interface WorldSpec {
 const methodTrain = { rank: 16, alpha: 16, lr: 2e-4, epochs: 2, batch: 16, maxLen: 256 };
 
 const FULL: WorldSpec = {
-  problems: { steps: [1, 2], maxNumber: 9, maxValue: 20 },
-  weak: { layers: 2, embd: 96, heads: 4, kvHeads: 2, ff: 256, corpus: 5000, epochs: 3, rank: 32, lr: 3e-3, batch: 16 },
+  problems: { steps: [1, 2], maxNumber: 9, maxValue: 20, anyOrder: false },
+  weak: { layers: 1, embd: 96, heads: 4, kvHeads: 2, ff: 256, corpus: 5000, epochs: 3, rank: 32, lr: 3e-3, batch: 16 },
   strong: { layers: 4, embd: 128, heads: 4, kvHeads: 2, ff: 384, corpus: 3000, epochs: 3, rank: 64, lr: 3e-3, batch: 16, fewShotFraction: 0.5, maxShots: 4 },
   splits: { train1: 500, train2: 1000, test: 1000 },
   run: {
     generation: { maxTokens: 48 },
-    train: { weak: { ...methodTrain, lr: 1e-3 }, strong: methodTrain, preference: { ...methodTrain, lr: 5e-5 } },
-    stage2: { samples: 10 },
+    train: { weak: { ...methodTrain, lr: 1e-3 }, strong: methodTrain, preference: { ...methodTrain, lr: 1e-5 } },
+    stage2: { samples: 10, algorithm: 'dpo' },
   },
 };
 
@@ -56,7 +56,7 @@ const QUICK: WorldSpec = {
     // Short training needs a higher learning rate to pick up the answer format at all.
     train: { weak: { ...methodTrain, lr: 1e-3 }, strong: { ...methodTrain, lr: 1e-3 }, preference: { ...methodTrain, epochs: 1, lr: 5e-5 } },
     // Below T = 1 so that the barely trained strong model's votes can reach the pair thresholds.
-    stage2: { samples: 4, temperature: 0.7 },
+    stage2: { ...(FULL.run.stage2 as object), samples: 4, temperature: 0.7 },
   },
 };
 

@@ -25,24 +25,30 @@ export interface ProblemOptions {
   maxNumber?: number;
   /** No quantity ever exceeds this (keeps the facts a tiny model must learn few). Defaults to 20. */
   maxValue?: number;
+  /**
+   * Solve two-step additions and subtractions in any valid order (the story's, swapped, or both amounts
+   * combined first), drawn per problem, as different authors would. Defaults to false (the story's order).
+   * Several paths to one answer let a model's samples disagree on the way yet agree on the answer.
+   */
+  anyOrder?: boolean;
 }
 
 const PEOPLE: [string, string][] = [['Ava', 'she'], ['Ben', 'he'], ['Mia', 'she'], ['Sam', 'he'], ['Kim', 'she'], ['Tom', 'he']];
 const ITEMS = ['apples', 'books', 'eggs', 'cookies', 'cars', 'boxes', 'bags', 'cups', 'pieces'];
 const capital = (s: string) => s[0]!.toUpperCase() + s.slice(1);
 
-function one(rng: Rng, index: number, o: Required<ProblemOptions>): WorldProblem {
+function one(rng: Rng, pathRng: Rng, index: number, o: Required<ProblemOptions>): WorldProblem {
   const [name, pronoun] = PEOPLE[rng.int(PEOPLE.length)]!;
   const item = ITEMS[rng.int(ITEMS.length)]!;
   const steps = o.steps[0] + rng.int(o.steps[1] - o.steps[0] + 1);
   let value = 2 + rng.int(o.maxNumber - 1);
   const story = [`${name} has ${value} ${item}.`];
-  const annotated: string[] = [];
-  const equations: string[] = [];
+  const start = value;
+  const ops: [Op, number][] = [];
   for (let s = 0; s < steps; s++) {
     // Quantities stay in 1 … maxValue; additions and subtractions twice as likely as products.
     const kinds = (['+', '+', '-', '-', '*'] as const).filter((k) => (k !== '+' || value < o.maxValue) && (k !== '-' || value > 2) && (k !== '*' || value * 2 <= o.maxValue));
-    const kind = kinds[rng.int(kinds.length)]!;
+    const kind: Op = kinds[rng.int(kinds.length)]!;
     let k: number;
     let next: number;
     if (kind === '+') {
@@ -58,20 +64,59 @@ function one(rng: Rng, index: number, o: Required<ProblemOptions>): WorldProblem
       next = value * k;
       story.push(`Then ${pronoun} has ${k === 2 ? 'twice' : 'three times'} as many.`);
     }
-    annotated.push(`${value} ${kind} ${k} = <<${value}${kind}${k}=${next}>>${next}`);
-    equations.push(`${value} ${kind} ${k} = ${next}`);
+    ops.push([kind, k]);
     value = next;
   }
   story.push(`How many ${item} does ${pronoun} have left?`);
+  const paths = solutionPaths(start, ops, o.maxValue);
+  // From a stream of its own: the problems are the same with or without varied orders.
+  const path = o.anyOrder ? paths[pathRng.int(paths.length)]! : paths[0]!;
+  const annotated = path.map(([a, op, b, c]) => `${a} ${op} ${b} = <<${a}${op}${b}=${c}>>${c}`);
+  const equations = path.map(([a, op, b, c]) => `${a} ${op} ${b} = ${c}`);
   return { id: `world_${index}`, question: story.join(' '), answer: `${annotated.join('\n')}\n#### ${value}`, equations, final: value, steps };
 }
 
+type Op = '+' | '-' | '*';
+type Step = [number, Op, number, number];
+const apply = (a: number, op: Op, b: number) => (op === '+' ? a + b : op === '-' ? a - b : a * b);
+
+/**
+ * The valid solutions of `start op1 k1 op2 k2 …`, the story's order first. Two additions or subtractions
+ * may also be swapped, or their amounts combined first (k1 + k2, then one step); every intermediate
+ * quantity stays within 1 … maxValue.
+ */
+export function solutionPaths(start: number, ops: readonly [Op, number][], maxValue: number): Step[][] {
+  const chain = (order: readonly [Op, number][]): Step[] => {
+    let v = start;
+    return order.map(([op, k]) => {
+      const next = apply(v, op, k);
+      const step: Step = [v, op, k, next];
+      v = next;
+      return step;
+    });
+  };
+  const paths = [chain(ops)];
+  if (ops.length !== 2 || ops.some(([op]) => op === '*')) return paths;
+  const inRange = (p: Step[]) => p.every(([, , , c]) => c >= 1 && c <= maxValue);
+  const swapped = chain([ops[1]!, ops[0]!]);
+  if (inRange(swapped)) paths.push(swapped);
+  const [[op1, k1], [op2, k2]] = ops as [[Op, number], [Op, number]];
+  if (op1 === op2 && k1 + k2 <= maxValue) {
+    const sum = k1 + k2;
+    paths.push([[k1, '+', k2, sum], [start, op1, sum, apply(start, op1, sum)]]);
+  }
+  return paths;
+}
+
 function resolve(options: ProblemOptions): Required<ProblemOptions> {
-  const o: Required<ProblemOptions> = { steps: options.steps ?? [1, 2], maxNumber: options.maxNumber ?? 9, maxValue: options.maxValue ?? 20 };
+  const o: Required<ProblemOptions> = {
+    steps: options.steps ?? [1, 2], maxNumber: options.maxNumber ?? 9, maxValue: options.maxValue ?? 20, anyOrder: options.anyOrder ?? false,
+  };
   const [lo, hi] = o.steps;
   if (!Number.isInteger(lo) || !Number.isInteger(hi) || lo < 1 || hi < lo) throw InvalidArgumentError.expected('integer range [lo, hi] with 1 <= lo <= hi', 'steps', o.steps);
   if (!Number.isInteger(o.maxNumber) || o.maxNumber < 2) throw InvalidArgumentError.expected('integer >= 2', 'maxNumber', o.maxNumber);
   if (!Number.isInteger(o.maxValue) || o.maxValue < o.maxNumber + 1) throw InvalidArgumentError.expected('integer > maxNumber', 'maxValue', o.maxValue);
+  if (typeof o.anyOrder !== 'boolean') throw InvalidArgumentError.expected('boolean', 'anyOrder', o.anyOrder);
   return o;
 }
 
@@ -80,7 +125,8 @@ export function generateProblems(count: number, seed: number, options: ProblemOp
   if (!Number.isInteger(count) || count < 0) throw InvalidArgumentError.expected('non-negative integer', 'count', count);
   const o = resolve(options);
   const rng = createRng(seed);
-  return Array.from({ length: count }, (_, i) => one(rng, i, o));
+  const pathRng = createRng(seed + 0x5eed);
+  return Array.from({ length: count }, (_, i) => one(rng, pathRng, i, o));
 }
 
 /**
