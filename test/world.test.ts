@@ -52,7 +52,7 @@ test('any-order solutions: every path is valid arithmetic to the same answer; of
   const story = generateProblems(600, 8, { anyOrder: false });
   let reordered = 0;
   ps.forEach((p, i) => {
-    t.is(p.final, story[i]!.final); // the same problems: only the path is drawn after them
+    t.is(p.final, story[i]!.final); // the same problems: the path comes from a stream of its own
     t.is(p.question, story[i]!.question);
     t.true(p.answer.endsWith(`#### ${p.final}`));
     t.is(+p.equations.at(-1)!.split(' = ')[1]!, p.final);

@@ -30,8 +30,8 @@ export interface WorldSpec {
 
 // Method training: the paper's SFT learning rate (2e-4) for the strong model, a faster one for the weak
 // model's SFT (it starts from a model that already knows the style). Stage II is DPO at lr 1e-5 (the middle
-// of the paper's range), two epochs: on these near-perfect pairs ORPO's loss starts near 0 and AdamW's
-// full-size steps on its tiny gradients degrade the model (docs/demo.md).
+// of the paper's range), two epochs: on these near-perfect pairs ORPO's loss starts near 0 and it degraded
+// the model, more so at higher learning rates (docs/demo.md).
 const methodTrain = { rank: 16, alpha: 16, lr: 2e-4, epochs: 2, batch: 16, maxLen: 256 };
 
 const FULL: WorldSpec = {

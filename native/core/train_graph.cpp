@@ -8,6 +8,13 @@
 namespace w2s {
 namespace {
 
+// y + s·B·(A·x) for a pair with A [n_in, r], B [r, n_out] and x [n_in, N] -> [n_out, N]
+ggml_tensor * add_lora(ggml_context * ctx, ggml_tensor * y, const lora_pair & p, ggml_tensor * x, float scale) {
+    ggml_tensor * ax = ggml_mul_mat(ctx, p.a, x);   // [r, N]
+    ggml_tensor * bax = ggml_mul_mat(ctx, p.b, ax); // [n_out, N]
+    return ggml_add(ctx, y, ggml_scale(ctx, bax, scale));
+}
+
 // y = W·x (+ s·B·(A·drop(x))) with W frozen [n_in, n_out], x [n_in, N] -> [n_out, N]
 ggml_tensor * proj(ggml_context * ctx, const train_model & m, const lora_set * lora, float scale, int il, int target,
                    ggml_tensor * x, graph_inputs & in, bool with_dropout) {
@@ -21,9 +28,7 @@ ggml_tensor * proj(ggml_context * ctx, const train_model & m, const lora_set * l
         in.dropout.push_back(mask);
         xin = ggml_mul(ctx, x, mask);
     }
-    ggml_tensor * ax = ggml_mul_mat(ctx, p->a, xin);   // [r, N]
-    ggml_tensor * bax = ggml_mul_mat(ctx, p->b, ax);   // [n_out, N]
-    return ggml_add(ctx, y, ggml_scale(ctx, bax, scale));
+    return add_lora(ctx, y, *p, xin, scale);
 }
 
 ggml_tensor * rms_norm(ggml_context * ctx, ggml_tensor * x, ggml_tensor * w, float eps) {
@@ -35,9 +40,7 @@ ggml_tensor * rms_norm(ggml_context * ctx, ggml_tensor * x, ggml_tensor * w, flo
 ggml_tensor * project_output(ggml_context * ctx, const train_model & m, const lora_set * lora, float lora_scale, ggml_tensor * h) {
     ggml_tensor * y = ggml_mul_mat(ctx, m.output, h);  // [n_vocab, n]
     const lora_pair * p = lora ? lora->output() : nullptr;
-    if (p == nullptr) return y;
-    ggml_tensor * bah = ggml_mul_mat(ctx, p->b, ggml_mul_mat(ctx, p->a, h));  // [r, n] -> [n_vocab, n]
-    return ggml_add(ctx, y, ggml_scale(ctx, bah, lora_scale));
+    return p ? add_lora(ctx, y, *p, h, lora_scale) : y;
 }
 
 ggml_tensor * build_logits(ggml_context * ctx, const train_model & m, const lora_set * lora, float lora_scale,
