@@ -117,3 +117,10 @@ export class CheckpointError extends W2sError {
     super('ERR_W2S_CHECKPOINT', message, options);
   }
 }
+
+/** An output path cannot be used (it names an input, a folder, a read-only place) or writing it failed (disk full). */
+export class OutputError extends W2sError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_W2S_OUTPUT', message, options);
+  }
+}

@@ -1,10 +1,11 @@
 // Options of Model.sample(): documented defaults (mirrored by the native request struct, checked in a
 // test), validation, and the translation into the native request.
 import os from 'node:os';
-import { InvalidArgumentError } from './errors.js';
+import { ContextOverflowError, InvalidArgumentError } from './errors.js';
+import { certainlyLonger } from './model/token-bound.js';
 import type { LoraAdapter, Model, ModelInfo } from './model.js';
 import type { NativeAdapterRef, NativeSampleProgress, NativeSampleRequest } from './native.js';
-import { defaultThreads } from './threads.js';
+import { threadsOption } from './threads.js';
 import * as v from './validate.js';
 
 /** An adapter to apply, with its scale (1 = as trained). */
@@ -68,6 +69,11 @@ export interface Sample {
 /** Documented defaults of SampleOptions (a test checks they equal the native struct's). */
 export const SAMPLE_DEFAULTS = { n: 1, temperature: 1, topP: 1, topK: 0, maxTokens: 256, batchSize: 512 } as const;
 
+/** Most samples per prompt (the method draws 10; values past this are typing mistakes). */
+export const MAX_SAMPLES_PER_PROMPT = 1 << 16;
+/** Most samples per sample() call, prompts × n: results are kept in memory until the call returns. */
+export const MAX_SAMPLES_PER_CALL = 1 << 22;
+
 /** Upper bound of the default `parallel`: beyond 64 sequences a CPU decode step gains little. */
 export const MAX_DEFAULT_PARALLEL = 64;
 
@@ -100,8 +106,13 @@ export function adapterRefs(lora: SampleOptions['lora'], model: Model): NativeAd
 
 export function normalizeSampleOptions(prompts: readonly string[], o: SampleOptions, info: ModelInfo, model: Model) {
   v.stringArray('prompts', prompts, true);
-  const n = v.positiveInt('n', o.n ?? SAMPLE_DEFAULTS.n);
+  const n = v.integer('n', o.n ?? SAMPLE_DEFAULTS.n, 1, MAX_SAMPLES_PER_PROMPT);
   const total = prompts.length * n;
+  if (total > MAX_SAMPLES_PER_CALL) {
+    // Every sample's text is held until the call returns: beyond this the process runs out of memory.
+    throw new InvalidArgumentError(`Expected at most ${MAX_SAMPLES_PER_CALL} samples per call but received ${prompts.length} prompts × n ${n} = ${total}; ` +
+      'split the prompts into several calls');
+  }
   const request: NativeSampleRequest = {
     prompts: [...prompts],
     n,
@@ -112,14 +123,20 @@ export function normalizeSampleOptions(prompts: readonly string[], o: SampleOpti
     maxTokens: v.positiveInt('maxTokens', o.maxTokens ?? SAMPLE_DEFAULTS.maxTokens),
     stops: v.stringArray('stop', o.stop ?? []),
     parallel: v.integer('parallel', o.parallel ?? defaultParallel(info, total, o.maxTokens ?? SAMPLE_DEFAULTS.maxTokens), 1, 128),
-    contextSize: v.integer('contextSize', o.contextSize ?? info.nCtxTrain, 2, 1 << 24),
+    contextSize: v.contextSizeOption(o.contextSize, info.nCtxTrain, info.path),
     kvCells: v.integer('kvCells', o.kvCells ?? 0, 0, 1 << 26),
     batchSize: v.integer('batchSize', o.batchSize ?? SAMPLE_DEFAULTS.batchSize, 1, 1 << 16),
-    threads: v.integer('threads', o.threads ?? defaultThreads(), 1, 1024),
+    threads: threadsOption(o.threads),
     adapters: adapterRefs(o.lora, model),
     parseSpecial: Boolean(o.parseSpecial),
     highPrecision: Boolean(o.highPrecision),
   };
+  // A prompt of megabytes is refused by its size, before the native side spends seconds tokenizing it.
+  prompts.forEach((p, i) => {
+    if (certainlyLonger(p, request.contextSize - 1, model.maxTokenBytes)) {
+      throw new ContextOverflowError(`prompt ${i} (${Buffer.byteLength(p)} bytes) has more tokens than the context of ${request.contextSize} tokens holds`);
+    }
+  });
   if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw InvalidArgumentError.expected('function', 'onProgress', o.onProgress);
   return { request, signal: v.abortSignal('signal', o.signal), onProgress: o.onProgress };
 }

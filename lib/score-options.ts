@@ -1,9 +1,10 @@
 // Options of Model.score(): defaults, validation and the translation into the native request.
-import { InvalidArgumentError } from './errors.js';
+import { ContextOverflowError, InvalidArgumentError } from './errors.js';
+import { certainlyLonger } from './model/token-bound.js';
 import type { Model, ModelInfo } from './model.js';
 import type { NativeScoreRequest } from './native.js';
 import { adapterRefs, type SampleOptions } from './sample-options.js';
-import { defaultThreads } from './threads.js';
+import { threadsOption } from './threads.js';
 import * as v from './validate.js';
 
 export interface ScoreItem {
@@ -49,11 +50,17 @@ export function normalizeScoreOptions(items: readonly ScoreItem[], o: ScoreOptio
     items: items.map((it) => ({ prompt: it.prompt, completion: it.completion })),
     parallel: v.integer('parallel', o.parallel ?? 16, 1, 256),
     batchSize: v.integer('batchSize', o.batchSize ?? 512, 1, 1 << 16),
-    contextSize: v.integer('contextSize', o.contextSize ?? info.nCtxTrain, 2, 1 << 24),
-    threads: v.integer('threads', o.threads ?? defaultThreads(), 1, 1024),
+    contextSize: v.contextSizeOption(o.contextSize, info.nCtxTrain, info.path),
+    threads: threadsOption(o.threads),
     adapters: adapterRefs(o.lora, model),
     parseSpecial: Boolean(o.parseSpecial),
   };
+  // Items of megabytes are refused by their size, before the native side spends seconds tokenizing them.
+  items.forEach((it, i) => {
+    if (certainlyLonger(it.prompt + it.completion, request.contextSize, model.maxTokenBytes)) {
+      throw new ContextOverflowError(`item ${i} (${Buffer.byteLength(it.prompt) + Buffer.byteLength(it.completion)} bytes) has more tokens than the context of ${request.contextSize} tokens holds`);
+    }
+  });
   if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw InvalidArgumentError.expected('function', 'onProgress', o.onProgress);
   return { request, signal: v.abortSignal('signal', o.signal), onProgress: o.onProgress };
 }

@@ -2,6 +2,7 @@
 // (ggml's threads spin-wait, so oversubscribing a 2-core machine is dramatically slower).
 import fs from 'node:fs';
 import os from 'node:os';
+import { InvalidArgumentError } from './errors.js';
 
 let cached: number | undefined;
 
@@ -29,4 +30,18 @@ export function physicalCores(): number {
 /** Default threads for decoding and training: every physical core. */
 export function defaultThreads(): number {
   return physicalCores();
+}
+
+/**
+ * Validates a thread count: 1 to the logical CPUs this process may use. More would only spin-wait (ggml's
+ * workers busy-poll), turning a 1.5 s job into minutes, so it is an error rather than a silent slowdown.
+ */
+export function threadsOption(value: unknown): number {
+  if (value === undefined) return defaultThreads();
+  const max = Math.max(1, os.availableParallelism());
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > max) {
+    throw new InvalidArgumentError(`Expected integer in [1, ${max}] for threads (this machine lets the process use ${max} CPU${max === 1 ? '' : 's'}) ` +
+      `but received ${String(value)} of type ${typeof value}`);
+  }
+  return value;
 }

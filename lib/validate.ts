@@ -48,3 +48,19 @@ export function abortSignal(name: string, value: unknown): AbortSignal | undefin
   if (!(value instanceof AbortSignal)) throw InvalidArgumentError.expected('AbortSignal', name, value);
   return value;
 }
+
+/** Longest context a job may ask for (positions per sequence); larger values are caller mistakes. */
+export const MAX_CONTEXT = 1 << 24;
+
+/**
+ * The context size of a job: the caller's `contextSize`, else the model's training context capped at
+ * MAX_CONTEXT. A model whose own context length is unusable is blamed, not an option the caller never passed.
+ */
+export function contextSizeOption(value: unknown, nCtxTrain: number, modelPath: string): number {
+  if (value !== undefined) return integer('contextSize', value, 2, MAX_CONTEXT);
+  if (!Number.isInteger(nCtxTrain) || nCtxTrain < 2) {
+    throw new InvalidArgumentError(`The model ${modelPath} declares a context length of ${nCtxTrain} tokens, too small to run; ` +
+      'pass contextSize (--context) explicitly, or fix the context_length key of the GGUF');
+  }
+  return Math.min(nCtxTrain, MAX_CONTEXT);
+}

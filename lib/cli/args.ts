@@ -44,15 +44,26 @@ export function stringField(rows: { row: Record<string, unknown>; line?: number 
   });
 }
 
-/** An AbortSignal that fires on Ctrl-C (SIGINT) or SIGTERM, so long commands stop cleanly. */
+/** Seconds a command may take to stop after the first Ctrl-C / SIGTERM before the process exits anyway. */
+export const STOP_GRACE_SECONDS = 20;
+
+/**
+ * An AbortSignal that fires on Ctrl-C (SIGINT) or SIGTERM, so long commands stop cleanly (training writes a
+ * checkpoint first). A second signal, or a job that has not stopped after STOP_GRACE_SECONDS (e.g. a native
+ * call that never reaches a cancellation point), exits at once with 130: a stop request is never ignored.
+ */
 export function interruptSignal(): AbortSignal {
   const controller = new AbortController();
   const stop = () => {
     if (controller.signal.aborted) process.exit(130);
     process.stderr.write('\nstopping… (press Ctrl-C again to force)\n');
     controller.abort();
+    setTimeout(() => {
+      process.stderr.write(`w2s: did not stop within ${STOP_GRACE_SECONDS} s of the stop request; exiting\n`);
+      process.exit(130);
+    }, STOP_GRACE_SECONDS * 1000).unref();
   };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
   return controller.signal;
 }

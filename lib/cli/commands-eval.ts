@@ -5,6 +5,8 @@ import { check, checkSymbolic } from '../data/answer.js';
 import { DataFormatError } from '../data/errors.js';
 import { formatPrompt, loadProblems, type DatasetFormat } from '../data/datasets.js';
 import { toJsonl, writeFileAtomic } from '../io/atomic.js';
+import { checkOutputPaths } from '../io/outputs.js';
+import { modelInputs } from './commands-infer.js';
 import { loadModel } from '../model.js';
 import { generate } from '../pipeline/generate.js';
 import { greedyAccuracy, majAtK, passAtK } from '../pipeline/metrics.js';
@@ -20,6 +22,7 @@ export function registerEvalCommands(program: Command): void {
     .option('--symbolic', 'LaTeX-aware symbolic equivalence instead of string equality')
     .requiredOption('--out <file>', 'output JSONL')
     .action(async (o) => {
+      await checkOutputPaths([{ name: '--out', path: o.out }], [{ name: '--in', path: o.in }]);
       const rows = await readRows(o.in);
       const out = [];
       let correct = 0;
@@ -50,6 +53,7 @@ export function registerEvalCommands(program: Command): void {
     .option('--threads <n>', 'CPU threads', intArg('--threads', 1))
     .option('--out <file>', 'write the greedy result records (JSONL)')
     .action(async (o) => {
+      if (o.out) await checkOutputPaths([{ name: '--out', path: o.out }], modelInputs(o, { name: '--data', path: o.data }));
       const signal = interruptSignal();
       const problems = (await loadProblems(o.data, o.format as DatasetFormat)).slice(0, o.limit ?? Infinity);
       const prompts = problems.map((p) => formatPrompt(p.question));

@@ -1,6 +1,7 @@
 // `w2s sample` (batched sampling to JSONL) and `w2s logprob` (completion log-probs).
 import type { Command } from 'commander';
 import { writeFileAtomic, toJsonl } from '../io/atomic.js';
+import { checkOutputPaths } from '../io/outputs.js';
 import { loadModel, type Model } from '../model.js';
 import type { SampleOptions } from '../sample-options.js';
 import { collect, floatArg, intArg, interruptSignal, readRows, stringField } from './args.js';
@@ -14,6 +15,11 @@ async function withModel<T>(file: string, loraFile: string | undefined, run: (m:
   } finally {
     model.dispose();
   }
+}
+
+/** The files a model command reads: --model, --lora and its data file. */
+export function modelInputs(o: { model: string; lora?: string }, data: { name: string; path: string }) {
+  return [{ name: '--model', path: o.model }, ...(o.lora ? [{ name: '--lora', path: o.lora }] : []), data];
 }
 
 export function registerInferCommands(program: Command): void {
@@ -36,6 +42,7 @@ export function registerInferCommands(program: Command): void {
     .option('--context <n>', 'positions per sequence (default: the model\'s)', intArg('--context', 2))
     .requiredOption('--out <file>', 'output JSONL: {prompt_index, sample_index, text, tokens, finish_reason}')
     .action(async (o) => {
+      await checkOutputPaths([{ name: '--out', path: o.out }], modelInputs(o, { name: '--prompts', path: o.prompts }));
       const rows = await readRows(o.prompts);
       const prompts = stringField(rows, o.field, o.prompts);
       const signal = interruptSignal();
@@ -71,6 +78,7 @@ export function registerInferCommands(program: Command): void {
     .option('--threads <n>', 'CPU threads (default: physical cores)', intArg('--threads', 1))
     .option('--out <file>', 'output JSONL (default: stdout)')
     .action(async (o) => {
+      if (o.out) await checkOutputPaths([{ name: '--out', path: o.out }], modelInputs(o, { name: '--data', path: o.data }));
       const rows = await readRows(o.data);
       const prompts = stringField(rows, 'prompt', o.data);
       const completions = stringField(rows, 'completion', o.data);

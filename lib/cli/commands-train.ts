@@ -62,7 +62,9 @@ export function registerTrainCommands(program: Command): void {
         }, signal),
         data: o.data,
       }).finally(() => bar?.stop());
-      process.stderr.write(`${result.steps} steps; adapter ${result.adapter}; log ${result.log}\n`);
+      const d = result.data;
+      process.stderr.write(`${d.examples} examples of ${d.rows} rows (skipped: ${d.skippedPromptTooLong} prompt too long for --max-len ${o.maxLen}, ` +
+        `${d.skippedEmptyResponse} empty response; ${d.truncated} truncated); ${result.steps} steps; adapter ${result.adapter}; log ${result.log}\n`);
     });
 
   // Preference optimisation: the SFT options plus --beta (DPO) or --lambda (ORPO); `--batch` counts pairs.

@@ -34,7 +34,7 @@ registerDemoCommand(program);
 registerBenchCommands(program);
 
 const USER_ERRORS = new Set(['ERR_W2S_INVALID_ARGUMENT', 'ERR_W2S_FILE_NOT_FOUND', 'ERR_W2S_GGUF_FORMAT', 'ERR_W2S_DATA_FORMAT',
-  'ERR_W2S_CONTEXT_OVERFLOW', 'ERR_W2S_UNSUPPORTED_MODEL', 'ERR_W2S_ADAPTER', 'ERR_W2S_CHECKPOINT']);
+  'ERR_W2S_CONTEXT_OVERFLOW', 'ERR_W2S_UNSUPPORTED_MODEL', 'ERR_W2S_ADAPTER', 'ERR_W2S_CHECKPOINT', 'ERR_W2S_OUTPUT']);
 
 try {
   await program.parseAsync(process.argv);
@@ -43,7 +43,10 @@ try {
     process.stderr.write(`w2s: ${err.message} [${err.code}]\n`);
     process.exitCode = err.code === 'ABORT_ERR' ? 130 : USER_ERRORS.has(err.code) ? 2 : 1;
   } else {
-    process.stderr.write(`w2s: ${(err as Error)?.stack ?? String(err)}\n`);
+    // An error we did not anticipate: its message, and the stack only on request (it helps a bug report,
+    // not a user). Node's own errors (EACCES, ENOSPC …) carry their path and code in the message.
+    const e = err as Error;
+    process.stderr.write(process.env.W2S_DEBUG ? `w2s: ${e?.stack ?? String(err)}\n` : `w2s: ${e?.message ?? String(err)} (set W2S_DEBUG=1 to see where)\n`);
     process.exitCode = 1;
   }
 }

@@ -1,6 +1,7 @@
 // createModel: validates a small llama/qwen2 config and writes a deterministic random-initialised GGUF
 // (weights, hyper-parameters, tokenizer) that llama.cpp loads like a converted checkpoint.
 
+import { checkOutputPaths } from '../io/outputs.js';
 import { InvalidArgumentError } from '../errors.js';
 import { encodeInto, encodedBytes } from '../gguf/quantize.js';
 import { GgmlType, GgufValueType, type GgufKv } from '../gguf/types.js';
@@ -306,6 +307,7 @@ function modelKv(o: Required<CreateModelOptions>, nVocab: number): GgufKv[] {
  */
 export async function createModel(options: CreateModelOptions): Promise<ModelInfo> {
   const o = resolveCreateModelOptions(options);
+  await checkOutputPaths([{ name: 'out', path: o.out, regularFile: true }], []);
   const kind = tokenizerFor(o.arch);
   const vocab = buildVocab(kind, o.vocab);
   const nVocab = vocab.tokens.length;

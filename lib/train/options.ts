@@ -1,6 +1,7 @@
 // Options shared by every trainer (SFT, DPO, ORPO): documented defaults and validation.
 import { InvalidArgumentError } from '../errors.js';
-import { defaultThreads } from '../threads.js';
+import { checkOutputPaths, type NamedPath } from '../io/outputs.js';
+import { threadsOption } from '../threads.js';
 import * as v from '../validate.js';
 import type { ScheduleKind } from './schedule.js';
 
@@ -117,7 +118,7 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
     checkpoint: o.checkpoint === undefined ? `${out}.ckpt` : v.nonEmptyString('checkpoint', o.checkpoint),
     resume: o.resume === undefined ? undefined : v.nonEmptyString('resume', o.resume),
     log: o.log === undefined ? `${out}.log.json` : v.nonEmptyString('log', o.log),
-    threads: v.integer('threads', o.threads ?? defaultThreads(), 1, 1024),
+    threads: threadsOption(o.threads),
     onProgress: o.onProgress,
     signal: v.abortSignal('signal', o.signal),
   };
@@ -126,4 +127,18 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
 /** Bit i = ALL_LORA_TARGETS[i]: the native mask (bit 7 = the output head, native T_OUTPUT). */
 export function targetMask(targets: readonly LoraTarget[]): number {
   return targets.reduce((m, t) => m | (1 << ALL_LORA_TARGETS.indexOf(t)), 0);
+}
+
+/**
+ * Refuses output paths that would overwrite an input (model, init adapter, data, resume checkpoint) or each
+ * other, or that cannot be written; run before reading data, so a bad path costs nothing. The checkpoint may
+ * be the resume file: it is read first and then replaced atomically.
+ */
+export async function checkTrainPaths(o: ResolvedTrainOptions, data: unknown): Promise<void> {
+  const inputs: NamedPath[] = [{ name: 'model', path: o.model }];
+  if (o.lora) inputs.push({ name: 'lora', path: o.lora });
+  if (typeof data === 'string') inputs.push({ name: 'data', path: data });
+  const resume: NamedPath[] = o.resume ? [{ name: 'resume', path: o.resume }] : [];
+  await checkOutputPaths([{ name: 'out', path: o.out, regularFile: true }, { name: 'log', path: o.log }], [...inputs, ...resume]);
+  await checkOutputPaths([{ name: 'checkpoint', path: o.checkpoint, regularFile: true }, { name: 'out', path: o.out }, { name: 'log', path: o.log }], inputs);
 }

@@ -2,6 +2,7 @@
 // {instruction, input, output: [chosen, rejected]} rows, and tokenizing pairs with the SFT convention (prompt
 // with BOS, responses without special tokens, EOS appended to the targets). Pairs that cannot be trained are
 // counted and dropped here, so the native loss never sees an empty or identical pair.
+import { certainlyLonger, prefixForTokens } from '../model/token-bound.js';
 import { DataFormatError } from '../data/errors.js';
 import { readRecordEntries } from '../data/json.js';
 import { InvalidArgumentError } from '../errors.js';
@@ -85,16 +86,19 @@ export interface PairTokenizeReport {
 export function tokenizePairs(model: Model, data: readonly PreferencePair[], maxLen: number): PairTokenizeReport {
   const eos = model.info.eos;
   const report: PairTokenizeReport = { pairs: [], kept: [], skippedIdentical: 0, skippedEmptyResponse: 0, skippedPromptTooLong: 0, truncated: 0 };
+  const bound = model.maxTokenBytes;
   data.forEach((pair, i) => {
-    const prompt = model.tokenize(pair.prompt, { addSpecial: true });
-    const chosen = model.tokenize(pair.chosen);
-    const rejected = model.tokenize(pair.rejected);
+    // As in tokenizeSft: huge prompts are judged by their bytes, huge responses tokenized only as far as needed.
+    const promptTooLong = certainlyLonger(pair.prompt, maxLen, bound);
+    const prompt = promptTooLong ? [] : model.tokenize(pair.prompt, { addSpecial: true });
+    const chosen = model.tokenize(prefixForTokens(pair.chosen, maxLen, bound));
+    const rejected = model.tokenize(prefixForTokens(pair.rejected, maxLen, bound));
     if (chosen.length === 0 || rejected.length === 0) {
       report.skippedEmptyResponse += 1;
       return;
     }
     // At least one response token must fit after the prompt (the prompt's last token predicts it).
-    if (prompt.length === 0 || prompt.length >= maxLen) {
+    if (promptTooLong || prompt.length === 0 || prompt.length >= maxLen) {
       report.skippedPromptTooLong += 1;
       return;
     }

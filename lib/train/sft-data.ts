@@ -4,6 +4,7 @@
 import { DataFormatError } from '../data/errors.js';
 import { readRecordEntries } from '../data/json.js';
 import type { Model } from '../model.js';
+import { certainlyLonger, prefixForTokens } from '../model/token-bound.js';
 
 export interface SftExample {
   prompt: string;
@@ -44,15 +45,18 @@ export interface TokenizeReport {
 export function tokenizeSft(model: Model, data: readonly SftExample[], maxLen: number): TokenizeReport {
   const eos = model.info.eos;
   const report: TokenizeReport = { examples: [], kept: [], skippedPromptTooLong: 0, skippedEmptyResponse: 0, truncated: 0 };
+  const bound = model.maxTokenBytes;
   data.forEach((ex, i) => {
-    const prompt = model.tokenize(ex.prompt, { addSpecial: true });
-    const response = model.tokenize(ex.response);
+    // A prompt of certainly ≥ maxLen tokens is not tokenized at all, and a response only as far as maxLen can use.
+    const promptTooLong = certainlyLonger(ex.prompt, maxLen, bound);
+    const prompt = promptTooLong ? [] : model.tokenize(ex.prompt, { addSpecial: true });
+    const response = model.tokenize(prefixForTokens(ex.response, maxLen, bound));
     if (response.length === 0) {
       report.skippedEmptyResponse += 1;
       return;
     }
     // At least one response token must fit after the prompt (the prompt's last token predicts it).
-    if (prompt.length === 0 || prompt.length >= maxLen) {
+    if (promptTooLong || prompt.length === 0 || prompt.length >= maxLen) {
       report.skippedPromptTooLong += 1;
       return;
     }

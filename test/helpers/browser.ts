@@ -1,12 +1,12 @@
 // Opens a report.html (lib/report/report.ts) in headless Chromium and says what a reader would see: errors
 // logged or thrown, how many charts finished drawing, how much each canvas actually painted, and the rows of
 // the accuracy table. It reports rather than asserts, so a test can also check that a broken page fails.
-import fs from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { chromium } from 'playwright-core';
+import { CHROMIUM_CANDIDATES, findChromium } from '../../scripts/chromium.mjs';
 
-/** Debian's Chromium (package `chromium`); .ci/run installs it when missing. */
-export const CHROMIUM = '/usr/bin/chromium';
+/** The Chromium the report tests use (scripts/chromium.mjs: Debian's /usr/bin/chromium, …, or W2S_CHROMIUM). */
+export const CHROMIUM = findChromium();
 
 // The machine has no internet: these keep Chromium from trying to reach Google's services (refused connections
 // would otherwise show up as noise, or slow start-up), and --no-sandbox lets it run as root in CI.
@@ -44,8 +44,9 @@ export interface CheckOptions {
 export async function checkReportPage(htmlPath: string, opts: CheckOptions = {}): Promise<ReportPageCheck> {
   const { charts = 2, timeoutMs = 5000 } = opts;
   // Fail, never skip: a missing browser would otherwise hide a broken report page.
-  if (!fs.existsSync(CHROMIUM)) {
-    throw new Error(`Chromium not found at ${CHROMIUM}: install it (as root) with \`apt-get install -y --no-install-recommends chromium\`, as .ci/run does`);
+  if (!CHROMIUM) {
+    throw new Error(`Chromium not found (looked in ${CHROMIUM_CANDIDATES.join(', ')}): \`npm test\` installs it where it may (scripts/ensure-setup.mjs); ` +
+      'otherwise run `sudo apt-get install -y --no-install-recommends chromium` or set W2S_CHROMIUM');
   }
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true, timeout: 30_000 });
   try {
