@@ -11,7 +11,7 @@ import { mapNativeError, type NativeTrainer } from '../native.js';
 import * as v from '../validate.js';
 import { makeBatch, planSteps } from './batches.js';
 import { runTrainingLoop, type TrainResult } from './loop.js';
-import { resolveTrainOptions, type ResolvedTrainOptions, type TrainOptions } from './options.js';
+import { checkTrainPaths, resolveTrainOptions, type ResolvedTrainOptions, type TrainOptions } from './options.js';
 import { normalizePreferenceRows, readPreferencePairs, tokenizePairs, type PreferenceRow, type TokenizedPair } from './preference-data.js';
 
 export interface PreferenceOptions extends TrainOptions {
@@ -63,6 +63,7 @@ type Kind = 'dpo' | 'orpo';
 
 async function trainPreference(kind: Kind, options: PreferenceOptions, beta: number, lambda: number): Promise<TrainResult> {
   const o = resolveTrainOptions(options);
+  await checkTrainPaths(o, options.data);
   if (typeof options.data !== 'string' && !Array.isArray(options.data)) {
     throw InvalidArgumentError.expected('file path or array of {prompt, chosen, rejected}', 'data', options.data);
   }

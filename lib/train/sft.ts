@@ -5,7 +5,7 @@ import { computeQueue } from '../job-queue.js';
 import { mapNativeError } from '../native.js';
 import { makeBatch, planSteps } from './batches.js';
 import { runTrainingLoop, type TrainResult } from './loop.js';
-import { resolveTrainOptions, type TrainOptions } from './options.js';
+import { checkTrainPaths, resolveTrainOptions, type TrainOptions } from './options.js';
 import { readSftExamples, tokenizeSft, type SftExample } from './sft-data.js';
 import { openTrainer, tokenizeWithVocab } from './setup.js';
 
@@ -16,6 +16,7 @@ export interface SftOptions extends TrainOptions {
 
 export async function trainSft(options: SftOptions): Promise<TrainResult> {
   const o = resolveTrainOptions(options);
+  await checkTrainPaths(o, options.data);
   const rows = typeof options.data === 'string' ? await readSftExamples(options.data) : options.data;
   if (!Array.isArray(rows)) throw InvalidArgumentError.expected('file path or array of {prompt, response}', 'data', options.data);
   const tokenized = await tokenizeWithVocab(o, (vocab) => tokenizeSft(vocab, rows, o.maxLen));
@@ -25,8 +26,9 @@ export async function trainSft(options: SftOptions): Promise<TrainResult> {
   const trainer = await openTrainer(o);
   try {
     const plan = planSteps(examples.length, o.epochs, o.batch, o.gradAccum, o.seed);
-    // Targets per step, so each micro-batch's loss is weighted for the step's mean over response tokens.
-    const stepTargets = new Map<number, number>();
+    // Targets of the current step, so each micro-batch's loss is weighted for the step's mean over response
+    // tokens (one entry: a map over all steps would grow with the run).
+    let stepTargets = { key: -1, n: 0 };
     const targetsOf = (ids: number[]) => ids.reduce((a, i) => a + examples[i]!.tokens.length - examples[i]!.nPrompt, 0);
     const pad = examples[0]!.tokens[0]!;
     const { onProgress: _p, signal: _s, log: _l, checkpoint: _c, checkpointEvery: _e, resume: _r, maxSteps: _m, threads: _t, out: _o, ...runOptions } = o;
@@ -35,11 +37,12 @@ export async function trainSft(options: SftOptions): Promise<TrainResult> {
       identity: { options: runOptions, examples: examples.map((e) => [e.nPrompt, e.tokens]) },
       data: { rows: rows.length, examples: examples.length, skippedPromptTooLong: tokenized.skippedPromptTooLong, skippedEmptyResponse: tokenized.skippedEmptyResponse, truncated: tokenized.truncated },
       async runMicro(micro, step, key) {
-        if (!stepTargets.has(key)) stepTargets.set(key, step.micro.reduce((a, m) => a + targetsOf(m), 0));
+        if (stepTargets.key !== key) stepTargets = { key, n: step.micro.reduce((a, m) => a + targetsOf(m), 0) };
+        const n = stepTargets.n;
         const batch = makeBatch(micro.map((i) => examples[i]!), pad);
         try {
-          const r = await computeQueue.run(() => trainer.accumulate({ ...batch, lossScale: 1 / stepTargets.get(key)! }));
-          return { loss: r.lossSum / stepTargets.get(key)!, tokens: batch.nTokens };
+          const r = await computeQueue.run(() => trainer.accumulate({ ...batch, lossScale: 1 / n }));
+          return { loss: r.lossSum / n, tokens: batch.nTokens };
         } catch (err) {
           throw mapNativeError(err, 'training step');
         }
