@@ -1,5 +1,6 @@
 // Batching for training: seeded per-epoch order, micro-batches padded to their longest sequence, and the
 // grouping of micro-batches into optimizer steps (gradient accumulation).
+import { InvalidArgumentError } from '../errors.js';
 import { createRng } from '../pipeline/random.js';
 import type { NativeTrainBatch } from '../native.js';
 
@@ -48,16 +49,38 @@ export interface StepPlan {
 }
 
 /**
- * The whole run as optimizer steps: each epoch's order is cut into micro-batches of `batch` examples and
- * `gradAccum` micro-batches make a step (the last step of an epoch may have fewer).
+ * The run's optimizer steps, made on demand: each epoch's order is cut into micro-batches of `batch` examples
+ * and `gradAccum` micro-batches make a step (the last step of an epoch may have fewer). Only the current
+ * epoch's order is held, so memory does not grow with the epoch count.
  */
-export function planSteps(n: number, epochs: number, batch: number, gradAccum: number, seed: number): StepPlan[] {
-  const steps: StepPlan[] = [];
-  for (let epoch = 0; epoch < epochs; epoch++) {
-    const order = epochOrder(n, seed, epoch);
-    const micro: number[][] = [];
-    for (let i = 0; i < order.length; i += batch) micro.push(order.slice(i, i + batch));
-    for (let i = 0; i < micro.length; i += gradAccum) steps.push({ epoch, micro: micro.slice(i, i + gradAccum) });
+export interface StepSchedule {
+  /** Optimizer steps of the whole run (every epoch). */
+  readonly length: number;
+  readonly stepsPerEpoch: number;
+  /** Step `s` (0-based, < length). */
+  at(s: number): StepPlan;
+}
+
+export function planSteps(n: number, epochs: number, batch: number, gradAccum: number, seed: number): StepSchedule {
+  const microPerEpoch = Math.ceil(n / batch);
+  const stepsPerEpoch = Math.ceil(microPerEpoch / gradAccum);
+  const length = epochs * stepsPerEpoch;
+  // Step numbers must stay exact (schedule, checkpoints): beyond 2^53 they would not.
+  if (!Number.isSafeInteger(length)) {
+    throw InvalidArgumentError.expected(`integer in [1, ${Math.floor(Number.MAX_SAFE_INTEGER / Math.max(1, stepsPerEpoch))}] (at most 2^53 - 1 steps in all)`, 'epochs', epochs);
   }
-  return steps;
+  let current: { epoch: number; order: number[] } | undefined;
+  return {
+    length,
+    stepsPerEpoch,
+    at(s: number): StepPlan {
+      if (!Number.isSafeInteger(s) || s < 0 || s >= length) throw new RangeError(`step ${s} is outside 0..${length - 1}`);
+      const epoch = Math.floor(s / stepsPerEpoch);
+      if (current?.epoch !== epoch) current = { epoch, order: epochOrder(n, seed, epoch) };
+      const first = (s - epoch * stepsPerEpoch) * gradAccum;
+      const micro: number[][] = [];
+      for (let m = first; m < Math.min(first + gradAccum, microPerEpoch); m++) micro.push(current.order.slice(m * batch, (m + 1) * batch));
+      return { epoch, micro };
+    },
+  };
 }

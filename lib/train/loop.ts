@@ -1,13 +1,15 @@
 // The training loop shared by SFT and the preference trainers: optimizer steps made of micro-batches,
 // learning-rate schedule, progress, cancellation between micro-batches, NaN guard, atomic checkpoints,
-// resume, the adapter and a JSON log. The loss itself is the caller's `runMicro`.
+// resume, the adapter and a JSON log. The loss itself is the caller's `runMicro`. On abort it checkpoints the
+// last completed step, so Ctrl-C loses nothing; at start it removes temp files that killed runs left.
 import crypto from 'node:crypto';
 import { AbortError, CheckpointError, TrainingDivergedError } from '../errors.js';
 import { readGgufMetadata } from '../gguf/reader.js';
 import { writeFileAtomic } from '../io/atomic.js';
+import { removeStaleTemps } from '../io/stale-temp.js';
 import { computeQueue } from '../job-queue.js';
 import { mapNativeError, type NativeTrainer } from '../native.js';
-import type { StepPlan } from './batches.js';
+import type { StepPlan, StepSchedule } from './batches.js';
 import type { ResolvedTrainOptions } from './options.js';
 import { learningRate } from './schedule.js';
 
@@ -55,7 +57,7 @@ export interface LoopSpec {
   kind: string;
   options: ResolvedTrainOptions;
   trainer: NativeTrainer;
-  plan: StepPlan[];
+  plan: StepSchedule;
   /** Hash input identifying the run (data, tokenizer, options); resume refuses a checkpoint from another. */
   identity: unknown;
   /** Runs one micro-batch of a step (forward + backward into the accumulators). */
@@ -95,6 +97,12 @@ async function loadResume(spec: LoopSpec, fp: string): Promise<CheckpointState> 
   if (state.version !== 1 || state.fingerprint !== fp) {
     throw new CheckpointError(`${file} belongs to another run (different model, data or options); start a new run or pass the original options`);
   }
+  // The checksum covers both, so a mismatch means the file was written wrong or re-signed after an edit.
+  const nativeStep = spec.trainer.info().step;
+  if (!Number.isSafeInteger(state.step) || state.step < 0 || state.step !== nativeStep) {
+    throw new CheckpointError(`${file} is damaged (its run state is at step ${state.step}, its tensors at step ${nativeStep}); ` +
+      'delete it and start the run again, or resume from an earlier copy of it');
+  }
   if (state.step > spec.plan.length) throw new CheckpointError(`${file} is at step ${state.step}, past this run's ${spec.plan.length} steps`);
   return state;
 }
@@ -102,6 +110,7 @@ async function loadResume(spec: LoopSpec, fp: string): Promise<CheckpointState> 
 export async function runTrainingLoop(spec: LoopSpec): Promise<TrainResult> {
   const o = spec.options;
   const fp = fingerprint({ kind: spec.kind, identity: spec.identity });
+  await removeStaleTemps([o.checkpoint, o.out, o.log], [o.resume, o.model, o.lora]);
   const total = o.maxSteps > 0 ? Math.min(o.maxSteps, spec.plan.length) : spec.plan.length;
   const warmup = Math.round(o.warmupRatio * spec.plan.length);
   let history: StepRecord[] = [];
@@ -114,26 +123,46 @@ export async function runTrainingLoop(spec: LoopSpec): Promise<TrainResult> {
     resumedExtra = state.extra;
   }
   const extra = spec.runState ? await spec.runState(resumedExtra) : undefined;
+  // The newest checkpoint on disk of this run (the resume file until this run writes one).
   let lastCheckpoint = 0;
+  let lastCheckpointFile = o.checkpoint;
+  if (o.resume && start > 0) [lastCheckpoint, lastCheckpointFile] = [start, o.resume];
   const saveCheckpoint = async (step: number) => {
     const state: CheckpointState = { version: 1, fingerprint: fp, step, history, ...(extra === undefined ? {} : { extra }) };
     await spec.trainer.saveCheckpoint(o.checkpoint, JSON.stringify(state));
-    lastCheckpoint = step;
+    [lastCheckpoint, lastCheckpointFile] = [step, o.checkpoint];
+  };
+  const resumeHint = (file: string) => `continue with --resume ${file} (API: resume: '${file}')`;
+  // `done` steps completed; any partial step's gradients are dropped, so parameters and moments are those
+  // after step `done`, which is what a checkpoint of step `done` must hold.
+  const abort = async (done: number): Promise<never> => {
+    spec.trainer.clearGrads();
+    if (done > lastCheckpoint) {
+      try {
+        await saveCheckpoint(done);
+      } catch (err) {
+        const kept = lastCheckpoint > 0 ? `the checkpoint of step ${lastCheckpoint} (${lastCheckpointFile}) is intact: ${resumeHint(lastCheckpointFile)}` : 'no checkpoint exists';
+        throw new AbortError(`Training was aborted after step ${done}, and writing its checkpoint ${o.checkpoint} failed ` +
+          `(${(mapNativeError(err) as Error).message}); ${kept}`, { cause: err });
+      }
+      throw new AbortError(`Training was aborted after step ${done} of ${total}; checkpoint ${o.checkpoint} holds step ${done}: ${resumeHint(o.checkpoint)}`);
+    }
+    if (lastCheckpoint > 0) {
+      throw new AbortError(`Training was aborted; no step completed since the checkpoint of step ${lastCheckpoint} (${lastCheckpointFile}): ${resumeHint(lastCheckpointFile)}`);
+    }
+    throw new AbortError('Training was aborted before its first step completed; no checkpoint was written');
   };
 
   const began = performance.now();
   let tokensSoFar = 0;
   for (let s = start; s < total; s++) {
-    const plan = spec.plan[s]!;
+    const plan = spec.plan.at(s);
     const t0 = performance.now();
     let loss = 0;
     let tokens = 0;
     const metrics: Record<string, number> = {};
     for (const micro of plan.micro) {
-      if (o.signal?.aborted) {
-        spec.trainer.clearGrads();
-        throw new AbortError('Training was aborted; the last checkpoint (if any) is intact');
-      }
+      if (o.signal?.aborted) await abort(s);
       const r = await spec.runMicro(micro, plan, s);
       loss += r.loss;
       tokens += r.tokens;
@@ -141,7 +170,7 @@ export async function runTrainingLoop(spec: LoopSpec): Promise<TrainResult> {
     }
     if (!Number.isFinite(loss)) {
       spec.trainer.clearGrads();
-      const kept = lastCheckpoint > 0 ? `The checkpoint of step ${lastCheckpoint} (${o.checkpoint}) is intact` : 'No checkpoint was written in this run';
+      const kept = lastCheckpoint > 0 ? `The checkpoint of step ${lastCheckpoint} (${lastCheckpointFile}) is intact` : 'No checkpoint was written in this run';
       throw new TrainingDivergedError(`The loss at step ${s + 1} is ${loss}; training stopped and the step was not applied. ${kept}; ` +
         'check the data of this step and lower the learning rate.');
     }

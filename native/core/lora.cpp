@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <unistd.h>
 
@@ -163,32 +164,59 @@ bool read_into(ggml_context * file_ctx, const std::string & name, ggml_tensor * 
 // Loads a GGUF written by save_*: returns the file context (data in memory) and the rank/alpha/targets.
 bool open_adapter(const train_model & m, const std::string & path, gguf_ptr & f, int & rank, float & alpha, uint32_t & targets,
                   std::string & err) {
-    // (rank is that of the last pair found; allocate() checks every pair's shape against it)
+    // (allocate() then builds every pair at the one rank and read_into checks each shape against the model)
     f.g = gguf_init_from_file(path.c_str(), {false, &f.ctx});
     if (f.g == nullptr) {
         err = path + " is not a complete GGUF file";
         return false;
     }
+    // gguf_get_val_str / _f32 assert the stored type, so check it first.
     const int64_t ka = gguf_find_key(f.g, "general.architecture");
-    if (ka < 0 || m.hp.arch != gguf_get_val_str(f.g, ka)) {
-        err = path + " is an adapter for architecture '" + (ka < 0 ? "?" : gguf_get_val_str(f.g, ka)) + "', the model is '" + m.hp.arch + "'";
+    const char * arch = ka >= 0 && gguf_get_kv_type(f.g, ka) == GGUF_TYPE_STRING ? gguf_get_val_str(f.g, ka) : nullptr;
+    if (arch == nullptr || m.hp.arch != arch) {
+        err = path + " is an adapter for architecture '" + (arch ? arch : "?") + "', the model is '" + m.hp.arch + "'";
         return false;
     }
     const int64_t kalpha = gguf_find_key(f.g, "adapter.lora.alpha");
+    if (kalpha >= 0 && (gguf_get_kv_type(f.g, kalpha) != GGUF_TYPE_FLOAT32 || !std::isfinite(gguf_get_val_f32(f.g, kalpha)))) {
+        err = path + ": adapter.lora.alpha is not a finite FLOAT32; the adapter file is damaged";
+        return false;
+    }
     alpha = kalpha >= 0 ? gguf_get_val_f32(f.g, kalpha) : 0.0f;
-    // Rank and targets: from our keys when present, else from the tensors (adapters made elsewhere).
+    // Rank and targets from the tensors (adapters made elsewhere carry no w2s keys). One rank for the file:
+    // the trainer scales every pair by alpha / rank.
     rank = 0;
     targets = 0;
+    std::string rank_from;
     const auto note = [&](int il, int target) {
-        const ggml_tensor * a = ggml_get_tensor(f.ctx, lora_a_name(il, target).c_str());
+        if (!err.empty()) return;
+        const std::string name = lora_a_name(il, target);
+        const ggml_tensor * a = ggml_get_tensor(f.ctx, name.c_str());
         if (a == nullptr) return;
         targets |= 1u << target;
-        rank = static_cast<int>(a->ne[1]);
+        const std::string b_name = name.substr(0, name.size() - 1) + "b";
+        const ggml_tensor * b = ggml_get_tensor(f.ctx, b_name.c_str());
+        const int64_t r = a->ne[1];
+        if (b == nullptr) {
+            err = path + ": LoRA tensor " + name + " has no " + b_name + "; the adapter file is damaged";
+        } else if (r <= 0 || r > INT32_MAX || ggml_nelements(a) == 0 || ggml_nelements(b) == 0) {
+            err = path + ": LoRA tensor " + name + " has rank " + std::to_string(r) + " (zero-size lora_a/lora_b); the adapter file is damaged";
+        } else if (b->ne[0] != r) {
+            err = path + ": " + name + " has rank " + std::to_string(r) + " but " + b_name + " has " + std::to_string(b->ne[0]) +
+                  " rows; the adapter file is damaged";
+        } else if (rank != 0 && r != rank) {
+            err = path + ": " + name + " has rank " + std::to_string(r) + " but " + rank_from + " has rank " + std::to_string(rank) +
+                  "; training continues an adapter of one rank";
+        } else if (rank == 0) {
+            rank = static_cast<int>(r);
+            rank_from = name;
+        }
     };
     for (int il = 0; il < m.hp.n_layer; ++il) {
         for (int t = 0; t < T_COUNT; ++t) note(il, t);
     }
     note(-1, T_OUTPUT);
+    if (!err.empty()) return false;
     if (rank <= 0) {
         err = path + " holds no LoRA tensors for this model";
         return false;
@@ -280,6 +308,10 @@ bool save_checkpoint(const train_model & m, const lora_set & l, int64_t step, co
     for (const auto & p : l.pairs) {
         for (const ggml_tensor * t : {p.a, p.b, p.ma, p.va, p.mb, p.vb}) add_host_copy(out.g, out.ctx, t);
     }
+    // Over the host copies just added, exactly what load_checkpoint will hash from the file.
+    uint64_t sum = 0;
+    if (!checkpoint_checksum(out.g, out.ctx, sum, err)) return false;
+    gguf_set_val_u64(out.g, CHECKPOINT_CHECKSUM_KEY, sum);
     return write_gguf_atomic(out.g, path, err);
 }
 
@@ -296,7 +328,24 @@ std::unique_ptr<lora_set> load_checkpoint(const train_model & m, const std::stri
         err = path + " is not a weak2strong checkpoint";
         return nullptr;
     }
-    step = static_cast<int64_t>(gguf_get_val_u64(f.g, ks));
+    const auto damaged = [&](const std::string & what) {
+        err = path + " is damaged (" + what + "); delete it and start the run again, or resume from an earlier copy of it";
+        return nullptr;
+    };
+    // Nothing from the file is used before its checksum and values pass.
+    const int64_t kc = gguf_find_key(f.g, CHECKPOINT_CHECKSUM_KEY);
+    if (kc < 0) {
+        // Checkpoints before the checksum existed were never released (none is in use), so no fallback.
+        err = path + " has no content checksum (written by an older weak2strong); delete it and start the run again";
+        return nullptr;
+    }
+    std::string why;
+    uint64_t sum = 0;
+    if (gguf_get_kv_type(f.g, kc) != GGUF_TYPE_UINT64) return damaged("its checksum is not a u64");
+    if (!checkpoint_checksum(f.g, f.ctx, sum, why)) return damaged(why);
+    if (sum != gguf_get_val_u64(f.g, kc)) return damaged("its content does not match its checksum");
+    if (!check_checkpoint_values(f.g, f.ctx, why)) return damaged(why);
+    step = static_cast<int64_t>(gguf_get_val_u64(f.g, ks));  // types checked by checkpoint_checksum
     state = gguf_get_val_str(f.g, kst);
     auto l = allocate_like(m, f, rank, alpha, targets, backend, err);
     if (!l) return nullptr;
@@ -309,6 +358,106 @@ std::unique_ptr<lora_set> load_checkpoint(const train_model & m, const std::stri
         }
     }
     return l;
+}
+
+
+namespace {
+
+// FNV-1a 64; integers are fed little-endian so the value does not depend on the host.
+struct fnv1a64 {
+    uint64_t h = 0xcbf29ce484222325ull;
+    void bytes(const void * p, size_t n) {
+        const auto * b = static_cast<const uint8_t *>(p);
+        for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 0x100000001b3ull;
+    }
+    void u64(uint64_t v) {
+        for (int i = 0; i < 8; ++i) {
+            const uint8_t b = static_cast<uint8_t>(v >> (8 * i));
+            bytes(&b, 1);
+        }
+    }
+    void str(const std::string & s) {
+        u64(s.size());
+        bytes(s.data(), s.size());
+    }
+};
+
+}  // namespace
+
+bool checkpoint_checksum(const gguf_context * g, ggml_context * ctx, uint64_t & out, std::string & err) {
+    fnv1a64 h;
+    h.str("w2s-checkpoint-fnv1a64-v1");
+    // The KVs the loader reads, in this order; each must have its expected type (a wrong type would make
+    // gguf_get_val_* assert and abort the process).
+    static const struct { const char * key; gguf_type type; } kvs[] = {
+        {"general.architecture", GGUF_TYPE_STRING}, {"adapter.lora.alpha", GGUF_TYPE_FLOAT32},
+        {"w2s.lora.rank", GGUF_TYPE_UINT32},        {"w2s.lora.targets", GGUF_TYPE_UINT32},
+        {"w2s.checkpoint.step", GGUF_TYPE_UINT64},  {"w2s.checkpoint.state", GGUF_TYPE_STRING},
+    };
+    for (const auto & kv : kvs) {
+        const int64_t k = gguf_find_key(g, kv.key);
+        h.str(kv.key);
+        if (k < 0) {
+            err = std::string("key ") + kv.key + " is missing";
+            return false;
+        }
+        if (gguf_get_kv_type(g, k) != kv.type) {
+            err = std::string("key ") + kv.key + " has type " + gguf_type_name(gguf_get_kv_type(g, k)) + ", expected " + gguf_type_name(kv.type);
+            return false;
+        }
+        switch (kv.type) {
+            case GGUF_TYPE_STRING: h.str(gguf_get_val_str(g, k)); break;
+            case GGUF_TYPE_FLOAT32: {
+                const float f = gguf_get_val_f32(g, k);
+                uint32_t bits = 0;
+                std::memcpy(&bits, &f, sizeof(bits));
+                h.u64(bits);
+                break;
+            }
+            case GGUF_TYPE_UINT32: h.u64(gguf_get_val_u32(g, k)); break;
+            default: h.u64(gguf_get_val_u64(g, k)); break;
+        }
+    }
+    // Every tensor in file order: name, type, shape [ne0..ne3], size, bytes.
+    const int64_t n = gguf_get_n_tensors(g);
+    h.u64(static_cast<uint64_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+        const char * name = gguf_get_tensor_name(g, i);
+        const ggml_tensor * t = ggml_get_tensor(ctx, name);
+        if (t == nullptr || t->data == nullptr) {
+            err = std::string("tensor ") + name + " has no data";
+            return false;
+        }
+        h.str(name);
+        h.u64(static_cast<uint64_t>(t->type));
+        for (int d = 0; d < 4; ++d) h.u64(static_cast<uint64_t>(t->ne[d]));
+        h.u64(ggml_nbytes(t));
+        h.bytes(t->data, ggml_nbytes(t));
+    }
+    out = h.h;
+    return true;
+}
+
+bool check_checkpoint_values(const gguf_context * g, ggml_context * ctx, std::string & err) {
+    const std::string v_suffix = ".adam_v";
+    for (int64_t i = 0; i < gguf_get_n_tensors(g); ++i) {
+        const std::string name = gguf_get_tensor_name(g, i);
+        const ggml_tensor * t = ggml_get_tensor(ctx, name.c_str());
+        if (t == nullptr || t->type != GGML_TYPE_F32) continue;  // read_into refuses these with their shape
+        // AdamW divides by sqrt(v) + eps: a negative second moment gives NaN at the first step.
+        const bool second_moment = name.size() > v_suffix.size() && name.compare(name.size() - v_suffix.size(), v_suffix.size(), v_suffix) == 0;
+        const auto * x = static_cast<const float *>(t->data);
+        for (int64_t j = 0; j < ggml_nelements(t); ++j) {
+            if (!std::isfinite(x[j]) || (second_moment && x[j] < 0.0f)) {
+                char value[32];
+                std::snprintf(value, sizeof(value), "%g", static_cast<double>(x[j]));
+                err = "tensor " + name + " holds " + (std::isfinite(x[j]) ? "a negative AdamW second moment " : "a non-finite value ") +
+                      value + " at element " + std::to_string(j);
+                return false;
+            }
+        }
+    }
+    return true;
 }
 
 }  // namespace w2s

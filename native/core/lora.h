@@ -56,8 +56,18 @@ bool save_lora_adapter(const train_model & m, const lora_set & l, const std::str
 // Checkpoint = adapter + moments + step + an opaque state string (the TS driver's RNG and data position).
 bool save_checkpoint(const train_model & m, const lora_set & l, int64_t step, const std::string & state,
                      const std::string & path, std::string & err);
+// Refuses (with a "damaged" message) a checkpoint whose checksum is missing or does not match, or that holds
+// a non-finite value or a negative second moment, before any of it is used.
 std::unique_ptr<lora_set> load_checkpoint(const train_model & m, const std::string & path, ggml_backend_t backend,
                                           int64_t & step, std::string & state, std::string & err);
+
+// Checkpoint content checksum, stored as a u64 KV: FNV-1a 64 over a version tag, the KVs the loader reads
+// (architecture, alpha, rank, targets, step, state; each with its expected type, else false + `err`) and
+// every tensor in file order (name, type, ne[0..3], byte size, bytes). `ctx` holds the tensors' data.
+inline constexpr const char * CHECKPOINT_CHECKSUM_KEY = "w2s.checkpoint.checksum";
+bool checkpoint_checksum(const gguf_context * g, ggml_context * ctx, uint64_t & out, std::string & err);
+// False + `err` if an F32 tensor holds a non-finite value, or an AdamW second moment (`*.adam_v`) a negative one.
+bool check_checkpoint_values(const gguf_context * g, ggml_context * ctx, std::string & err);
 
 // Writes `path` through `path.tmp-<pid>` and a rename, removing the temp file on failure.
 bool write_gguf_atomic(const ::gguf_context * g, const std::string & path, std::string & err);
