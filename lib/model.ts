@@ -4,6 +4,8 @@ import fs from 'node:fs';
 import { AbortError, DisposedError, FileNotFoundError, InvalidArgumentError } from './errors.js';
 import { readGgufMetadata, type GgufMetadata } from './gguf/reader.js';
 import { computeQueue } from './job-queue.js';
+import { checkGgufMetadata, type GgufPurpose } from './model/check.js';
+import { maxTokenBytes } from './model/token-bound.js';
 import { addon, cancelTokenFor, mapNativeError, type NativeCancelToken, type NativeLora, type NativeModel, type NativeModelInfo } from './native.js';
 import { normalizeSampleOptions, type Sample, type SampleOptions } from './sample-options.js';
 import { normalizeScoreOptions, type ScoreItem, type ScoreOptions, type ScoreResult } from './score-options.js';
@@ -26,8 +28,12 @@ export interface ModelInfo extends NativeModelInfo {
   nHeadKv: number;
 }
 
-/** Checks that `file` exists and is a complete GGUF; returns its metadata. llama.cpp must never see less. */
-export async function checkGgufFile(file: string, what: string): Promise<GgufMetadata> {
+/**
+ * Checks that `file` exists, is a complete GGUF and passes the metadata gate for `purpose` (lib/model/check.ts;
+ * by default the file's general.type picks model or adapter checks); returns its metadata. llama.cpp must
+ * never see less.
+ */
+export async function checkGgufFile(file: string, what: string, purpose?: GgufPurpose): Promise<GgufMetadata> {
   v.nonEmptyString(`${what} path`, file);
   let stat: fs.Stats;
   try {
@@ -36,14 +42,16 @@ export async function checkGgufFile(file: string, what: string): Promise<GgufMet
     throw new FileNotFoundError(file, what);
   }
   if (!stat.isFile()) throw new FileNotFoundError(file, what);
-  return readGgufMetadata(file);
+  const meta = await readGgufMetadata(file);
+  checkGgufMetadata(meta, file, purpose);
+  return meta;
 }
 
 export async function loadModel(file: string, options: LoadModelOptions = {}): Promise<Model> {
   const signal = v.abortSignal('signal', options.signal);
   const gpuLayers = v.integer('gpuLayers', options.gpuLayers ?? -1, -1);
   if (signal?.aborted) throw new AbortError();
-  const meta = await checkGgufFile(file, 'model file');
+  const meta = await checkGgufFile(file, 'model file', options.vocabOnly ? 'vocab' : 'model');
   let native: NativeModel;
   try {
     native = await addon().loadModel(file, { gpuLayers: gpuLayers < 0 ? 999 : gpuLayers, repack: options.repack ?? true, vocabOnly: options.vocabOnly ?? false });
@@ -52,7 +60,7 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
   }
   const architecture = String(meta.values.get('general.architecture') ?? 'unknown');
   const kvHeads = meta.values.get(`${architecture}.attention.head_count_kv`);
-  const model = new Model(native, file, architecture, typeof kvHeads === 'number' ? kvHeads : undefined);
+  const model = new Model(native, file, architecture, typeof kvHeads === 'number' ? kvHeads : undefined, maxTokenBytes(meta));
   if (signal?.aborted) {
     model.dispose();
     throw new AbortError();
@@ -66,9 +74,16 @@ export class Model {
   #native: NativeModel | undefined;
   readonly #adapters = new Set<LoraAdapter>();
 
+  /**
+   * The most text bytes one token stands for (lib/model/token-bound.ts), or undefined when the tokenizer may
+   * drop text; lets callers judge a huge text too long without tokenizing it.
+   */
+  readonly maxTokenBytes: number | undefined;
+
   /** @internal Use loadModel(). */
-  constructor(native: NativeModel, file: string, architecture: string, nHeadKv?: number) {
+  constructor(native: NativeModel, file: string, architecture: string, nHeadKv?: number, maxTokenBytes?: number) {
     this.#native = native;
+    this.maxTokenBytes = maxTokenBytes;
     this.path = file;
     const info = native.info();
     this.info = { ...info, path: file, architecture, nHeadKv: nHeadKv ?? info.nHead };
@@ -91,7 +106,29 @@ export class Model {
   /** Tokenizes `text`; `addSpecial` adds BOS when the model uses one (as prompts do). */
   tokenize(text: string, options: { addSpecial?: boolean; parseSpecial?: boolean } = {}): number[] {
     if (typeof text !== 'string') throw InvalidArgumentError.expected('string', 'text', text);
-    return Array.from(this.#use().tokenize(text, options.addSpecial ?? false, options.parseSpecial ?? false));
+    try {
+      return Array.from(this.#use().tokenize(text, options.addSpecial ?? false, options.parseSpecial ?? false));
+    } catch (err) {
+      throw mapNativeError(err, 'tokenize');
+    }
+  }
+
+  /**
+   * Tokens of `prompt` + `completion` as the model sees them, and how many of them are context: the
+   * boundary rule that scoring and the trainers share. The text is tokenized whole (with BOS); the context is
+   * the longest common prefix with the prompt's own tokens, so a token that merges across the boundary counts
+   * as completion, and no token the model would not produce (SentencePiece's dummy "▁" before a separately
+   * tokenized completion) is ever added.
+   */
+  tokenizePair(prompt: string, completion: string, options: { parseSpecial?: boolean } = {}): { tokens: number[]; nPrompt: number } {
+    if (typeof prompt !== 'string') throw InvalidArgumentError.expected('string', 'prompt', prompt);
+    if (typeof completion !== 'string') throw InvalidArgumentError.expected('string', 'completion', completion);
+    try {
+      const r = this.#use().tokenizePair(prompt, completion, options.parseSpecial ?? false);
+      return { tokens: Array.from(r.tokens), nPrompt: r.nPrompt };
+    } catch (err) {
+      throw mapNativeError(err, 'tokenizePair');
+    }
   }
 
   /** Turns tokens back into text; `renderSpecial` prints control tokens such as `</s>`. */
@@ -109,7 +146,7 @@ export class Model {
   /** Loads a GGUF LoRA adapter made for this model (llama.cpp's adapter format). */
   async loadLora(file: string): Promise<LoraAdapter> {
     const native = this.#use();
-    await checkGgufFile(file, 'adapter file');
+    await checkGgufFile(file, 'adapter file', 'adapter');
     try {
       const lora = new LoraAdapter(await native.loadLora(file), file, this);
       this.#adapters.add(lora);

@@ -102,6 +102,8 @@ export interface NativeModel {
   info(): NativeModelInfo;
   metadata(): Record<string, string>;
   tokenize(text: string, addSpecial: boolean, parseSpecial: boolean): Int32Array;
+  /** The prompt/completion boundary rule (native/core/tokenize.h): joint tokens, context = their common prefix with the prompt's. */
+  tokenizePair(prompt: string, completion: string, parseSpecial: boolean): { tokens: Int32Array; nPrompt: number };
   detokenize(tokens: Int32Array, renderSpecial: boolean): string;
   loadLora(path: string): Promise<NativeLora>;
   sample(req: NativeSampleRequest, onProgress?: (p: NativeSampleProgress) => void, cancel?: NativeCancelToken): Promise<NativeSample[]>;

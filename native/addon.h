@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "llama.h"
+#include "tokenize.h"
 
 namespace w2s {
 
@@ -61,6 +62,7 @@ private:
     Napi::Value info(const Napi::CallbackInfo & info);
     Napi::Value metadata(const Napi::CallbackInfo & info);
     Napi::Value tokenize(const Napi::CallbackInfo & info);
+    Napi::Value tokenize_pair(const Napi::CallbackInfo & info);
     Napi::Value detokenize(const Napi::CallbackInfo & info);
     Napi::Value load_lora(const Napi::CallbackInfo & info);
     Napi::Value sample(const Napi::CallbackInfo & info);
@@ -100,8 +102,6 @@ Napi::Value create_trainer(const Napi::CallbackInfo & info);
 // Defined in bench_llama_opt.cpp: llama.cpp's own trainer as the peer of `w2s bench train`.
 Napi::Value bench_llama_opt(const Napi::CallbackInfo & info);
 
-// Tokenizes `text` (add_special: BOS when the model adds one); returns false if llama_tokenize fails.
-bool tokenize_text(const llama_vocab * vocab, const std::string & text, bool add_special, bool parse_special,
-                   std::vector<llama_token> & out);
+// tokenize_text and tokenize_pair: native/core/tokenize.h.
 
 }  // namespace w2s

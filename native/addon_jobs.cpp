@@ -115,8 +115,9 @@ public:
         if (req_.n_ctx_seq <= 0) req_.n_ctx_seq = llama_model_n_ctx_train(model_.get());
         req_.prompts.resize(texts_.size());
         for (size_t i = 0; i < texts_.size(); ++i) {
-            if (!tokenize_text(vocab, texts_[i], true, parse_special_, req_.prompts[i])) {
-                return fail(ERR_LLAMA, "llama_tokenize failed for prompt " + std::to_string(i));
+            std::string terr;
+            if (!tokenize_text(vocab, texts_[i], true, parse_special_, req_.prompts[i], &terr)) {
+                return fail(ERR_INVALID, "prompt " + std::to_string(i) + ": " + terr);
             }
             const size_t len = req_.prompts[i].size();
             if (len == 0) return fail(ERR_INVALID, "prompt " + std::to_string(i) + " is empty after tokenization "
@@ -195,20 +196,17 @@ public:
         const llama_vocab * vocab = llama_model_get_vocab(model_.get());
         if (n_ctx_ <= 0) n_ctx_ = llama_model_n_ctx_train(model_.get());
         req_.items.resize(pairs_.size());
-        std::vector<llama_token> completion;
         for (size_t i = 0; i < pairs_.size(); ++i) {
             score_item & it = req_.items[i];
-            // Convention shared with training: prompt with BOS, completion without special tokens, concatenated.
-            if (!tokenize_text(vocab, pairs_[i].first, true, parse_special_, it.tokens) ||
-                !tokenize_text(vocab, pairs_[i].second, false, parse_special_, completion)) {
-                return fail(ERR_LLAMA, "llama_tokenize failed for item " + std::to_string(i));
+            // The boundary rule shared with training (tokenize.h): the joint tokens, split after the prompt's.
+            std::string terr;
+            if (!tokenize_pair(vocab, pairs_[i].first, pairs_[i].second, parse_special_, it.tokens, it.n_prompt, terr)) {
+                return fail(ERR_INVALID, "item " + std::to_string(i) + ": " + terr);
             }
-            it.n_prompt = static_cast<int32_t>(it.tokens.size());
             if (it.n_prompt == 0) {
                 return fail(ERR_INVALID, "item " + std::to_string(i) + ": the prompt has no tokens (the model adds no "
                                          "BOS token), so the first completion token has nothing to be predicted from");
             }
-            it.tokens.insert(it.tokens.end(), completion.begin(), completion.end());
             if (it.tokens.size() > static_cast<size_t>(n_ctx_)) {
                 return fail(ERR_TOO_LONG, "item " + std::to_string(i) + " has " + std::to_string(it.tokens.size()) +
                                               " tokens, more than the context of " + std::to_string(n_ctx_));

@@ -8,22 +8,6 @@
 
 namespace w2s {
 
-bool tokenize_text(const llama_vocab * vocab, const std::string & text, bool add_special, bool parse_special,
-                   std::vector<llama_token> & out) {
-    // A token never spans less than one byte, so text.size() + specials bounds the count.
-    out.resize(text.size() + 8);
-    int32_t n = llama_tokenize(vocab, text.data(), static_cast<int32_t>(text.size()), out.data(),
-                               static_cast<int32_t>(out.size()), add_special, parse_special);
-    if (n < 0) {
-        out.resize(static_cast<size_t>(-n));
-        n = llama_tokenize(vocab, text.data(), static_cast<int32_t>(text.size()), out.data(),
-                           static_cast<int32_t>(out.size()), add_special, parse_special);
-    }
-    if (n < 0) return false;
-    out.resize(static_cast<size_t>(n));
-    return true;
-}
-
 // ---- model loading ---------------------------------------------------------------------------------
 
 namespace {
@@ -156,6 +140,7 @@ Napi::Function AddonModel::define(Napi::Env env) {
         InstanceMethod("info", &AddonModel::info),
         InstanceMethod("metadata", &AddonModel::metadata),
         InstanceMethod("tokenize", &AddonModel::tokenize),
+        InstanceMethod("tokenizePair", &AddonModel::tokenize_pair),
         InstanceMethod("detokenize", &AddonModel::detokenize),
         InstanceMethod("loadLora", &AddonModel::load_lora),
         InstanceMethod("sample", &AddonModel::sample),
@@ -211,12 +196,36 @@ Napi::Value AddonModel::tokenize(const Napi::CallbackInfo & info) {
     llama_model * m = require(env).get();
     if (info.Length() < 1 || !info[0].IsString()) throw make_error(env, ERR_INVALID, "tokenize(text) expects a string");
     std::vector<llama_token> toks;
+    std::string err;
     if (!tokenize_text(llama_model_get_vocab(m), info[0].As<Napi::String>().Utf8Value(), info[1].ToBoolean().Value(),
-                       info[2].ToBoolean().Value(), toks)) {
-        throw make_error(env, ERR_LLAMA, "llama_tokenize failed");
+                       info[2].ToBoolean().Value(), toks, &err)) {
+        throw make_error(env, ERR_INVALID, err);
     }
     Napi::Int32Array out = Napi::Int32Array::New(env, toks.size());
     std::copy(toks.begin(), toks.end(), out.Data());
+    return out;
+}
+
+// tokenizePair(prompt, completion, parseSpecial) -> { tokens: Int32Array, nPrompt }: the boundary rule of
+// native/core/tokenize.h, the one that scoring uses, for the trainers. Synchronous like tokenize().
+Napi::Value AddonModel::tokenize_pair(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    llama_model * m = require(env).get();
+    if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString()) {
+        throw make_error(env, ERR_INVALID, "tokenizePair(prompt, completion) expects two strings");
+    }
+    std::vector<llama_token> toks;
+    int32_t n_prompt = 0;
+    std::string err;
+    if (!w2s::tokenize_pair(llama_model_get_vocab(m), info[0].As<Napi::String>().Utf8Value(), info[1].As<Napi::String>().Utf8Value(),
+                            info.Length() > 2 && info[2].ToBoolean().Value(), toks, n_prompt, err)) {
+        throw make_error(env, ERR_INVALID, err);
+    }
+    Napi::Int32Array tokens = Napi::Int32Array::New(env, toks.size());
+    std::copy(toks.begin(), toks.end(), tokens.Data());
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("tokens", tokens);
+    out.Set("nPrompt", Napi::Number::New(env, n_prompt));
     return out;
 }
 

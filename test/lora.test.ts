@@ -108,9 +108,8 @@ test("node-llama-cpp applies our adapter file the same way (log-probs within 1e-
   const scores = await base.score(ITEMS, { lora });
   let maxDiff = 0;
   for (const [i, item] of ITEMS.entries()) {
-    const prompt = base.tokenize(item.prompt, { addSpecial: true });
-    const completion = base.tokenize(item.completion);
-    const ref = await referenceLogprobs(basePath, [...prompt, ...completion], prompt.length, adapterPath);
+    const pair = base.tokenizePair(item.prompt, item.completion);
+    const ref = await referenceLogprobs(basePath, pair.tokens, pair.nPrompt, adapterPath);
     t.is(ref.length, scores[i]!.logprobs.length);
     maxDiff = Math.max(maxDiff, maxAbsDiff(ref, scores[i]!.logprobs));
   }

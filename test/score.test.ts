@@ -18,12 +18,11 @@ for (const arch of ['llama', 'qwen2', 'qwen3'] as const) {
     const scores = await m.score(ITEMS);
     let maxDiff = 0;
     for (const [i, item] of ITEMS.entries()) {
-      const prompt = m.tokenize(item.prompt, { addSpecial: true });
-      const completion = m.tokenize(item.completion);
+      const pair = m.tokenizePair(item.prompt, item.completion);
       const s = scores[i]!;
-      t.is(s.promptTokens, prompt.length);
-      t.is(s.tokens, completion.length);
-      const ref = await referenceLogprobs(file, [...prompt, ...completion], prompt.length);
+      t.is(s.promptTokens, pair.nPrompt);
+      t.is(s.tokens, pair.tokens.length - pair.nPrompt);
+      const ref = await referenceLogprobs(file, pair.tokens, pair.nPrompt);
       t.is(ref.length, s.logprobs.length);
       ref.forEach((r, j) => (maxDiff = Math.max(maxDiff, Math.abs(r - s.logprobs[j]!))));
       t.true(Math.abs(s.sum - s.logprobs.reduce((a, b) => a + b, 0)) < 1e-3);

@@ -18,8 +18,7 @@ const ITEMS = [
 /** Prompt (with BOS) + completion tokens per item, batched with targets on completion tokens only. */
 function batchOf(model: Model, items = ITEMS) {
   const seqs = items.map((it) => {
-    const p = model.tokenize(it.prompt, { addSpecial: true });
-    return { tokens: [...p, ...model.tokenize(it.completion)], nPrompt: p.length };
+    return model.tokenizePair(it.prompt, it.completion);
   });
   return makeBatch(seqs, 0);
 }
@@ -64,7 +63,7 @@ test('the SFT loss is the sum of -log p over response tokens only (prompt positi
   t.true(Math.abs(lossSum - ref) < 1e-3);
   // Every position before the last prompt token has no target, so no prompt token is ever predicted.
   ITEMS.forEach((it, b) => {
-    const nPrompt = model.tokenize(it.prompt, { addSpecial: true }).length;
+    const { nPrompt } = model.tokenizePair(it.prompt, it.completion);
     for (let p = 0; p < nPrompt - 1; p++) t.is(batch.targets[b * batch.T + p], -1);
   });
   // A target placed on a prompt position is not ignored silently: it adds exactly its own -log p.

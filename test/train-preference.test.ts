@@ -225,9 +225,11 @@ test('ORPO: the SFT part is the length-averaged SFT loss of the chosen responses
   const b = await tr.accumulatePairs({ ...same, kind: 'orpo', beta: 0, lambda: 1, lossScale: 1 });
   const gb = tr.getGrads();
   tr.clearGrads();
-  t.log(`equal responses: odds term ${b.lossSum - a.lossSum} vs ln 2 ${Math.LN2}; gradient change ${maxAbsDiff(ga, gb).toExponential(2)}`);
+  // Relative to the gradient's scale: F32 round-off of the two cancelling pulls is ~1e-7 of it.
+  const gChange = maxAbsDiff(ga, gb) / ga.reduce((m, g) => Math.max(m, Math.abs(g)), 0);
+  t.log(`equal responses: odds term ${b.lossSum - a.lossSum} vs ln 2 ${Math.LN2}; gradient change / max |g| ${gChange.toExponential(2)}`);
   t.true(Math.abs(b.lossSum - a.lossSum - Math.LN2) < 1e-5);
-  t.true(maxAbsDiff(ga, gb) < 1e-6);
+  t.true(gChange < 1e-5);
   tr.dispose();
   model.dispose();
 });

@@ -32,7 +32,7 @@ test('training on a small fixed set halves the loss; llama.cpp and node-llama-cp
   const item = { prompt: DATA[2]!.prompt, completion: DATA[2]!.response };
   const [base] = await m.score([item]);
   const [ours] = await m.score([item], { lora });
-  const tokens = [...m.tokenize(item.prompt, { addSpecial: true }), ...m.tokenize(item.completion)];
+  const { tokens } = m.tokenizePair(item.prompt, item.completion);
   const ref = await referenceLogprobs(model, tokens, base!.promptTokens, r.adapter);
   const maxDiff = ref.reduce((a, x, i) => Math.max(a, Math.abs(x - ours!.logprobs[i]!)), 0);
   t.log(`adapter moved the completion log-prob ${base!.sum.toFixed(3)} -> ${ours!.sum.toFixed(3)}; node-llama-cpp max diff ${maxDiff.toExponential(2)}`);

@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import { InvalidArgumentError } from '../errors.js';
 import { readGgufMetadata } from '../gguf/reader.js';
+import { checkAdapterMetadata, checkModelMetadata } from '../model/check.js';
 import { GgmlType } from '../gguf/types.js';
 import { writeGguf } from '../gguf/writer.js';
 import type { LoraTensorPair } from './adapter-file.js';
@@ -33,6 +34,7 @@ function f32At(bytes: Uint8Array, offset: number, length: number): Float32Array 
 /** Writes `modelPath` with `pairs` merged to `out` (atomically, via writeGguf). The base must be F32. */
 export async function writeMergedModel(modelPath: string, pairs: readonly LoraTensorPair[], alpha: number, out: string): Promise<void> {
   const meta = await readGgufMetadata(modelPath);
+  checkModelMetadata(meta, modelPath);
   const file = fs.readFileSync(modelPath);
   const byBase = new Map(pairs.map((p) => [p.base, p]));
   for (const t of meta.tensors) {
@@ -54,6 +56,7 @@ export async function writeMergedModel(modelPath: string, pairs: readonly LoraTe
 /** Merges an adapter file (as trainSft writes) into the F32 model `modelPath`, writing `out`. */
 export async function mergeAdapterFile(modelPath: string, adapterPath: string, out: string): Promise<void> {
   const meta = await readGgufMetadata(adapterPath);
+  checkAdapterMetadata(meta, adapterPath);
   const bytes = fs.readFileSync(adapterPath);
   const tensor = (name: string) => {
     const t = meta.tensors.find((x) => x.name === name);

@@ -1,5 +1,6 @@
 // A lower bound on how many tokens a text has, without tokenizing it: data rows of megabytes must be judged
 // "too long" in microseconds, not after seconds of tokenizing (and gigabytes of token arrays).
+import { InvalidArgumentError } from '../errors.js';
 import type { GgufMetadata } from '../gguf/reader.js';
 
 /**
@@ -37,4 +38,14 @@ export function prefixForTokens(text: string, maxTokens: number, bound: number |
   const c = text.charCodeAt(units - 1);
   if (c >= 0xd800 && c <= 0xdbff) units -= 1; // never split a surrogate pair
   return text.slice(0, units);
+}
+
+/** Runs a row's tokenization; a text the vocabulary cannot encode becomes an error that names the row (1-based). */
+export function rowTokens<T>(index: number, tokenize: () => T): T {
+  try {
+    return tokenize();
+  } catch (err) {
+    if (err instanceof InvalidArgumentError) throw new InvalidArgumentError(`row ${index + 1}: ${err.message}`, { cause: err });
+    throw err;
+  }
 }

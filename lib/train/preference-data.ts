@@ -2,7 +2,7 @@
 // {instruction, input, output: [chosen, rejected]} rows, and tokenizing pairs with the SFT convention (prompt
 // with BOS, responses without special tokens, EOS appended to the targets). Pairs that cannot be trained are
 // counted and dropped here, so the native loss never sees an empty or identical pair.
-import { certainlyLonger, prefixForTokens } from '../model/token-bound.js';
+import { certainlyLonger, prefixForTokens, rowTokens } from '../model/token-bound.js';
 import { DataFormatError } from '../data/errors.js';
 import { readRecordEntries } from '../data/json.js';
 import { InvalidArgumentError } from '../errors.js';
@@ -88,23 +88,31 @@ export function tokenizePairs(model: Model, data: readonly PreferencePair[], max
   const report: PairTokenizeReport = { pairs: [], kept: [], skippedIdentical: 0, skippedEmptyResponse: 0, skippedPromptTooLong: 0, truncated: 0 };
   const bound = model.maxTokenBytes;
   data.forEach((pair, i) => {
-    // As in tokenizeSft: huge prompts are judged by their bytes, huge responses tokenized only as far as needed.
-    const promptTooLong = certainlyLonger(pair.prompt, maxLen, bound);
-    const prompt = promptTooLong ? [] : model.tokenize(pair.prompt, { addSpecial: true });
-    const chosen = model.tokenize(prefixForTokens(pair.chosen, maxLen, bound));
-    const rejected = model.tokenize(prefixForTokens(pair.rejected, maxLen, bound));
-    if (chosen.length === 0 || rejected.length === 0) {
+    // As in tokenizeSft: huge responses are tokenized only as far as needed, huge prompts judged by their bytes.
+    const chosenText = prefixForTokens(pair.chosen, maxLen, bound);
+    const rejectedText = prefixForTokens(pair.rejected, maxLen, bound);
+    if (certainlyLonger(pair.prompt, maxLen, bound)) {
+      if (model.tokenize(chosenText).length === 0 || model.tokenize(rejectedText).length === 0) report.skippedEmptyResponse += 1;
+      else report.skippedPromptTooLong += 1;
+      return;
+    }
+    // The boundary rule shared with scoring (Model.tokenizePair); each side has its own context length, as a
+    // merge at the boundary can differ between the two responses.
+    const chosen = rowTokens(i, () => model.tokenizePair(pair.prompt, chosenText));
+    const rejected = rowTokens(i, () => model.tokenizePair(pair.prompt, rejectedText));
+    if (chosen.tokens.length === chosen.nPrompt || rejected.tokens.length === rejected.nPrompt) {
       report.skippedEmptyResponse += 1;
       return;
     }
     // At least one response token must fit after the prompt (the prompt's last token predicts it).
-    if (promptTooLong || prompt.length === 0 || prompt.length >= maxLen) {
+    const tooLong = (s: { nPrompt: number }) => s.nPrompt === 0 || s.nPrompt >= maxLen;
+    if (tooLong(chosen) || tooLong(rejected)) {
       report.skippedPromptTooLong += 1;
       return;
     }
     let cut = false;
-    const seq = (response: number[]) => {
-      const tokens = [...prompt, ...response, eos];
+    const seq = (s: { tokens: number[] }) => {
+      const tokens = [...s.tokens, eos];
       if (tokens.length <= maxLen) return tokens;
       cut = true;
       return tokens.slice(0, maxLen);
@@ -116,7 +124,7 @@ export function tokenizePairs(model: Model, data: readonly PreferencePair[], max
       return;
     }
     if (cut) report.truncated += 1;
-    report.pairs.push({ chosen: { tokens: c, nPrompt: prompt.length }, rejected: { tokens: r, nPrompt: prompt.length } });
+    report.pairs.push({ chosen: { tokens: c, nPrompt: chosen.nPrompt }, rejected: { tokens: r, nPrompt: rejected.nPrompt } });
     report.kept.push(i);
   });
   return report;

@@ -5,8 +5,7 @@ import { addon, mapNativeError, type NativeTrainer } from '../native.js';
 import { targetMask, type ResolvedTrainOptions } from './options.js';
 
 export async function tokenizeWithVocab<T>(o: ResolvedTrainOptions, tokenize: (vocab: Model) => T): Promise<T> {
-  await checkGgufFile(o.model, 'model file');
-  if (o.lora) await checkGgufFile(o.lora, 'adapter file');
+  await checkTrainFiles(o);
   const vocab = await loadModel(o.model, { vocabOnly: true });
   try {
     return tokenize(vocab);
@@ -15,8 +14,15 @@ export async function tokenizeWithVocab<T>(o: ResolvedTrainOptions, tokenize: (v
   }
 }
 
+/** The metadata gate (lib/model/check.ts) on the model and init adapter: the trainer's loader must never see less. */
+async function checkTrainFiles(o: ResolvedTrainOptions): Promise<void> {
+  await checkGgufFile(o.model, 'model file', 'model');
+  if (o.lora) await checkGgufFile(o.lora, 'adapter file', 'train-adapter');
+}
+
 /** A native trainer for the run's model and LoRA options (continuing `o.lora` when given). */
 export async function openTrainer(o: ResolvedTrainOptions): Promise<NativeTrainer> {
+  await checkTrainFiles(o);
   try {
     return await addon().createTrainer(o.model, {
       rank: o.rank, alpha: o.alpha, dropout: o.dropout, targets: targetMask(o.targets), seed: o.seed, threads: o.threads,

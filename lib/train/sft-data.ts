@@ -1,10 +1,10 @@
 // SFT data: reading {prompt, response} or the paper's {content, output} rows (JSONL or a JSON array), and
-// tokenizing them with the shared convention: prompt with BOS, response without special tokens, EOS
-// appended to the targets; prompt positions carry no loss.
+// tokenizing them with the boundary rule shared with scoring (Model.tokenizePair: prompt + response tokenized
+// whole, with BOS), EOS appended to the targets; prompt positions carry no loss.
 import { DataFormatError } from '../data/errors.js';
 import { readRecordEntries } from '../data/json.js';
 import type { Model } from '../model.js';
-import { certainlyLonger, prefixForTokens } from '../model/token-bound.js';
+import { certainlyLonger, prefixForTokens, rowTokens } from '../model/token-bound.js';
 
 export interface SftExample {
   prompt: string;
@@ -47,26 +47,32 @@ export function tokenizeSft(model: Model, data: readonly SftExample[], maxLen: n
   const report: TokenizeReport = { examples: [], kept: [], skippedPromptTooLong: 0, skippedEmptyResponse: 0, truncated: 0 };
   const bound = model.maxTokenBytes;
   data.forEach((ex, i) => {
-    // A prompt of certainly ≥ maxLen tokens is not tokenized at all, and a response only as far as maxLen can use.
-    const promptTooLong = certainlyLonger(ex.prompt, maxLen, bound);
-    const prompt = promptTooLong ? [] : model.tokenize(ex.prompt, { addSpecial: true });
-    const response = model.tokenize(prefixForTokens(ex.response, maxLen, bound));
-    if (response.length === 0) {
+    // A response of megabytes is tokenized only as far as maxLen can use (token-bound.ts).
+    const response = prefixForTokens(ex.response, maxLen, bound);
+    // A prompt of certainly ≥ maxLen tokens is not tokenized at all.
+    if (certainlyLonger(ex.prompt, maxLen, bound)) {
+      if (model.tokenize(response).length === 0) report.skippedEmptyResponse += 1;
+      else report.skippedPromptTooLong += 1;
+      return;
+    }
+    // The boundary rule shared with scoring (Model.tokenizePair): the tokens the model sees for the whole text.
+    const pair = rowTokens(i, () => model.tokenizePair(ex.prompt, response));
+    if (pair.tokens.length === pair.nPrompt) {
       report.skippedEmptyResponse += 1;
       return;
     }
     // At least one response token must fit after the prompt (the prompt's last token predicts it).
-    if (promptTooLong || prompt.length === 0 || prompt.length >= maxLen) {
+    if (pair.nPrompt === 0 || pair.nPrompt >= maxLen) {
       report.skippedPromptTooLong += 1;
       return;
     }
-    let tokens = [...prompt, ...response, eos];
+    let tokens = [...pair.tokens, eos];
     const truncated = tokens.length > maxLen;
     if (truncated) {
       tokens = tokens.slice(0, maxLen);
       report.truncated += 1;
     }
-    report.examples.push({ tokens, nPrompt: prompt.length, truncated });
+    report.examples.push({ tokens, nPrompt: pair.nPrompt, truncated });
     report.kept.push(i);
   });
   return report;

@@ -1,6 +1,8 @@
 // Loading the frozen base model for training from its GGUF.
 #include "train_model.h"
 
+#include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <set>
@@ -22,30 +24,76 @@ train_model::~train_model() {
 
 namespace {
 
-bool get_int(const gguf_context * g, const std::string & key, int & out) {
+enum class kv_read { absent, ok, bad };
+
+// An integer KV of any integer type (u64/i64 kept whole, so that a huge value cannot wrap into range).
+kv_read get_int(const gguf_context * g, const std::string & key, int64_t & out) {
     const int64_t id = gguf_find_key(g, key.c_str());
-    if (id < 0) return false;
+    if (id < 0) return kv_read::absent;
     switch (gguf_get_kv_type(g, id)) {
-        case GGUF_TYPE_UINT32: out = static_cast<int>(gguf_get_val_u32(g, id)); return true;
-        case GGUF_TYPE_INT32: out = gguf_get_val_i32(g, id); return true;
-        case GGUF_TYPE_UINT64: out = static_cast<int>(gguf_get_val_u64(g, id)); return true;
-        case GGUF_TYPE_INT64: out = static_cast<int>(gguf_get_val_i64(g, id)); return true;
-        case GGUF_TYPE_UINT16: out = gguf_get_val_u16(g, id); return true;
-        default: return false;
+        case GGUF_TYPE_UINT8: out = gguf_get_val_u8(g, id); return kv_read::ok;
+        case GGUF_TYPE_INT8: out = gguf_get_val_i8(g, id); return kv_read::ok;
+        case GGUF_TYPE_UINT16: out = gguf_get_val_u16(g, id); return kv_read::ok;
+        case GGUF_TYPE_INT16: out = gguf_get_val_i16(g, id); return kv_read::ok;
+        case GGUF_TYPE_UINT32: out = gguf_get_val_u32(g, id); return kv_read::ok;
+        case GGUF_TYPE_INT32: out = gguf_get_val_i32(g, id); return kv_read::ok;
+        case GGUF_TYPE_UINT64: {
+            const uint64_t v = gguf_get_val_u64(g, id);
+            out = v > static_cast<uint64_t>(INT64_MAX) ? INT64_MAX : static_cast<int64_t>(v);
+            return kv_read::ok;
+        }
+        case GGUF_TYPE_INT64: out = gguf_get_val_i64(g, id); return kv_read::ok;
+        default: return kv_read::bad;
     }
 }
 
-bool get_float(const gguf_context * g, const std::string & key, float & out) {
+kv_read get_float(const gguf_context * g, const std::string & key, float & out) {
     const int64_t id = gguf_find_key(g, key.c_str());
-    if (id < 0) return false;
-    if (gguf_get_kv_type(g, id) == GGUF_TYPE_FLOAT32) { out = gguf_get_val_f32(g, id); return true; }
-    if (gguf_get_kv_type(g, id) == GGUF_TYPE_FLOAT64) { out = static_cast<float>(gguf_get_val_f64(g, id)); return true; }
-    return false;
+    if (id < 0) return kv_read::absent;
+    if (gguf_get_kv_type(g, id) == GGUF_TYPE_FLOAT32) { out = gguf_get_val_f32(g, id); return kv_read::ok; }
+    if (gguf_get_kv_type(g, id) == GGUF_TYPE_FLOAT64) { out = static_cast<float>(gguf_get_val_f64(g, id)); return kv_read::ok; }
+    return kv_read::bad;
+}
+
+// The string value of `key`, or nullptr when absent or not a string (gguf_get_val_str asserts the type).
+const char * get_str(const gguf_context * g, const std::string & key) {
+    const int64_t id = gguf_find_key(g, key.c_str());
+    return id >= 0 && gguf_get_kv_type(g, id) == GGUF_TYPE_STRING ? gguf_get_val_str(g, id) : nullptr;
+}
+
+// The tail every refusal below shares: the JS side maps "cannot be trained" to UnsupportedModelError.
+const char * const DAMAGED = "; the model cannot be trained: the file is damaged or was converted wrongly";
+
+std::string num_str(double v) {
+    char b[32];
+    std::snprintf(b, sizeof(b), "%g", v);
+    return b;
+}
+
+std::string shape_str(const ggml_tensor * t) {
+    int n = 1;  // not ggml_n_dims, which hides a trailing 0
+    for (int d = 1; d < GGML_MAX_DIMS; ++d) if (t->ne[d] != 1) n = d + 1;
+    std::string s = "[";
+    for (int d = 0; d < n; ++d) s += (d ? ", " : "") + std::to_string(t->ne[d]);
+    return s + "]";
+}
+
+// Reads 1-D tensors stored as F16/BF16/quantized as F32: the CPU's MUL/ADD abort on an F32 × F16 pair, and
+// the graph multiplies F32 activations by norm gains and adds biases. Returns false if it cannot convert.
+bool widen_vector(ggml_tensor * t) {
+    if (t->type == GGML_TYPE_F32 || ggml_n_dims(t) != 1) return true;
+    if (ggml_get_type_traits(t->type)->to_float == nullptr) return false;
+    t->type = GGML_TYPE_F32;
+    t->nb[0] = sizeof(float);
+    for (int d = 1; d < GGML_MAX_DIMS; ++d) t->nb[d] = t->nb[d - 1] * t->ne[d - 1];
+    return true;
 }
 
 // Whether `backend` (or the CPU, where the scheduler falls back) runs forward and backward matmuls with a
 // frozen weight of type `type`: MUL_MAT forward, OUT_PROD for the input gradient.
 bool type_trainable(ggml_backend_t backend, ggml_type type) {
+    // Q8_1 / Q8_K are activation-only types: no dot product or dequantization, yet "supported" on paper.
+    if (ggml_is_quantized(type) && ggml_get_type_traits(type)->to_float == nullptr) return false;
     ggml_init_params ip = {ggml_tensor_overhead() * 8, nullptr, true};
     ggml_context * c = ggml_init(ip);
     const int64_t k = ggml_blck_size(type) * 8;
@@ -72,8 +120,8 @@ std::unique_ptr<train_model> load_train_model(const std::string & path, ggml_bac
     struct gguf_guard { gguf_context * g; ~gguf_guard() { gguf_free(g); } } guard{g};
 
     train_hparams & hp = m->hp;
-    const int64_t arch_id = gguf_find_key(g, "general.architecture");
-    hp.arch = arch_id >= 0 ? gguf_get_val_str(g, arch_id) : "";
+    const char * arch = get_str(g, "general.architecture");
+    hp.arch = arch ? arch : "";
     if (hp.arch == "llama") {
         hp.traits.rope_mode = GGML_ROPE_TYPE_NORMAL;
     } else if (hp.arch == "qwen2") {
@@ -87,38 +135,92 @@ std::unique_ptr<train_model> load_train_model(const std::string & path, ggml_bac
         return nullptr;
     }
     const std::string a = hp.arch + ".";
-    if (!get_int(g, a + "block_count", hp.n_layer) || !get_int(g, a + "embedding_length", hp.n_embd) ||
-        !get_int(g, a + "attention.head_count", hp.n_head) || !get_int(g, a + "feed_forward_length", hp.n_ff)) {
-        err = "the GGUF lacks one of " + a + "block_count / embedding_length / attention.head_count / feed_forward_length";
+    // Integer hyperparameters: a value outside [lo, hi] or of a non-integer type is refused by name.
+    auto int_key = [&](const std::string & key, int & out, int64_t lo, int64_t hi, bool required) {
+        if (!err.empty()) return;
+        int64_t v = 0;
+        const kv_read r = get_int(g, key, v);
+        if (r == kv_read::absent) {
+            if (required) err = "the GGUF lacks " + key + DAMAGED;
+            return;
+        }
+        if (r == kv_read::bad || v < lo || v > hi) {
+            err = key + (r == kv_read::bad ? " is not an integer" : " is " + std::to_string(v)) + ", expected an integer in [" +
+                  std::to_string(lo) + ", " + std::to_string(hi) + "]" + DAMAGED;
+            return;
+        }
+        out = static_cast<int>(v);
+    };
+    auto float_key = [&](const std::string & key, float & out) {
+        if (!err.empty()) return;
+        float v = 0;
+        const kv_read r = get_float(g, key, v);
+        if (r == kv_read::absent) return;
+        if (r == kv_read::bad || !std::isfinite(v) || v <= 0.0f) {
+            err = key + (r == kv_read::bad ? " is not a float" : " is " + num_str(v)) + ", expected a finite positive number" + DAMAGED;
+            return;
+        }
+        out = v;
+    };
+    constexpr int64_t big = 1 << 24;
+    int_key(a + "block_count", hp.n_layer, 1, 512, true);  // LLAMA_MAX_LAYERS
+    int_key(a + "embedding_length", hp.n_embd, 1, big, true);
+    int_key(a + "attention.head_count", hp.n_head, 1, 1 << 16, true);
+    int_key(a + "feed_forward_length", hp.n_ff, 1, big, true);
+    hp.n_head_kv = hp.n_head;
+    int_key(a + "attention.head_count_kv", hp.n_head_kv, 1, hp.n_head, false);
+    hp.n_ctx_train = 2048;
+    int_key(a + "context_length", hp.n_ctx_train, 1, INT32_MAX, false);
+    float_key(a + "attention.layer_norm_rms_epsilon", hp.rms_eps);
+    if (err.empty() && !(hp.rms_eps < 1.0f)) err = a + "attention.layer_norm_rms_epsilon is " + num_str(hp.rms_eps) + ", expected < 1" + DAMAGED;
+    float_key(a + "rope.freq_base", hp.rope_base);
+    if (!err.empty()) return nullptr;
+    if (hp.n_head % hp.n_head_kv != 0) {
+        err = a + "attention.head_count_kv is " + std::to_string(hp.n_head_kv) + ", which does not divide the " + std::to_string(hp.n_head) +
+              " attention heads" + DAMAGED;
         return nullptr;
     }
-    hp.n_head_kv = hp.n_head;
-    get_int(g, a + "attention.head_count_kv", hp.n_head_kv);
-    hp.n_ctx_train = 2048;
-    get_int(g, a + "context_length", hp.n_ctx_train);
-    get_float(g, a + "attention.layer_norm_rms_epsilon", hp.rms_eps);
-    get_float(g, a + "rope.freq_base", hp.rope_base);
-    hp.n_embd_head = hp.n_head > 0 ? hp.n_embd / hp.n_head : 0;
-    const bool explicit_head = get_int(g, a + "attention.key_length", hp.n_embd_head);
+    int64_t unused = 0;
+    const bool explicit_head = get_int(g, a + "attention.key_length", unused) == kv_read::ok;
+    hp.n_embd_head = hp.n_embd / hp.n_head;
+    int_key(a + "attention.key_length", hp.n_embd_head, 1, 1 << 16, false);
     int value_length = hp.n_embd_head;
-    if (get_int(g, a + "attention.value_length", value_length) && value_length != hp.n_embd_head) {
+    int_key(a + "attention.value_length", value_length, 1, 1 << 16, false);
+    if (!err.empty()) return nullptr;
+    if (value_length != hp.n_embd_head) {
         err = "attention.value_length differs from key_length: not supported by the training graph";
         return nullptr;
     }
-    if (hp.n_head <= 0 || hp.n_embd_head <= 0 || (!explicit_head && hp.n_embd % hp.n_head != 0) || hp.n_head_kv <= 0 ||
-        hp.n_head % hp.n_head_kv != 0) {
-        err = "inconsistent attention shape: n_embd " + std::to_string(hp.n_embd) + ", heads " + std::to_string(hp.n_head) +
-              ", kv heads " + std::to_string(hp.n_head_kv);
+    if (!explicit_head && hp.n_embd % hp.n_head != 0) {
+        err = "inconsistent attention shape: n_embd " + std::to_string(hp.n_embd) + " is not a multiple of " + std::to_string(hp.n_head) +
+              " heads" + DAMAGED;
         return nullptr;
     }
+    // ggml's rope needs an even count within the head; 0 makes the training step never finish.
     hp.n_rot = hp.head_dim();
-    get_int(g, a + "rope.dimension_count", hp.n_rot);
+    int_key(a + "rope.dimension_count", hp.n_rot, 2, hp.head_dim(), false);
+    if (err.empty() && hp.n_rot % 2 != 0) err = a + "rope.dimension_count is " + std::to_string(hp.n_rot) + ", expected an even number" + DAMAGED;
+    if (!err.empty()) return nullptr;
     const int64_t scaling = gguf_find_key(g, (a + "rope.scaling.type").c_str());
-    if (scaling >= 0 && std::strcmp(gguf_get_val_str(g, scaling), "none") != 0) {
-        err = std::string("rope scaling '") + gguf_get_val_str(g, scaling) + "' is not supported by the training graph yet";
-        return nullptr;
+    if (scaling >= 0) {
+        const char * type = get_str(g, a + "rope.scaling.type");
+        if (type == nullptr) {
+            err = a + "rope.scaling.type is not a string" + DAMAGED;
+            return nullptr;
+        }
+        if (std::strcmp(type, "none") != 0) {
+            err = std::string("rope scaling '") + type + "' is not supported by the training graph yet";
+            return nullptr;
+        }
     }
 
+    // A zero-size tensor anywhere is a damaged file (and a zero-size backend buffer).
+    for (ggml_tensor * t = ggml_get_first_tensor(m->ctx); t != nullptr; t = ggml_get_next_tensor(m->ctx, t)) {
+        if (ggml_nelements(t) == 0) {
+            err = std::string("tensor ") + t->name + " has shape " + shape_str(t) + " with a zero dimension" + DAMAGED;
+            return nullptr;
+        }
+    }
     auto need = [&](const std::string & name) -> ggml_tensor * {
         ggml_tensor * t = ggml_get_tensor(m->ctx, name.c_str());
         if (t == nullptr && err.empty()) err = "the model has no tensor " + name;
@@ -147,6 +249,47 @@ std::unique_ptr<train_model> load_train_model(const std::string & path, ggml_bac
     }
     if (!err.empty()) return nullptr;
     hp.n_vocab = static_cast<int>(m->tok_embd->ne[1]);
+    if (m->tok_embd->ne[1] > INT32_MAX) {
+        err = "token_embd.weight has " + std::to_string(m->tok_embd->ne[1]) + " rows" + DAMAGED;
+        return nullptr;
+    }
+
+    // Every shape the graph relies on, from the hyperparameters (ggml order, innermost first): a mismatch
+    // would otherwise be a GGML_ASSERT in reshape or mul_mat.
+    const int64_t E = hp.n_embd, V = hp.n_vocab, F = hp.n_ff, HD = hp.head_dim();
+    const int64_t Q = HD * hp.n_head, KV = HD * hp.n_head_kv;
+    auto shape = [&](const ggml_tensor * t, std::initializer_list<int64_t> ne, const char * what) {
+        if (!err.empty() || t == nullptr) return;
+        int64_t want[GGML_MAX_DIMS] = {1, 1, 1, 1};
+        int d = 0;
+        for (int64_t n : ne) want[d++] = n;
+        bool ok = true;
+        for (int i = 0; i < GGML_MAX_DIMS; ++i) ok = ok && t->ne[i] == want[i];
+        if (ok) return;
+        std::string w = "[";
+        for (int i = 0; i < d; ++i) w += (i ? ", " : "") + std::to_string(want[i]);
+        err = std::string("tensor ") + t->name + " has shape " + shape_str(t) + ", expected " + w + "] (" + what + ")" + DAMAGED;
+    };
+    shape(m->tok_embd, {E, V}, "n_embd, n_vocab");
+    if (m->output != m->tok_embd) shape(m->output, {E, V}, "n_embd, n_vocab");
+    shape(m->output_norm, {E}, "n_embd");
+    for (const train_layer & L : m->layers) {
+        shape(L.attn_norm, {E}, "n_embd");
+        shape(L.ffn_norm, {E}, "n_embd");
+        shape(L.w[T_Q], {E, Q}, "n_embd, n_head * head_dim");
+        shape(L.w[T_K], {E, KV}, "n_embd, n_head_kv * head_dim");
+        shape(L.w[T_V], {E, KV}, "n_embd, n_head_kv * head_dim");
+        shape(L.w[T_O], {Q, E}, "n_head * head_dim, n_embd");
+        shape(L.w[T_GATE], {E, F}, "n_embd, n_ff");
+        shape(L.w[T_UP], {E, F}, "n_embd, n_ff");
+        shape(L.w[T_DOWN], {F, E}, "n_ff, n_embd");
+        shape(L.q_norm, {HD}, "head_dim");
+        shape(L.k_norm, {HD}, "head_dim");
+        shape(L.bq, {Q}, "n_head * head_dim");
+        shape(L.bk, {KV}, "n_head_kv * head_dim");
+        shape(L.bv, {KV}, "n_head_kv * head_dim");
+    }
+    if (!err.empty()) return nullptr;
 
     // Every frozen weight type must have forward and backward matmuls; BF16 has no OUT_PROD anywhere.
     std::set<ggml_type> types;
@@ -161,6 +304,15 @@ std::unique_ptr<train_model> load_train_model(const std::string & path, ggml_bac
         }
     }
 
+    std::set<const ggml_tensor *> widened;  // 1-D tensors whose file type differs from their F32 tensor
+    for (ggml_tensor * t = ggml_get_first_tensor(m->ctx); t != nullptr; t = ggml_get_next_tensor(m->ctx, t)) {
+        if (t->type == GGML_TYPE_F32 || ggml_n_dims(t) != 1) continue;
+        if (!widen_vector(t)) {
+            err = std::string("tensor ") + t->name + " has type " + ggml_type_name(t->type) + ", which cannot be read as F32" + DAMAGED;
+            return nullptr;
+        }
+        widened.insert(t);
+    }
     m->buf = ggml_backend_alloc_ctx_tensors(m->ctx, backend);
     if (m->buf == nullptr) {
         err = "could not allocate " + std::to_string(ggml_get_mem_size(m->ctx)) + " bytes for the model weights";
@@ -172,17 +324,24 @@ std::unique_ptr<train_model> load_train_model(const std::string & path, ggml_bac
         return nullptr;
     }
     std::vector<uint8_t> data;
+    std::vector<float> wide;
     const size_t base = gguf_get_data_offset(g);
     for (int64_t i = 0; i < gguf_get_n_tensors(g); ++i) {
         ggml_tensor * t = ggml_get_tensor(m->ctx, gguf_get_tensor_name(g, i));
-        const size_t n = ggml_nbytes(t);
+        const size_t n = gguf_get_tensor_size(g, i);  // bytes in the file's type
         data.resize(n);
         if (std::fseek(f, static_cast<long>(base + gguf_get_tensor_offset(g, i)), SEEK_SET) != 0 || std::fread(data.data(), 1, n, f) != n) {
             std::fclose(f);
             err = std::string("the file ends inside tensor ") + t->name + " (truncated GGUF)";
             return nullptr;
         }
-        ggml_backend_tensor_set(t, data.data(), 0, n);
+        if (widened.count(t)) {
+            wide.resize(ggml_nelements(t));
+            ggml_get_type_traits(gguf_get_tensor_type(g, i))->to_float(data.data(), wide.data(), ggml_nelements(t));
+            ggml_backend_tensor_set(t, wide.data(), 0, ggml_nbytes(t));
+        } else {
+            ggml_backend_tensor_set(t, data.data(), 0, n);
+        }
     }
     std::fclose(f);
     return m;
