@@ -85,6 +85,8 @@ const CASES: BadCase[] = [
   // Integer and activation-only types have no matmul: a crash in ggml, not an error.
   { id: 'ffn_up stored as I32', file: model({ types: { 'blk.0.ffn_up.weight': 26 } }), actions: ['score', 'train', 'native-train'], expect: { score: um(/blk\.0\.ffn_up\.weight has type I32, which ggml cannot multiply with/), train: um(/has type I32/), 'native-train': um(/frozen weights of type i32 cannot be trained/) } },
   { id: 'ffn_up stored as Q8_K', file: model({ types: { 'blk.0.ffn_up.weight': 15 } }, { embd: 256, heads: 4, kvHeads: 2, ff: 256 }), actions: ['score', 'native-train'], expect: { score: um(/has type Q8_K/), 'native-train': um(/frozen weights of type q8_K cannot be trained/) } },
+  // F16/BF16 norm vectors abort llama.cpp's CPU ggml_mul (F32 × F16); the trainer widens them (see below).
+  { id: 'attn_norm stored as F16', file: model({ types: { 'blk.0.attn_norm.weight': 1 } }), actions: ['score', 'train'], expect: um(/tensor blk\.0\.attn_norm\.weight is a vector stored as F16; llama\.cpp needs vectors \(norms, biases\) in F32/) },
   { id: 'qwen2 q bias [32]', file: model({ shapes: { 'blk.0.attn_q.bias': [32] } }, { arch: 'qwen2' }), actions: ['score', 'train'], expect: { train: um(/blk\.0\.attn_q\.bias has shape \[32\], expected \[64\]/) } },
   { id: 'qwen3 k norm [8]', file: model({ shapes: { 'blk.1.attn_k_norm.weight': [8] } }, { arch: 'qwen3' }), actions: ['score', 'train'], expect: { train: um(/blk\.1\.attn_k_norm\.weight has shape \[8\], expected \[16\]/) } },
   // Adapters.
@@ -179,6 +181,8 @@ test('the unmodified models, stories260K, an adapter and the vocab-only files st
     { id: 'good lora train', action: 'train', model: llama, lora, outDir: TMP },
     { id: 'good lora merge', action: 'merge', model: llama, lora, outDir: TMP },
     ...VOCABS.map((m) => ({ id: `vocab ${path.basename(m)}`, action: 'vocab' as const, model: m })),
+    // The trainer reads F16/BF16 vectors as F32 (the gate still refuses them for llama.cpp's sake).
+    { id: 'F16 and BF16 norms (native trainer)', action: 'native-train', model: await variant(llama, { types: { 'blk.0.attn_norm.weight': 1, 'output_norm.weight': 30 } }) },
   ];
   const run = await runLoadChild(cases, TMP, 240_000);
   t.is(run.code, 0, describeChildEnd(run));

@@ -22,17 +22,19 @@ const MAX_FF = 1 << 24;
 const MAX_HEADS = 1 << 16;
 
 /**
- * Architectures whose llama.cpp graph asserts n_rot == head_dim_k == head_dim_v (GGML_ASSERT in
- * src/models/<arch>.cpp): a partial rope there is an abort, not an error.
+ * Architectures whose llama.cpp graph asserts n_rot == head_dim_k == head_dim_v (an active
+ * GGML_ASSERT(n_embd_head == n_rot) in src/models/<arch>.cpp, mapped through the factory in llama-model.cpp):
+ * a partial rope there is an abort, not an error. ROPE_K_ARCHS assert only n_rot == head_dim_k.
  */
 const FULL_ROPE_ARCHS = new Set([
   'apertus', 'arcee', 'arctic', 'baichuan', 'chameleon', 'codeshell', 'cogvlm', 'cohere2moe', 'dbrx', 'deci', 'deepseek',
-  'dots1', 'dream', 'ernie4_5', 'ernie4_5-moe', 'exaone', 'exaone-moe', 'exaone4', 'falcon', 'granite', 'granite_swa',
-  'grok', 'grovemoe', 'hunyuan-moe', 'hunyuan_vl', 'hy_v3', 'internlm2', 'jais2', 'llada', 'llada-moe', 'llama', 'llama4',
-  'maincoder', 'mellum', 'minimax-01', 'minimax-m2', 'mistral3', 'nemotron', 'olmo', 'olmo2', 'olmoe', 'orion',
-  'paddleocr', 'plamo', 'pockettts', 'qwen2', 'qwen2moe', 'qwen2vl', 'qwen3', 'qwen3moe', 'qwen3vl', 'qwen3vlmoe', 'rnd1',
-  'seed_oss', 'smallthinker', 'smollm3', 'starcoder2', 'talkie', 'xverse',
+  'dots1', 'dream', 'ernie4_5', 'ernie4_5-moe', 'exaone', 'falcon', 'granite', 'granite_swa', 'graniteswitch', 'grok',
+  'grovemoe', 'hunyuan-moe', 'hunyuan_vl', 'hy_v3', 'internlm2', 'jais2', 'llada', 'llada-moe', 'llama', 'llama4',
+  'maincoder', 'mellum', 'mistral3', 'olmo', 'olmo2', 'olmoe', 'orion', 'paddleocr', 'pangu-embedded', 'plamo',
+  'pockettts', 'qwen2', 'qwen2moe', 'qwen2vl', 'qwen3', 'qwen3moe', 'qwen3vl', 'qwen3vlmoe', 'rnd1', 'seed_oss',
+  'smallthinker', 'smollm3', 'starcoder2', 'xverse',
 ]);
+const ROPE_K_ARCHS = new Set(['exaone-moe', 'exaone4', 'talkie']);
 const ROPE_SCALING_TYPES = ['none', 'linear', 'yarn', 'longrope']; // llama-model.cpp LLAMA_ROPE_SCALING_TYPES
 
 /**
@@ -161,7 +163,7 @@ export function checkModelMetadata(meta: GgufMetadata, file: string, purpose: 'm
       const k = kvHeads[Math.min(i, kvHeads.length - 1)]!;
       const key = `${a}attention.head_count_kv${kvHeads.length > 1 ? `[${i}]` : ''}`;
       if (h > 0 && k === 0 && kvHeads.length === 1) g.bad(key, k, `an integer in [1, ${h}] (the model has ${h} attention heads)`);
-      if (k > 0 && (k > h || h % k !== 0)) g.bad(key, k, `a divisor of ${a}attention.head_count (${h})`);
+      if (h > 0 && k > 0 && (k > h || h % k !== 0)) g.bad(key, k, `a divisor of ${a}attention.head_count (${h})`);
     }
   }
   // Head sizes and rope dimensions as llama.cpp's load_hparams derives them (from layer 0's head count).
@@ -173,8 +175,8 @@ export function checkModelMetadata(meta: GgufMetadata, file: string, purpose: 'm
     if (rope !== undefined && (rope === 0 || rope % 2 !== 0 || rope > headK)) {
       g.bad(`${a}rope.dimension_count`, rope, `an even number in [2, ${headK}] (the head size)`);
     }
-    if (FULL_ROPE_ARCHS.has(arch)) {
-      if (headK === 0 || headK !== headV) {
+    if (FULL_ROPE_ARCHS.has(arch) || ROPE_K_ARCHS.has(arch)) {
+      if (FULL_ROPE_ARCHS.has(arch) && (headK === 0 || headK !== headV)) {
         g.fail(`the key head size ${headK} and value head size ${headV} (${a}attention.key_length / value_length, default ${a}embedding_length / head_count) differ, which ${arch} models cannot run`);
       }
       if (rope !== undefined && rope !== headK) g.bad(`${a}rope.dimension_count`, rope, `${headK}, the head size (${arch} models rotate whole heads)`);

@@ -31,18 +31,26 @@ export interface ReportPageCheck {
   canvases: CanvasCheck[];
   /** Cells of each body row of the table that follows canvas#accuracy (one row per stage). */
   accuracyRows: string[][];
+  /** window.chartsExpected: how many charts the page itself says it draws (0 when its script did not run). */
+  chartsExpected: number;
+  /** Body rows (cells) of every table with an id, by id. */
+  tables: Record<string, string[][]>;
+  /** Text of the element #verdict ('' when there is none). */
+  verdict: string;
 }
 
 export interface CheckOptions {
-  /** How many charts the page should finish drawing (report.html has 2). */
+  /** How many charts the page should finish drawing. Defaults to the page's own window.chartsExpected, else 2. */
   charts?: number;
   /** How long to wait for them; the check returns what it saw when this runs out. */
   timeoutMs?: number;
+  /** Save a full-page PNG screenshot here after the wait. */
+  screenshot?: string;
 }
 
 /** Loads `htmlPath` from file:// in a fresh browser (playwright's temp profile) and always closes it. */
 export async function checkReportPage(htmlPath: string, opts: CheckOptions = {}): Promise<ReportPageCheck> {
-  const { charts = 2, timeoutMs = 5000 } = opts;
+  const { charts, timeoutMs = 5000 } = opts;
   // Fail, never skip: a missing browser would otherwise hide a broken report page.
   if (!CHROMIUM) {
     throw new Error(`Chromium not found (looked in ${CHROMIUM_CANDIDATES.join(', ')}): \`npm test\` installs it where it may (scripts/ensure-setup.mjs); ` +
@@ -57,8 +65,12 @@ export async function checkReportPage(htmlPath: string, opts: CheckOptions = {})
     page.on('pageerror', (e) => pageErrors.push(String(e)));
     await page.goto(pathToFileURL(htmlPath).href, { waitUntil: 'load' });
     // Chart.js draws asynchronously (animation frames); a timeout here is a result, not an error.
-    await page.waitForFunction((n) => (window as unknown as { chartsReady?: number }).chartsReady === n, charts, { timeout: timeoutMs })
+    await page.waitForFunction((n) => {
+      const w = window as unknown as { chartsReady?: number; chartsExpected?: number };
+      return w.chartsReady === (n ?? w.chartsExpected ?? 2);
+    }, charts ?? null, { timeout: timeoutMs })
       .catch((e: unknown) => { if (!(e instanceof Error && e.name === 'TimeoutError')) throw e; });
+    if (opts.screenshot) await page.screenshot({ path: opts.screenshot, fullPage: true });
     const seen = await page.evaluate(() => {
       const canvases = [...document.querySelectorAll('canvas')].map((c) => {
         const ctx = c.getContext('2d');
@@ -81,7 +93,12 @@ export async function checkReportPage(htmlPath: string, opts: CheckOptions = {})
         .map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent ?? ''))
         .filter((cells) => cells.length > 0);
       const chartsReady = (window as unknown as { chartsReady?: number }).chartsReady ?? 0;
-      return { canvases, accuracyRows, chartsReady };
+      const chartsExpected = (window as unknown as { chartsExpected?: number }).chartsExpected ?? 0;
+      const tables = Object.fromEntries([...document.querySelectorAll('table[id]')].map((t) => [t.id, [...t.querySelectorAll('tr')]
+        .map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent ?? ''))
+        .filter((cells) => cells.length > 0)]));
+      const verdict = document.getElementById('verdict')?.textContent ?? '';
+      return { canvases, accuracyRows, chartsReady, chartsExpected, tables, verdict };
     });
     return { consoleErrors, pageErrors, ...seen };
   } finally {
