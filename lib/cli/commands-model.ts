@@ -17,6 +17,7 @@ export function registerModelCommands(program: Command): void {
     .requiredOption('--ff <n>', 'feed-forward size', intArg('--ff', 1))
     .option('--ctx <n>', 'training context length', intArg('--ctx', 1), 2048)
     .option('--vocab <n>', 'pad the tokenizer with extra pieces to exactly N tokens', intArg('--vocab', 1))
+    .option('--vocab-from <file>', 'copy the tokenizer of this GGUF (a real model or a vocabulary-only file)')
     .option('--type <type>', 'weight type: f32 | f16 | q8_0 | q4_0', 'f32')
     .option('--seed <n>', 'random seed', intArg('--seed', 0), 0)
     .option('--rope-theta <x>', 'rope frequency base', floatArg('--rope-theta'))
@@ -24,7 +25,7 @@ export function registerModelCommands(program: Command): void {
     .action(async (o) => {
       const info = await createModel({
         arch: o.arch as ModelArch, layers: o.layers, embd: o.embd, heads: o.heads, kvHeads: o.kvHeads ?? o.heads,
-        ff: o.ff, ctx: o.ctx, vocab: o.vocab, type: o.type as ModelTensorType, seed: o.seed, out: o.out, ropeTheta: o.ropeTheta,
+        ff: o.ff, ctx: o.ctx, vocab: o.vocab, vocabFrom: o.vocabFrom, type: o.type as ModelTensorType, seed: o.seed, out: o.out, ropeTheta: o.ropeTheta,
       });
       process.stdout.write(JSON.stringify(info) + '\n');
     });

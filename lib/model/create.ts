@@ -2,6 +2,7 @@
 // (weights, hyper-parameters, tokenizer) that llama.cpp loads like a converted checkpoint.
 
 import { checkOutputPaths } from '../io/outputs.js';
+import { checkGgufFile } from '../model.js';
 import { InvalidArgumentError } from '../errors.js';
 import { encodeInto, encodedBytes } from '../gguf/quantize.js';
 import { GgmlType, GgufValueType, type GgufKv } from '../gguf/types.js';
@@ -28,6 +29,12 @@ export interface CreateModelOptions {
   ctx: number;
   /** Pad the tokenizer with filler pieces up to exactly this many tokens (default: base size, ~1k). */
   vocab?: number;
+  /**
+   * Copy the tokenizer (every `tokenizer.*` key) of this GGUF — a real model or one of llama.cpp's
+   * vocabulary-only files — instead of writing the built-in one; the vocabulary size is then that file's.
+   * Excludes `vocab`.
+   */
+  vocabFrom?: string;
   /** Storage type of 2-D weights; 1-D tensors (norms, biases) are always f32. */
   type: ModelTensorType;
   seed: number;
@@ -60,11 +67,12 @@ export interface ModelInfo {
   ropeTheta: number;
   rmsEps: number;
   seed: number;
-  tokenizer: TokenizerKind;
+  /** 'spm' or 'bpe' (the built-in tokenizers), or the copied file's tokenizer.ggml.model ('llama', 'gpt2', …). */
+  tokenizer: string;
   tensorCount: number;
 }
 
-const OPTION_KEYS = ['arch', 'layers', 'embd', 'heads', 'kvHeads', 'ff', 'ctx', 'vocab', 'type', 'seed', 'out', 'ropeTheta', 'rmsEps', 'name'] as const;
+const OPTION_KEYS = ['arch', 'layers', 'embd', 'heads', 'kvHeads', 'ff', 'ctx', 'vocab', 'vocabFrom', 'type', 'seed', 'out', 'ropeTheta', 'rmsEps', 'name'] as const;
 const TYPES: Record<ModelTensorType, { ggml: GgmlType; fileType: number }> = {
   f32: { ggml: GgmlType.F32, fileType: 0 }, // LLAMA_FTYPE_ALL_F32
   f16: { ggml: GgmlType.F16, fileType: 1 }, // LLAMA_FTYPE_MOSTLY_F16
@@ -96,8 +104,10 @@ function oneOf<T extends string>(o: Record<string, unknown>, key: string, allowe
   return v as T;
 }
 
+type ResolvedCreateOptions = Required<Omit<CreateModelOptions, 'vocabFrom'>> & Pick<CreateModelOptions, 'vocabFrom'>;
+
 /** Validates and fills defaults; every failure is an InvalidArgumentError with the shared message shape. */
-export function resolveCreateModelOptions(options: unknown): Required<CreateModelOptions> {
+export function resolveCreateModelOptions(options: unknown): ResolvedCreateOptions {
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
     throw InvalidArgumentError.expected('options object', 'options', options);
   }
@@ -139,7 +149,12 @@ export function resolveCreateModelOptions(options: unknown): Required<CreateMode
     if (embd % 32 !== 0) throw InvalidArgumentError.expected(`multiple of 32 (${type} block size; rows of embd elements)`, 'embd', embd);
     if (ff % 32 !== 0) throw InvalidArgumentError.expected(`multiple of 32 (${type} block size; ffn_down rows of ff elements)`, 'ff', ff);
   }
-  return { arch, layers, embd, heads, kvHeads, ff, ctx, vocab, type, seed, out, ropeTheta, rmsEps, name };
+  const vocabFrom = o.vocabFrom;
+  if (vocabFrom !== undefined) {
+    if (typeof vocabFrom !== 'string' || vocabFrom.length === 0) throw InvalidArgumentError.expected('non-empty path string', 'vocabFrom', vocabFrom);
+    if (o.vocab !== undefined) throw new InvalidArgumentError('vocab and vocabFrom exclude each other: the copied vocabulary has its own size');
+  }
+  return { arch, layers, embd, heads, kvHeads, ff, ctx, vocab, vocabFrom, type, seed, out, ropeTheta, rmsEps, name };
 }
 
 function tokenizerFor(arch: ModelArch): TokenizerKind {
@@ -223,7 +238,7 @@ function tensorSource(plan: TensorPlan, seed: number): GgufTensorSource {
  * Init: matrices ~ N(0, 0.02); the output projection (or the tied qwen2 embedding) ~ N(0, 1/embd) so that
  * logits of the RMS-normalised final state have std ~1 (varied, neither flat nor saturated); norms = 1.
  */
-function planTensors(o: Required<CreateModelOptions>, nVocab: number): TensorPlan[] {
+function planTensors(o: ResolvedCreateOptions, nVocab: number): TensorPlan[] {
   const w = TYPES[o.type].ggml;
   const f32 = GgmlType.F32;
   const std = 0.02;
@@ -279,7 +294,19 @@ function tokenizerKv(v: TokenizerVocab): GgufKv[] {
   return kv;
 }
 
-function modelKv(o: Required<CreateModelOptions>, nVocab: number): GgufKv[] {
+/** The `tokenizer.*` pairs of a real GGUF, its vocabulary size and tokenizer model, checked like any model input. */
+async function tokenizerFrom(file: string): Promise<{ kv: GgufKv[]; nVocab: number; model: string }> {
+  const meta = await checkGgufFile(file, 'vocabulary file', 'vocab');
+  const kv = meta.kv.filter((e) => e.key.startsWith('tokenizer.'));
+  const tokens = meta.values.get('tokenizer.ggml.tokens');
+  const model = meta.values.get('tokenizer.ggml.model');
+  if (!Array.isArray(tokens) || tokens.length === 0 || typeof model !== 'string') {
+    throw new InvalidArgumentError(`${file} has no tokenizer (tokenizer.ggml.model and tokenizer.ggml.tokens): give a GGUF model or vocabulary file`);
+  }
+  return { kv, nVocab: tokens.length, model };
+}
+
+function modelKv(o: ResolvedCreateOptions, nVocab: number): GgufKv[] {
   const a = o.arch;
   return [
     str('general.architecture', a),
@@ -308,11 +335,15 @@ function modelKv(o: Required<CreateModelOptions>, nVocab: number): GgufKv[] {
 export async function createModel(options: CreateModelOptions): Promise<ModelInfo> {
   const o = resolveCreateModelOptions(options);
   await checkOutputPaths([{ name: 'out', path: o.out, regularFile: true }], []);
-  const kind = tokenizerFor(o.arch);
-  const vocab = buildVocab(kind, o.vocab);
-  const nVocab = vocab.tokens.length;
+  let tokenizer: { kv: GgufKv[]; nVocab: number; model: string };
+  if (o.vocabFrom) tokenizer = await tokenizerFrom(o.vocabFrom);
+  else {
+    const vocab = buildVocab(tokenizerFor(o.arch), o.vocab);
+    tokenizer = { kv: tokenizerKv(vocab), nVocab: vocab.tokens.length, model: tokenizerFor(o.arch) };
+  }
+  const nVocab = tokenizer.nVocab;
   const plans = planTensors(o, nVocab);
-  const kv = [...modelKv(o, nVocab), ...tokenizerKv(vocab)];
+  const kv = [...modelKv(o, nVocab), ...tokenizer.kv];
   const written = await writeGguf(o.out, kv, plans.map((p) => tensorSource(p, o.seed)));
   const params = plans.reduce((sum, p) => sum + p.ne.reduce((a, b) => a * b, 1), 0);
   return {
@@ -332,7 +363,7 @@ export async function createModel(options: CreateModelOptions): Promise<ModelInf
     ropeTheta: o.ropeTheta,
     rmsEps: o.rmsEps,
     seed: o.seed,
-    tokenizer: kind,
+    tokenizer: tokenizer.model,
     tensorCount: plans.length,
   };
 }
