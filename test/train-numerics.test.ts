@@ -27,9 +27,15 @@ function trainer(file: string, extra: Record<string, unknown> = {}): Promise<Nat
   return addon().createTrainer(file, { rank: 4, alpha: 8, dropout: 0, targets: 0x7f, seed: 3, threads: 2, ...extra });
 }
 
-for (const arch of ['llama', 'qwen2', 'qwen3'] as const) {
+// The architectures the graph trains; 'llama3' is llama with Llama 3.1's rope frequency factors (rope_freqs.weight).
+const ARCHS = {
+  llama: { arch: 'llama' }, qwen2: { arch: 'qwen2' }, qwen3: { arch: 'qwen3' },
+  llama3: { arch: 'llama', ropeFreqs: 'llama3', ropeTheta: 500000 },
+} as const;
+
+for (const [arch, config] of Object.entries(ARCHS)) {
   test(`${arch}: training-graph log-probs equal the inference path within 1e-4, with and without an adapter`, async (t) => {
-    const file = await tinyModel({ arch });
+    const file = await tinyModel(config);
     const adapter = await writeRandomLora(file, path.join(TMP, `parity-${arch}.gguf`), {
       targets: { 0: ['attn_q', 'attn_k', 'attn_v', 'attn_output'], 1: ['ffn_gate', 'ffn_up', 'ffn_down'] }, std: 0.1,
     });
@@ -78,9 +84,9 @@ test('the SFT loss is the sum of -log p over response tokens only (prompt positi
   tr.dispose();
 });
 
-for (const arch of ['llama', 'qwen2', 'qwen3'] as const) {
+for (const [arch, config] of Object.entries(ARCHS)) {
   test(`${arch}: LoRA gradients equal central finite differences`, async (t) => {
-    const file = await tinyModel({ arch });
+    const file = await tinyModel(config);
     const model = await loadModel(file);
     const tr = await trainer(file);
     const batch = batchOf(model);
@@ -103,6 +109,28 @@ for (const arch of ['llama', 'qwen2', 'qwen3'] as const) {
     tr.dispose();
   });
 }
+
+// The factors change only slow rotations (wavelengths past 2,048 positions), so their effect shows at long
+// range: a 600-token item, where ignoring them would be caught, and the training graph still matches.
+test('llama3 rope factors matter at long range, and the training graph applies them', async (t) => {
+  const config = { ...ARCHS.llama3, ropeTheta: 10000, ctx: 1024 };
+  const file = await tinyModel(config);
+  const withFactors = await loadModel(file);
+  const without = await loadModel(await tinyModel({ arch: 'llama', ropeTheta: 10000, ctx: 1024 }));
+  const long = [{ prompt: 'Question: count.\nAnswer:', completion: ' 1 2 3 4 5 6 7 8 9 10'.repeat(30) }];
+  const a = (await withFactors.score(long)).flatMap((s) => Array.from(s.logprobs));
+  const b = (await without.score(long)).flatMap((s) => Array.from(s.logprobs));
+  const ignored = a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i]!)), 0);
+  const tr = await trainer(file);
+  const ours = await tr.logprobs({ ...batchOf(withFactors, long), useLora: true });
+  const parity = a.reduce((m, x, i) => Math.max(m, Math.abs(x - ours[i]!)), 0);
+  t.log(`${a.length} tokens: max |train graph - inference| = ${parity.toExponential(2)}; without the factors the inference differs by ${ignored.toExponential(2)}`);
+  t.true(ignored > 1e-3);
+  t.true(parity < 1e-4);
+  tr.dispose();
+  withFactors.dispose();
+  without.dispose();
+});
 
 // The output head as a LoRA target (bit 7): the training graph, llama.cpp with the adapter, and the merged
 // weights must agree; its gradients must match finite differences; a tied head is refused.

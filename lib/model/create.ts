@@ -40,6 +40,11 @@ export interface CreateModelOptions {
   seed: number;
   /** Output path; written via `<out>.tmp-<pid>` and renamed. */
   out: string;
+  /**
+   * 'llama3': write Llama 3.1's rope frequency factors (`rope_freqs.weight`, [head_dim / 2]) as the bundled
+   * converter computes them (factor 8, low/high frequency factors 1 and 4, original context 8192). llama only.
+   */
+  ropeFreqs?: 'llama3';
   /** rope.freq_base; default 10000 (llama) / 1000000 (qwen2). */
   ropeTheta?: number;
   /** RMSNorm epsilon; default 1e-5 (llama) / 1e-6 (qwen2). */
@@ -72,7 +77,7 @@ export interface ModelInfo {
   tensorCount: number;
 }
 
-const OPTION_KEYS = ['arch', 'layers', 'embd', 'heads', 'kvHeads', 'ff', 'ctx', 'vocab', 'vocabFrom', 'type', 'seed', 'out', 'ropeTheta', 'rmsEps', 'name'] as const;
+const OPTION_KEYS = ['arch', 'layers', 'embd', 'heads', 'kvHeads', 'ff', 'ctx', 'vocab', 'vocabFrom', 'ropeFreqs', 'type', 'seed', 'out', 'ropeTheta', 'rmsEps', 'name'] as const;
 const TYPES: Record<ModelTensorType, { ggml: GgmlType; fileType: number }> = {
   f32: { ggml: GgmlType.F32, fileType: 0 }, // LLAMA_FTYPE_ALL_F32
   f16: { ggml: GgmlType.F16, fileType: 1 }, // LLAMA_FTYPE_MOSTLY_F16
@@ -104,7 +109,7 @@ function oneOf<T extends string>(o: Record<string, unknown>, key: string, allowe
   return v as T;
 }
 
-type ResolvedCreateOptions = Required<Omit<CreateModelOptions, 'vocabFrom'>> & Pick<CreateModelOptions, 'vocabFrom'>;
+type ResolvedCreateOptions = Required<Omit<CreateModelOptions, 'vocabFrom' | 'ropeFreqs'>> & Pick<CreateModelOptions, 'vocabFrom' | 'ropeFreqs'>;
 
 /** Validates and fills defaults; every failure is an InvalidArgumentError with the shared message shape. */
 export function resolveCreateModelOptions(options: unknown): ResolvedCreateOptions {
@@ -154,7 +159,11 @@ export function resolveCreateModelOptions(options: unknown): ResolvedCreateOptio
     if (typeof vocabFrom !== 'string' || vocabFrom.length === 0) throw InvalidArgumentError.expected('non-empty path string', 'vocabFrom', vocabFrom);
     if (o.vocab !== undefined) throw new InvalidArgumentError('vocab and vocabFrom exclude each other: the copied vocabulary has its own size');
   }
-  return { arch, layers, embd, heads, kvHeads, ff, ctx, vocab, vocabFrom, type, seed, out, ropeTheta, rmsEps, name };
+  const ropeFreqs = o.ropeFreqs;
+  if (ropeFreqs !== undefined && (ropeFreqs !== 'llama3' || arch !== 'llama')) {
+    throw InvalidArgumentError.expected("'llama3' (llama arch only)", 'ropeFreqs', ropeFreqs);
+  }
+  return { arch, layers, embd, heads, kvHeads, ff, ctx, vocab, vocabFrom, ropeFreqs, type, seed, out, ropeTheta, rmsEps, name };
 }
 
 function tokenizerFor(arch: ModelArch): TokenizerKind {
@@ -200,8 +209,8 @@ interface TensorPlan {
   name: string;
   ne: number[];
   type: GgmlType;
-  /** 'ones' for RMSNorm gains; 'near-one' = 1 + N(0, 0.2) (q/k norm gains, so a missed gain shows); else a normal std. */
-  init: 'ones' | 'near-one' | number;
+  /** 'ones' for RMSNorm gains; 'near-one' = 1 + N(0, 0.2) (q/k norm gains, so a missed gain shows); a normal std; or fixed values. */
+  init: 'ones' | 'near-one' | number | Float32Array;
 }
 
 const CHUNK_ELEMENTS = 1 << 18; // ~1 MiB of f32 per generated chunk
@@ -221,7 +230,8 @@ function tensorSource(plan: TensorPlan, seed: number): GgufTensorSource {
       for (let r = 0; r < rows; r += rowsPerChunk) {
         const n = Math.min(rowsPerChunk, rows - r) * rowLen;
         const chunk = values.subarray(0, n);
-        if (plan.init === 'ones') chunk.fill(1);
+        if (plan.init instanceof Float32Array) chunk.set(plan.init.subarray(r * rowLen, r * rowLen + n));
+        else if (plan.init === 'ones') chunk.fill(1);
         else if (plan.init === 'near-one') {
           state = fillNormal(chunk, 0.2, state);
           for (let i = 0; i < chunk.length; i++) chunk[i]! += 1;
@@ -231,6 +241,24 @@ function tensorSource(plan: TensorPlan, seed: number): GgufTensorSource {
       }
     },
   };
+}
+
+/** Llama 3.1's rope frequency factors, as conversion/llama.py (generate_extra_tensors) computes them. */
+export function llama3RopeFactors(headDim: number, base: number, factor = 8, lowFreq = 1, highFreq = 4, oldContext = 8192): Float32Array {
+  const lowWavelen = oldContext / lowFreq;
+  const highWavelen = oldContext / highFreq;
+  const out = new Float32Array(headDim / 2);
+  for (let i = 0; i < out.length; i++) {
+    const freq = 1 / base ** ((2 * i) / headDim);
+    const wavelen = (2 * Math.PI) / freq;
+    if (wavelen < highWavelen) out[i] = 1;
+    else if (wavelen > lowWavelen) out[i] = factor;
+    else {
+      const smooth = (oldContext / wavelen - lowFreq) / (highFreq - lowFreq);
+      out[i] = 1 / ((1 - smooth) / factor + smooth);
+    }
+  }
+  return out;
 }
 
 /**
@@ -268,6 +296,7 @@ function planTensors(o: ResolvedCreateOptions, nVocab: number): TensorPlan[] {
     plans.push({ name: `${p}ffn_down.weight`, ne: [o.ff, o.embd], type: w, init: std });
   }
   plans.push({ name: 'output_norm.weight', ne: [o.embd], type: f32, init: 'ones' });
+  if (o.ropeFreqs === 'llama3') plans.push({ name: 'rope_freqs.weight', ne: [headDim / 2], type: f32, init: llama3RopeFactors(headDim, o.ropeTheta) });
   if (!tied) plans.push({ name: 'output.weight', ne: [o.embd, nVocab], type: w, init: outStd });
   return plans;
 }

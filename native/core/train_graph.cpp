@@ -82,9 +82,10 @@ ggml_tensor * build_hidden(ggml_context * ctx, const train_model & m, const lora
             q = rms_norm(ctx, q, L.q_norm, hp.rms_eps);  // over head_dim, gain [hd] broadcast over heads and tokens
             k = rms_norm(ctx, k, L.k_norm, hp.rms_eps);
         }
-        q = ggml_rope_ext(ctx, q, in.positions, nullptr, hp.n_rot, hp.traits.rope_mode,
+        // Llama 3.1's frequency factors divide each rotation frequency, as llama.cpp's inference graph does.
+        q = ggml_rope_ext(ctx, q, in.positions, m.rope_freqs, hp.n_rot, hp.traits.rope_mode,
                           hp.n_ctx_train, hp.rope_base, 1.0f, 0.0f, 1.0f, 32.0f, 1.0f);
-        k = ggml_rope_ext(ctx, k, in.positions, nullptr, hp.n_rot, hp.traits.rope_mode,
+        k = ggml_rope_ext(ctx, k, in.positions, m.rope_freqs, hp.n_rot, hp.traits.rope_mode,
                           hp.n_ctx_train, hp.rope_base, 1.0f, 0.0f, 1.0f, 32.0f, 1.0f);
         // Heads and batch share dim 2 (head-major within a sequence), so GQA is mul_mat broadcasting over
         // dim 2 with dim 3 = 1: the case ggml's MUL_MAT backward supports.

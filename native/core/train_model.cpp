@@ -230,6 +230,7 @@ std::unique_ptr<train_model> load_train_model(const std::string & path, ggml_bac
     m->output_norm = need("output_norm.weight");
     m->output = ggml_get_tensor(m->ctx, "output.weight");
     if (m->output == nullptr) m->output = m->tok_embd;  // tied embeddings (Qwen2.5-0.5B style)
+    m->rope_freqs = ggml_get_tensor(m->ctx, "rope_freqs.weight");
     m->layers.resize(hp.n_layer);
     for (int il = 0; il < hp.n_layer; ++il) {
         const std::string p = "blk." + std::to_string(il) + ".";
@@ -273,6 +274,7 @@ std::unique_ptr<train_model> load_train_model(const std::string & path, ggml_bac
     shape(m->tok_embd, {E, V}, "n_embd, n_vocab");
     if (m->output != m->tok_embd) shape(m->output, {E, V}, "n_embd, n_vocab");
     shape(m->output_norm, {E}, "n_embd");
+    shape(m->rope_freqs, {hp.n_rot / 2}, "rope.dimension_count / 2");
     for (const train_layer & L : m->layers) {
         shape(L.attn_norm, {E}, "n_embd");
         shape(L.ffn_norm, {E}, "n_embd");
@@ -290,6 +292,26 @@ std::unique_ptr<train_model> load_train_model(const std::string & path, ggml_bac
         shape(L.bv, {KV}, "n_head_kv * head_dim");
     }
     if (!err.empty()) return nullptr;
+
+    // Every tensor of the file must be one the graph uses: an unknown one (a newer architecture variant, MoE
+    // experts, a bias we do not add) would silently train a different model than llama.cpp infers with.
+    std::set<const ggml_tensor *> used = {m->tok_embd, m->output_norm, m->output, m->rope_freqs};
+    for (const train_layer & L : m->layers) {
+        for (const ggml_tensor * t : {L.attn_norm, L.ffn_norm, L.q_norm, L.k_norm, L.bq, L.bk, L.bv}) used.insert(t);
+        for (const ggml_tensor * t : L.w) used.insert(t);
+    }
+    std::string unknown;
+    int n_unknown = 0;
+    for (ggml_tensor * t = ggml_get_first_tensor(m->ctx); t != nullptr; t = ggml_get_next_tensor(m->ctx, t)) {
+        if (used.count(t) != 0) continue;
+        if (n_unknown++ < 4) unknown += (unknown.empty() ? "" : ", ") + std::string(t->name);
+    }
+    if (n_unknown > 0) {
+        err = "the training graph for " + hp.arch + " does not implement tensor" + (n_unknown > 1 ? "s " : " ") + unknown +
+              (n_unknown > 4 ? " and " + std::to_string(n_unknown - 4) + " more" : "") +
+              ", so training would change a different model than llama.cpp runs; this model cannot be trained";
+        return nullptr;
+    }
 
     // Every frozen weight type must have forward and backward matmuls; BF16 has no OUT_PROD anywhere.
     std::set<ggml_type> types;

@@ -48,6 +48,7 @@ struct train_model {
     ggml_context * ctx = nullptr;            // tensor metadata (from gguf), data lives in `buf`
     ggml_backend_buffer_t buf = nullptr;
     ggml_tensor * tok_embd = nullptr, * output_norm = nullptr, * output = nullptr;  // output == tok_embd when tied
+    ggml_tensor * rope_freqs = nullptr;  // Llama 3.1+ rope frequency factors, ne [n_rot / 2]; absent = all 1
     std::vector<train_layer> layers;
     ~train_model();
 };
