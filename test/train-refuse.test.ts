@@ -20,7 +20,8 @@ test('a tensor the training graph does not implement is an UnsupportedModelError
   const kv: Record<string, { value: unknown; type: number; itemType?: number } | string | null> = { 'general.architecture': 'llama' };
   for (const e of meta.kv.filter((e) => e.key.startsWith('qwen2.'))) {
     kv[e.key] = null;
-    kv[`llama.${e.key.slice(6)}`] = { ...e } as { value: unknown; type: number };
+    const { key: _key, ...value } = e; // the new key comes from the record's name
+    kv[`llama.${e.key.slice(6)}`] = value as { value: unknown; type: number };
   }
   const file = await editGguf(src, path.join(dir, 'llama-with-biases.gguf'), { kv: kv as never });
   const m = await loadModel(file);
