@@ -21,6 +21,12 @@ export interface LoadModelOptions {
   signal?: AbortSignal;
 }
 
+/** One turn of a conversation: role 'system', 'user' or 'assistant'. */
+export interface ChatMessage {
+  role: string;
+  content: string;
+}
+
 export interface ModelInfo extends NativeModelInfo {
   path: string;
   architecture: string;
@@ -128,6 +134,28 @@ export class Model {
       return { tokens: Array.from(r.tokens), nPrompt: r.nPrompt };
     } catch (err) {
       throw mapNativeError(err, 'tokenizePair');
+    }
+  }
+
+  /**
+   * Formats a conversation with the model's own chat template (`tokenizer.chat_template`), or a built-in one
+   * named by `template` ('chatml', 'llama3', 'mistral-v7', …), through llama.cpp's llama_chat_apply_template:
+   * it recognizes a fixed list of templates and runs no Jinja, so an unknown template is an
+   * UnsupportedModelError. `addAssistant` (default true) ends with the start of an assistant turn, as a prompt.
+   * Control tokens in the result (`<|im_start|>`) need `parseSpecial: true` when tokenized or sampled.
+   */
+  applyChatTemplate(messages: readonly ChatMessage[], options: { addAssistant?: boolean; template?: string } = {}): string {
+    if (!Array.isArray(messages) || messages.length === 0) throw InvalidArgumentError.expected('non-empty array of {role, content}', 'messages', messages);
+    messages.forEach((m, i) => {
+      if (typeof m !== 'object' || m === null || typeof m.role !== 'string' || typeof m.content !== 'string') {
+        throw InvalidArgumentError.expected('{role: string, content: string}', `messages[${i}]`, m);
+      }
+    });
+    if (options.template !== undefined) v.nonEmptyString('template', options.template);
+    try {
+      return this.#use().applyChatTemplate(messages.map((m) => ({ role: m.role, content: m.content })), options.addAssistant ?? true, options.template);
+    } catch (err) {
+      throw mapNativeError(err, 'applyChatTemplate');
     }
   }
 

@@ -104,6 +104,7 @@ export interface NativeModel {
   tokenize(text: string, addSpecial: boolean, parseSpecial: boolean): Int32Array;
   /** The prompt/completion boundary rule (native/core/tokenize.h): joint tokens, context = their common prefix with the prompt's. */
   tokenizePair(prompt: string, completion: string, parseSpecial: boolean): { tokens: Int32Array; nPrompt: number };
+  applyChatTemplate(messages: { role: string; content: string }[], addAssistant: boolean, template?: string): string;
   detokenize(tokens: Int32Array, renderSpecial: boolean): string;
   loadLora(path: string): Promise<NativeLora>;
   sample(req: NativeSampleRequest, onProgress?: (p: NativeSampleProgress) => void, cancel?: NativeCancelToken): Promise<NativeSample[]>;

@@ -63,6 +63,7 @@ private:
     Napi::Value metadata(const Napi::CallbackInfo & info);
     Napi::Value tokenize(const Napi::CallbackInfo & info);
     Napi::Value tokenize_pair(const Napi::CallbackInfo & info);
+    Napi::Value apply_chat_template(const Napi::CallbackInfo & info);
     Napi::Value detokenize(const Napi::CallbackInfo & info);
     Napi::Value load_lora(const Napi::CallbackInfo & info);
     Napi::Value sample(const Napi::CallbackInfo & info);

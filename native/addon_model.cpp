@@ -141,6 +141,7 @@ Napi::Function AddonModel::define(Napi::Env env) {
         InstanceMethod("metadata", &AddonModel::metadata),
         InstanceMethod("tokenize", &AddonModel::tokenize),
         InstanceMethod("tokenizePair", &AddonModel::tokenize_pair),
+        InstanceMethod("applyChatTemplate", &AddonModel::apply_chat_template),
         InstanceMethod("detokenize", &AddonModel::detokenize),
         InstanceMethod("loadLora", &AddonModel::load_lora),
         InstanceMethod("sample", &AddonModel::sample),
@@ -227,6 +228,50 @@ Napi::Value AddonModel::tokenize_pair(const Napi::CallbackInfo & info) {
     out.Set("tokens", tokens);
     out.Set("nPrompt", Napi::Number::New(env, n_prompt));
     return out;
+}
+
+// applyChatTemplate(messages [{role, content}], addAssistant, template?) -> string: llama.cpp's built-in
+// templates (llama_chat_apply_template matches the model's tokenizer.chat_template, or a name such as
+// 'chatml', against its fixed list; it runs no Jinja). Synchronous: string formatting only.
+Napi::Value AddonModel::apply_chat_template(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    llama_model * m = require(env).get();
+    if (info.Length() < 2 || !info[0].IsArray()) throw make_error(env, ERR_INVALID, "applyChatTemplate(messages, addAssistant) expects an array");
+    Napi::Array arr = info[0].As<Napi::Array>();
+    std::vector<std::string> roles, contents;
+    for (uint32_t i = 0; i < arr.Length(); ++i) {
+        Napi::Object o = arr.Get(i).As<Napi::Object>();
+        roles.push_back(o.Get("role").As<Napi::String>().Utf8Value());
+        contents.push_back(o.Get("content").As<Napi::String>().Utf8Value());
+    }
+    std::vector<llama_chat_message> msgs;
+    size_t chars = 0;
+    for (size_t i = 0; i < roles.size(); ++i) {
+        msgs.push_back({roles[i].c_str(), contents[i].c_str()});
+        chars += roles[i].size() + contents[i].size();
+    }
+    std::string named;
+    const char * tmpl = nullptr;
+    if (info.Length() > 2 && info[2].IsString()) {
+        named = info[2].As<Napi::String>().Utf8Value();
+        tmpl = named.c_str();
+    } else {
+        tmpl = llama_model_chat_template(m, nullptr);
+        if (tmpl == nullptr) {
+            throw make_error(env, ERR_INVALID, "the model has no chat template (tokenizer.chat_template); pass one by name, e.g. template: 'chatml'");
+        }
+    }
+    std::vector<char> buf(2 * chars + 1024);
+    int32_t n = llama_chat_apply_template(tmpl, msgs.data(), msgs.size(), info[1].ToBoolean().Value(), buf.data(), static_cast<int32_t>(buf.size()));
+    if (n > static_cast<int32_t>(buf.size())) {
+        buf.resize(static_cast<size_t>(n));
+        n = llama_chat_apply_template(tmpl, msgs.data(), msgs.size(), info[1].ToBoolean().Value(), buf.data(), static_cast<int32_t>(buf.size()));
+    }
+    if (n < 0) {
+        throw make_error(env, "ERR_W2S_UNSUPPORTED_MODEL", "llama.cpp does not know this chat template (llama_chat_apply_template supports a fixed list, "
+                                                 "no Jinja); pass a known template by name, e.g. template: 'chatml' or 'llama3'");
+    }
+    return Napi::String::New(env, buf.data(), static_cast<size_t>(n));
 }
 
 // detokenize(Int32Array, renderSpecial) -> string

@@ -33,7 +33,8 @@ export function addTrainOptions(cmd: Command): Command {
     .option('--checkpoint <file>', 'checkpoint file (default <out>.ckpt)')
     .option('--resume <file>', 'resume from a checkpoint of the same run')
     .option('--log <file>', 'JSON training log (default <out>.log.json)')
-    .option('--threads <n>', 'CPU threads (default: physical cores)', intArg('--threads', 1));
+    .option('--threads <n>', 'CPU threads (default: physical cores)', intArg('--threads', 1))
+    .option('--parse-special', 'tokenize control-token text in the data (<|im_end|>) as control tokens (chat-formatted rows)');
 }
 
 export function trainOptionsFrom(o: Record<string, any>, onProgress: TrainOptions['onProgress'], signal: AbortSignal): TrainOptions {
@@ -42,7 +43,7 @@ export function trainOptionsFrom(o: Record<string, any>, onProgress: TrainOption
     targets: String(o.targets).split(',').map((t) => t.trim()) as LoraTarget[],
     lr: o.lr, epochs: o.epochs, batch: o.batch, gradAccum: o.gradAccum, maxLen: o.maxLen, seed: o.seed,
     warmupRatio: o.warmupRatio, schedule: o.schedule, weightDecay: o.weightDecay, clip: o.clip, maxSteps: o.maxSteps,
-    checkpointEvery: o.checkpointEvery, checkpoint: o.checkpoint, resume: o.resume, log: o.log, threads: o.threads,
+    checkpointEvery: o.checkpointEvery, checkpoint: o.checkpoint, resume: o.resume, log: o.log, threads: o.threads, parseSpecial: Boolean(o.parseSpecial),
     onProgress, signal,
   };
 }

@@ -75,6 +75,11 @@ export interface TrainOptions {
   log?: string;
   /** CPU threads. Defaults to the number of physical cores. */
   threads?: number;
+  /**
+   * Tokenize control-token text in the data (`<|im_end|>`, `</s>`) as the control tokens, as chat-formatted rows
+   * need (lib/data/chat.ts). Defaults to false: text stays text.
+   */
+  parseSpecial?: boolean;
   onProgress?: (p: TrainProgress) => void;
   signal?: AbortSignal;
 }
@@ -119,6 +124,7 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
     resume: o.resume === undefined ? undefined : v.nonEmptyString('resume', o.resume),
     log: o.log === undefined ? `${out}.log.json` : v.nonEmptyString('log', o.log),
     threads: threadsOption(o.threads),
+    parseSpecial: Boolean(o.parseSpecial),
     onProgress: o.onProgress,
     signal: v.abortSignal('signal', o.signal),
   };

@@ -83,7 +83,7 @@ export interface PairTokenizeReport {
   truncated: number;
 }
 
-export function tokenizePairs(model: Model, data: readonly PreferencePair[], maxLen: number): PairTokenizeReport {
+export function tokenizePairs(model: Model, data: readonly PreferencePair[], maxLen: number, parseSpecial = false): PairTokenizeReport {
   const eos = model.info.eos;
   const report: PairTokenizeReport = { pairs: [], kept: [], skippedIdentical: 0, skippedEmptyResponse: 0, skippedPromptTooLong: 0, truncated: 0 };
   const bound = model.maxTokenBytes;
@@ -92,14 +92,14 @@ export function tokenizePairs(model: Model, data: readonly PreferencePair[], max
     const chosenText = prefixForTokens(pair.chosen, maxLen, bound);
     const rejectedText = prefixForTokens(pair.rejected, maxLen, bound);
     if (certainlyLonger(pair.prompt, maxLen, bound)) {
-      if (model.tokenize(chosenText).length === 0 || model.tokenize(rejectedText).length === 0) report.skippedEmptyResponse += 1;
+      if (model.tokenize(chosenText, { parseSpecial }).length === 0 || model.tokenize(rejectedText, { parseSpecial }).length === 0) report.skippedEmptyResponse += 1;
       else report.skippedPromptTooLong += 1;
       return;
     }
     // The boundary rule shared with scoring (Model.tokenizePair); each side has its own context length, as a
     // merge at the boundary can differ between the two responses.
-    const chosen = rowTokens(i, () => model.tokenizePair(pair.prompt, chosenText));
-    const rejected = rowTokens(i, () => model.tokenizePair(pair.prompt, rejectedText));
+    const chosen = rowTokens(i, () => model.tokenizePair(pair.prompt, chosenText, { parseSpecial }));
+    const rejected = rowTokens(i, () => model.tokenizePair(pair.prompt, rejectedText, { parseSpecial }));
     if (chosen.tokens.length === chosen.nPrompt || rejected.tokens.length === rejected.nPrompt) {
       report.skippedEmptyResponse += 1;
       return;

@@ -68,7 +68,7 @@ async function trainPreference(kind: Kind, options: PreferenceOptions, beta: num
     throw InvalidArgumentError.expected('file path or array of {prompt, chosen, rejected}', 'data', options.data);
   }
   const rows = typeof options.data === 'string' ? await readPreferencePairs(options.data) : normalizePreferenceRows(options.data);
-  const tokenized = await tokenizeWithVocab(o, (vocab) => tokenizePairs(vocab, rows, o.maxLen));
+  const tokenized = await tokenizeWithVocab(o, (vocab) => tokenizePairs(vocab, rows, o.maxLen, o.parseSpecial));
   const pairs = tokenized.pairs;
   const data = {
     rows: rows.length, pairs: pairs.length, skippedIdentical: tokenized.skippedIdentical,

@@ -42,7 +42,7 @@ export interface TokenizeReport {
   truncated: number;
 }
 
-export function tokenizeSft(model: Model, data: readonly SftExample[], maxLen: number): TokenizeReport {
+export function tokenizeSft(model: Model, data: readonly SftExample[], maxLen: number, parseSpecial = false): TokenizeReport {
   const eos = model.info.eos;
   const report: TokenizeReport = { examples: [], kept: [], skippedPromptTooLong: 0, skippedEmptyResponse: 0, truncated: 0 };
   const bound = model.maxTokenBytes;
@@ -51,12 +51,12 @@ export function tokenizeSft(model: Model, data: readonly SftExample[], maxLen: n
     const response = prefixForTokens(ex.response, maxLen, bound);
     // A prompt of certainly ≥ maxLen tokens is not tokenized at all.
     if (certainlyLonger(ex.prompt, maxLen, bound)) {
-      if (model.tokenize(response).length === 0) report.skippedEmptyResponse += 1;
+      if (model.tokenize(response, { parseSpecial }).length === 0) report.skippedEmptyResponse += 1;
       else report.skippedPromptTooLong += 1;
       return;
     }
     // The boundary rule shared with scoring (Model.tokenizePair): the tokens the model sees for the whole text.
-    const pair = rowTokens(i, () => model.tokenizePair(ex.prompt, response));
+    const pair = rowTokens(i, () => model.tokenizePair(ex.prompt, response, { parseSpecial }));
     if (pair.tokens.length === pair.nPrompt) {
       report.skippedEmptyResponse += 1;
       return;

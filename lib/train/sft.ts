@@ -19,7 +19,7 @@ export async function trainSft(options: SftOptions): Promise<TrainResult> {
   await checkTrainPaths(o, options.data);
   const rows = typeof options.data === 'string' ? await readSftExamples(options.data) : options.data;
   if (!Array.isArray(rows)) throw InvalidArgumentError.expected('file path or array of {prompt, response}', 'data', options.data);
-  const tokenized = await tokenizeWithVocab(o, (vocab) => tokenizeSft(vocab, rows, o.maxLen));
+  const tokenized = await tokenizeWithVocab(o, (vocab) => tokenizeSft(vocab, rows, o.maxLen, o.parseSpecial));
   const examples = tokenized.examples;
   if (examples.length === 0) throw new InvalidArgumentError(`No usable training examples in ${rows.length} rows (prompt too long: ${tokenized.skippedPromptTooLong}, empty response: ${tokenized.skippedEmptyResponse})`);
 
