@@ -1,6 +1,6 @@
 // The public library API of weak2strong. Native-backed pieces (models, sampling, scoring) come from
 // model.ts; the method's pure data layer from data/ and pipeline/.
-export { loadModel, Model, LoraAdapter, checkGgufFile, type LoadModelOptions, type ModelInfo } from './model.js';
+export { loadModel, Model, LoraAdapter, checkGgufFile, type LoadModelOptions, type ModelInfo, type ChatMessage } from './model.js';
 export { SAMPLE_DEFAULTS, type SampleOptions, type Sample, type AdapterUse } from './sample-options.js';
 export type { ScoreItem, ScoreOptions, ScoreResult } from './score-options.js';
 export { addonLocation } from './native.js';
@@ -21,6 +21,7 @@ export { writeLoraAdapter, type LoraAdapterFile, type LoraTensorPair } from './l
 export * from './data/answer.js';
 export * from './data/datasets.js';
 export * from './data/formats.js';
+export { chatPrompt, chatSftRow, type ChatOptions } from './data/chat.js';
 export { DataFormatError } from './data/errors.js';
 export { selectConsistent, type Generation, type SelectOptions, type Selection, type SelectionStats } from './pipeline/select.js';
 export { majorityVote } from './pipeline/vote.js';
@@ -30,3 +31,12 @@ export { runDemo, type DemoOptions, type DemoResult } from './world/demo.js';
 export { WORLD_PRESETS, type WorldSpec, type WorldModelSpec } from './world/presets.js';
 export { generateProblems, generateSplits, type WorldProblem, type ProblemOptions, type WorldSplits } from './world/problems.js';
 export { collectReport, renderHtml, writeReport, type Report } from './report/report.js';
+
+export { LocalGenerator, type Generator, type GenerationOptions, type GenerationProgress, type GeneratedSample, type LocalGeneratorOptions } from './generate/generator.js';
+export { sampleResumable, generationIdentity, type ResumableOptions, type ResumableResult } from './generate/resumable.js';
+export { RemoteGenerator, normalizeEndpoint, REMOTE_DEFAULTS, type RemoteGeneratorOptions, type RemoteServerInfo, type RemoteEngine } from './remote/openai.js';
+export { RemoteAuthError, RemoteModelNotFoundError, RemoteRequestError, RemoteUnavailableError, PartialResultsError } from './remote/errors.js';
+export { SampleJournal, type SampleRow } from './remote/journal.js';
+export { requestSeed } from './remote/seed.js';
+export { startLlamaServer, listLoraAdapters, setLoraAdapters, LlamaServerError, type LlamaServer, type LlamaServerOptions } from './remote/llama-server.js';
+export { exportPeft, importPeft, type PeftExportOptions } from './lora/peft.js';

@@ -1,5 +1,6 @@
-// `w2s bench sample` / `w2s bench train`: print figures and the ratio against a peer measured in the same run.
+// `w2s bench sample` / `w2s bench train` / `w2s bench remote`: print figures and the ratio against a peer measured in the same run.
 import type { Command } from 'commander';
+import { runRemoteBench } from '../bench/remote-bench.js';
 import { runSampleBench } from '../bench/sample-bench.js';
 import { runTrainBench } from '../bench/train-bench.js';
 import { intArg } from './args.js';
@@ -20,6 +21,21 @@ export function registerBenchCommands(program: Command): void {
         model: o.model, prompts: o.prompts, n: o.n, maxTokens: o.maxTokens,
         threads: o.threads?.map((t: string) => intArg('--threads', 1)(t)),
       });
+      if (o.json) process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
+    });
+  bench
+    .command('remote')
+    .description('sampling tokens/s through llama-server (OpenAI completions) vs the local sampler, same model and threads')
+    .option('--model <file>', 'GGUF model (default: the created ~25M-parameter q8_0 model of bench sample)')
+    .option('--server <file>', 'llama-server binary (default: the cached build; built when missing)')
+    .option('--prompts <n>', 'prompts', intArg('--prompts', 1), 16)
+    .option('--n <k>', 'samples per prompt', intArg('--n', 1), 10)
+    .option('--max-tokens <n>', 'new tokens per sample', intArg('--max-tokens', 1), 64)
+    .option('--threads <n>', 'threads for both (default: physical cores)', intArg('--threads', 1))
+    .option('--parallel <n>', 'llama-server sequences (-np) and requests in flight', intArg('--parallel', 1), 16)
+    .option('--json', 'print the rows as JSON on stdout')
+    .action(async (o) => {
+      const rows = await runRemoteBench({ model: o.model, server: o.server, prompts: o.prompts, n: o.n, maxTokens: o.maxTokens, threads: o.threads, parallel: o.parallel });
       if (o.json) process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
     });
   bench

@@ -10,6 +10,7 @@ import { registerBenchCommands } from './commands-bench.js';
 import { registerDemoCommand } from './commands-demo.js';
 import { registerInferCommands } from './commands-infer.js';
 import { registerEvalCommands } from './commands-eval.js';
+import { registerLoraCommands } from './commands-lora.js';
 import { registerModelCommands } from './commands-model.js';
 import { registerRunCommand } from './commands-run.js';
 import { registerTrainCommands } from './commands-train.js';
@@ -28,13 +29,15 @@ program
 registerModelCommands(program);
 registerInferCommands(program);
 registerTrainCommands(program);
+registerLoraCommands(program);
 registerEvalCommands(program);
 registerRunCommand(program);
 registerDemoCommand(program);
 registerBenchCommands(program);
 
 const USER_ERRORS = new Set(['ERR_W2S_INVALID_ARGUMENT', 'ERR_W2S_FILE_NOT_FOUND', 'ERR_W2S_GGUF_FORMAT', 'ERR_W2S_DATA_FORMAT',
-  'ERR_W2S_CONTEXT_OVERFLOW', 'ERR_W2S_UNSUPPORTED_MODEL', 'ERR_W2S_ADAPTER', 'ERR_W2S_CHECKPOINT', 'ERR_W2S_OUTPUT']);
+  'ERR_W2S_CONTEXT_OVERFLOW', 'ERR_W2S_UNSUPPORTED_MODEL', 'ERR_W2S_ADAPTER', 'ERR_W2S_CHECKPOINT', 'ERR_W2S_OUTPUT',
+  'ERR_W2S_REMOTE_MODEL', 'ERR_W2S_REMOTE_AUTH', 'ERR_W2S_REMOTE_REQUEST', 'ERR_W2S_PARTIAL_RESULTS']);
 
 try {
   await program.parseAsync(process.argv);

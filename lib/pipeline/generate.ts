@@ -4,6 +4,8 @@
 import { check, checkSymbolic } from '../data/answer.js';
 import { postprocessResponse, type Problem } from '../data/datasets.js';
 import type { ResultRecord } from '../data/formats.js';
+import { LocalGenerator, type Generator } from '../generate/generator.js';
+import { sampleResumable } from '../generate/resumable.js';
 import type { Model } from '../model.js';
 import type { SampleOptions } from '../sample-options.js';
 
@@ -27,21 +29,36 @@ export interface GenerateOptions {
   symbolic?: boolean;
   onProgress?: SampleOptions['onProgress'];
   signal?: AbortSignal;
+  /** Partial-results file: samples are appended as they arrive and a re-run resumes from it (lib/generate/resumable.ts). */
+  partial?: string;
+  /** Request identity beside the options, for the partial file (e.g. the adapter's hash). */
+  identity?: Record<string, unknown>;
 }
 
 /**
  * Answers every problem with `n` samples of `prompts[i]`; returns, per problem, its samples as result
  * records whose `prompt` is `recordPrompts[i]` (the zero-shot prompt, also for few-shot generations, as the
- * training sets use it).
+ * training sets use it). `source` is a local model (with `lora`, `parallel`, `threads`) or any Generator
+ * (e.g. a RemoteGenerator; those three options are then the generator's business).
  */
-export async function generate(model: Model, problems: readonly Problem[], prompts: readonly string[], recordPrompts: readonly string[],
+export async function generate(source: Model | Generator, problems: readonly Problem[], prompts: readonly string[], recordPrompts: readonly string[],
   o: GenerateOptions): Promise<ResultRecord[][]> {
   const n = o.n ?? 1;
-  const samples = await model.sample(prompts, {
+  const gen: Generator = 'description' in source && typeof (source as Generator).sample === 'function' && !('tokenize' in source)
+    ? source as Generator
+    : new LocalGenerator(source as Model, { parallel: o.parallel, threads: o.threads, lora: o.lora });
+  const options = {
     n, temperature: o.temperature ?? 0, topP: o.topP ?? 1, seed: o.seed ?? 0, maxTokens: o.maxTokens ?? 1024,
-    stop: o.stop ?? ['Question', 'Answer'], parallel: o.parallel, threads: o.threads, lora: o.lora,
-    onProgress: o.onProgress, signal: o.signal,
-  });
+    stop: o.stop ?? ['Question', 'Answer'], onProgress: o.onProgress, signal: o.signal,
+  };
+  let samples;
+  if (o.partial) {
+    const r = await sampleResumable(gen, prompts, { ...options, partial: o.partial, identity: o.identity });
+    samples = r.samples;
+    // The caller's step folder holds the records once it completes; the step's scratch (and this file) goes then.
+  } else {
+    samples = await gen.sample(prompts, options);
+  }
   const out: ResultRecord[][] = problems.map(() => []);
   for (const s of samples) {
     const p = problems[s.promptIndex]!;

@@ -22,11 +22,46 @@ const train = z.strictObject({
 });
 const trainDefaults = train.parse({});
 
+/**
+ * Generation on an OpenAI-compatible server (docs/remote.md); training stays local on `model`. The API key
+ * is read from the environment variable `apiKeyEnv` at run time and never stored.
+ */
+const endpoint = z.strictObject({
+  url: z.url({ protocol: /^https?$/ }),
+  /** The served model's name. */
+  model: z.string().min(1),
+  apiKeyEnv: z.string().min(1).default('W2S_API_KEY'),
+  concurrency: z.int().min(1).default(8),
+  /** Seconds per request before it is retried. */
+  timeout: z.number().positive().default(600),
+  retries: z.int().min(0).default(6),
+  /** Fields added to every request body (engine extensions). */
+  extra: z.record(z.string(), z.unknown()).optional(),
+  /**
+   * Steps that generate with a trained adapter: `local` generates them here (the model file is local for
+   * training anyway); `{ hook }` runs a shell command that puts the adapter on the server first.
+   */
+  adapters: z.union([
+    z.literal('local'),
+    z.strictObject({
+      /** Shell command run (cwd: the config's folder) before each remote step whose adapter differs from the last one. */
+      hook: z.string().min(1),
+      /** Model name to request while an adapter is loaded; `{name}` stands for the adapter's name. Defaults to `model`. */
+      model: z.string().min(1).optional(),
+      /** Also export the adapter as PEFT (adapter_model.safetensors + adapter_config.json) for the hook. */
+      peft: z.boolean().default(false),
+    }),
+  ]).default('local'),
+});
+export type EndpointConfig = z.output<typeof endpoint>;
+
+const modelRef = z.strictObject({ model: z.string().min(1), endpoint: endpoint.optional() });
+
 export const configSchema = z.strictObject({
   /** Run folder (relative paths are relative to the config file). */
   out: z.string().min(1),
-  weak: z.strictObject({ model: z.string().min(1) }),
-  strong: z.strictObject({ model: z.string().min(1) }),
+  weak: modelRef,
+  strong: modelRef,
   data: z.strictObject({
     format: z.enum(['gsm8k', 'math', 'jsonl']).default('gsm8k'),
     train1: z.string().min(1),
@@ -92,7 +127,7 @@ export const configSchema = z.strictObject({
   }).prefault({}),
 });
 
-export type RunConfig = z.output<typeof configSchema> & { key: string };
+export type RunConfig = z.output<typeof configSchema> & { key: string; /** Folder of the config file (cwd of adapter hooks). */ base?: string };
 export type TrainConfig = typeof trainDefaults;
 
 function editDistance(a: string, b: string): number {
@@ -151,10 +186,11 @@ export function parseConfig(text: string, file: string): RunConfig {
   return {
     ...c,
     out: abs(c.out),
-    weak: { model: abs(c.weak.model) },
-    strong: { model: abs(c.strong.model) },
+    weak: { ...c.weak, model: abs(c.weak.model) },
+    strong: { ...c.strong, model: abs(c.strong.model) },
     data: { ...c.data, train1: abs(c.data.train1), train2: abs(c.data.train2), test: abs(c.data.test) },
     key: c.key ?? (c.data.format === 'math' ? 'The answer is:' : '####'),
+    ...(c.weak.endpoint || c.strong.endpoint ? { base } : {}),
   };
 }
 

@@ -1,18 +1,22 @@
 // The weak-to-strong method (method.md §4–§7) as steps of a run folder: pure orchestration over the
 // sampler, the trainers and the data layer. Every step's artifacts land in <out>/<step>/ with a manifest.
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { buildFewShotPrompt, formatPrompt, loadProblems, selectDemos, type Problem } from '../../data/datasets.js';
 import { serializeRecords, type ResultRecord, type SftRecord } from '../../data/formats.js';
-import { W2sError } from '../../errors.js';
+import { AbortError, AdapterError, W2sError } from '../../errors.js';
+import type { Generator } from '../../generate/generator.js';
+import { exportPeft } from '../../lora/peft.js';
 import { loadModel, type Model } from '../../model.js';
+import { RemoteGenerator } from '../../remote/openai.js';
 import { trainSft } from '../../train/sft.js';
 import { trainDpo, trainOrpo } from '../../train/preference.js';
 import { generate } from '../generate.js';
 import { greedyAccuracy, majAtK, passAtK, pgr } from '../metrics.js';
 import { buildPairs } from '../pairs.js';
 import { selectConsistent, type Generation } from '../select.js';
-import type { RunConfig, TrainConfig } from './config.js';
+import type { EndpointConfig, RunConfig, TrainConfig } from './config.js';
 import { fileIdentity, RunFolder, type StepContext, type StepEvents, type StepOutcome } from './steps.js';
 
 export interface RunResult {
@@ -32,6 +36,23 @@ async function withModel<T>(file: string, adapter: string | undefined, fn: (m: M
   } finally {
     m.dispose();
   }
+}
+
+/** Runs an adapter hook (docs/remote.md) through the shell; its output goes to stderr, stdout stays the CLI's. */
+function runHook(command: string, cwd: string, env: Record<string, string>, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(new AbortError());
+    const child = spawn(command, { shell: true, cwd, env: { ...process.env, ...env }, stdio: ['ignore', 2, 2] });
+    const onAbort = () => child.kill('SIGTERM');
+    signal?.addEventListener('abort', onAbort, { once: true });
+    child.on('error', (err) => reject(new AdapterError(`adapter hook ${JSON.stringify(command)} could not start: ${err.message}`, { cause: err })));
+    child.on('close', (code, sig) => {
+      signal?.removeEventListener('abort', onAbort);
+      if (signal?.aborted) reject(new AbortError());
+      else if (code === 0) resolve();
+      else reject(new AdapterError(`adapter hook ${JSON.stringify(command)} failed (${sig ? `signal ${sig}` : `exit code ${code}`}) for ${env.W2S_ADAPTER_NAME || 'the base model'}`));
+    });
+  });
 }
 
 export async function runMethod(cfg: RunConfig, events: StepEvents, signal?: AbortSignal): Promise<RunResult> {
@@ -69,16 +90,60 @@ export async function runMethod(cfg: RunConfig, events: StepEvents, signal?: Abo
 
   /** Greedy zero-shot answers of train_2 by a model (+ adapter): results.jsonl. */
   const answerStep = (name: string, model: 'weak' | 'strong', adapter: StepOutcome | undefined, problems: Problem[], split: 'train2' | 'test') => run.run({
-    name, inputs: { model: ids[model], adapter: adapter?.hash('adapter.gguf'), data: ids[split], n: problems.length, gen },
+    name, inputs: { model: ids[model], adapter: adapter?.hash('adapter.gguf'), data: ids[split], n: problems.length, gen, ...remoteInput(model, adapter) },
     async run(ctx) {
       const prompts = problems.map(zeroShot);
-      const res = await withModel(cfg[model].model, adapter?.file('adapter.gguf'), (m, lora) => generate(m, problems, prompts, prompts, { ...genOptions(ctx), lora }));
+      const res = await withSource(ctx, model, adapter, (m, lora, partial) => generate(m, problems, prompts, prompts, { ...genOptions(ctx), lora, partial: partial('results.partial') }));
       const rows = res.map((r) => r[0]!);
       writeJsonl(path.join(ctx.dir, 'results.jsonl'), rows);
       return { questions: rows.length, accuracy: greedyAccuracy(rows.map((r) => r.result)), emptyAnswers: rows.filter((r) => r.pred === '').length };
     },
   });
   const results = (s: StepOutcome) => readJsonl<ResultRecord>(s.file('results.jsonl'));
+
+  // ---- where generation runs: locally, or on the model's endpoint (training is always local) ------------
+  /** The endpoint a generation with `model` (+ adapter) uses, or undefined for local generation. */
+  const remoteFor = (model: 'weak' | 'strong', adapter: StepOutcome | undefined): EndpointConfig | undefined => {
+    const ep = cfg[model].endpoint;
+    return ep && !(adapter && ep.adapters === 'local') ? ep : undefined;
+  };
+  /** Step-input entry for remote generation: absent for local steps, so configs without endpoints keep their hashes. */
+  const remoteInput = (model: 'weak' | 'strong', adapter: StepOutcome | undefined) => {
+    const ep = remoteFor(model, adapter);
+    return ep ? { remote: { model: ep.model, adapters: typeof ep.adapters === 'object' ? { model: ep.adapters.model ?? null } : ep.adapters, extra: ep.extra ?? null } } : {};
+  };
+  const adapterName = (a: StepOutcome) => `w2s-${a.manifest.step}-${a.hash('adapter.gguf').slice(0, 8)}`;
+  /** The adapter each endpoint holds now (hash; null = the base model), as far as this run's hooks set it. */
+  const onServer: Record<'weak' | 'strong', string | null | undefined> = { weak: undefined, strong: undefined };
+  /**
+   * Runs `fn` with the source to generate from: the local model (+ adapter), or a RemoteGenerator once the
+   * hook has put the adapter (or the base model) on the server. `partial` names files in the step's scratch
+   * for remote steps (resumable), undefined locally.
+   */
+  const withSource = async <T>(ctx: StepContext, model: 'weak' | 'strong', adapter: StepOutcome | undefined,
+    fn: (source: Model | Generator, lora: Awaited<ReturnType<Model['loadLora']>> | undefined, partial: (name: string) => string | undefined) => Promise<T>): Promise<T> => {
+    const ep = remoteFor(model, adapter);
+    if (!ep) return withModel(cfg[model].model, adapter?.file('adapter.gguf'), (m, lora) => fn(m, lora, () => undefined));
+    let served = ep.model;
+    if (typeof ep.adapters === 'object') {
+      const want = adapter ? adapter.hash('adapter.gguf') : null;
+      if (adapter && ep.adapters.model) served = ep.adapters.model.replaceAll('{name}', adapterName(adapter));
+      if (onServer[model] !== want) {
+        let peft = '';
+        if (adapter && ep.adapters.peft) {
+          peft = path.join(cfg.out, '.adapters', adapterName(adapter));
+          if (!fs.existsSync(path.join(peft, 'adapter_config.json'))) await exportPeft(adapter.file('adapter.gguf'), cfg[model].model, peft);
+        }
+        await runHook(ep.adapters.hook, cfg.base ?? process.cwd(), {
+          W2S_ROLE: model, W2S_STEP: path.basename(ctx.dir).replace(/^\.tmp-/, '').replace(/-\d+$/, ''), W2S_ENDPOINT: ep.url, W2S_MODEL_NAME: ep.model, W2S_BASE_MODEL: cfg[model].model,
+          W2S_ADAPTER_NAME: adapter ? adapterName(adapter) : '', W2S_ADAPTER_GGUF: adapter ? adapter.file('adapter.gguf') : '', W2S_ADAPTER_PEFT: peft,
+        }, ctx.signal);
+        onServer[model] = want;
+      }
+    }
+    const gen = new RemoteGenerator({ endpoint: ep.url, model: served, apiKeyEnv: ep.apiKeyEnv, concurrency: ep.concurrency, timeout: ep.timeout, retries: ep.retries, extraBody: ep.extra });
+    return fn(gen, undefined, (name) => path.join(ctx.scratch(), name));
+  };
   const asGeneration = (r: ResultRecord): Generation => ({ id: r.id, prompt: r.prompt, response: r.response, pred: r.pred, result: r.result, gold: r.gold });
 
   // ---- Stage I (§4) --------------------------------------------------------------------------------
@@ -87,7 +152,7 @@ export async function runMethod(cfg: RunConfig, events: StepEvents, signal?: Abo
   const dWeak = await answerStep('02-d-weak', 'weak', weakSft, train2, 'train2');
 
   const icl = await run.run({
-    name: '03-weak-icl', inputs: { strong: ids.strong, dWeak: dWeak.hash('results.jsonl'), shots: cfg.prompt.shots, demos: cfg.prompt.demos, gen },
+    name: '03-weak-icl', inputs: { strong: ids.strong, dWeak: dWeak.hash('results.jsonl'), shots: cfg.prompt.shots, demos: cfg.prompt.demos, gen, ...remoteInput('strong', undefined) },
     async run(ctx) {
       const weak = results(dWeak);
       const pool = weak.map((r, i) => ({ id: r.id, question: train2[i]!.question, answer: r.response }));
@@ -95,7 +160,7 @@ export async function runMethod(cfg: RunConfig, events: StepEvents, signal?: Abo
         ? selectDemos(pool, { strategy: 'ids', ids: cfg.prompt.demos.ids })
         : selectDemos(pool, { strategy: 'random', k: Math.min(cfg.prompt.shots, pool.length), seed: cfg.prompt.demos.seed });
       const prompts = train2.map((p) => buildFewShotPrompt(p.question, demos, cfg.prompt.template));
-      const res = await withModel(cfg.strong.model, undefined, (m) => generate(m, train2, prompts, train2.map(zeroShot), genOptions(ctx)));
+      const res = await withSource(ctx, 'strong', undefined, (m, _lora, partial) => generate(m, train2, prompts, train2.map(zeroShot), { ...genOptions(ctx), partial: partial('results.partial') }));
       const rows = res.map((r) => r[0]!);
       writeJsonl(path.join(ctx.dir, 'results.jsonl'), rows);
       fs.writeFileSync(path.join(ctx.dir, 'demos.json'), JSON.stringify(demos, null, 2));
@@ -148,11 +213,11 @@ export async function runMethod(cfg: RunConfig, events: StepEvents, signal?: Abo
   if (cfg.stage2.enabled) {
     const s2 = cfg.stage2;
     const sampled = await run.run({
-      name: '20-stage2-sample', inputs: { strong: ids.strong, mPlus: mPlus.hash('adapter.gguf'), data: ids.train2, n: train2.length, s2: [s2.samples, s2.temperature, s2.topP, s2.seed], gen },
+      name: '20-stage2-sample', inputs: { strong: ids.strong, mPlus: mPlus.hash('adapter.gguf'), data: ids.train2, n: train2.length, s2: [s2.samples, s2.temperature, s2.topP, s2.seed], gen, ...remoteInput('strong', mPlus) },
       async run(ctx) {
         const prompts = train2.map(zeroShot);
-        const res = await withModel(cfg.strong.model, mPlus.file('adapter.gguf'), (m, lora) =>
-          generate(m, train2, prompts, prompts, { ...genOptions(ctx), lora, n: s2.samples, temperature: s2.temperature, topP: s2.topP, seed: s2.seed }));
+        const res = await withSource(ctx, 'strong', mPlus, (m, lora, partial) =>
+          generate(m, train2, prompts, prompts, { ...genOptions(ctx), lora, n: s2.samples, temperature: s2.temperature, topP: s2.topP, seed: s2.seed, partial: partial('samples.partial') }));
         writeJsonl(path.join(ctx.dir, 'samples.jsonl'), res.flat());
         return { questions: res.length, samples: res.length * s2.samples, passAtK: passAtK(res.map((r) => r.map((x) => x.result)), s2.samples), majAtK: majAtK(res, s2.samples) };
       },
@@ -193,15 +258,15 @@ export async function runMethod(cfg: RunConfig, events: StepEvents, signal?: Abo
   // ---- evaluation (§7) ---------------------------------------------------------------------------------------
   const evalStep = async (label: string, model: 'weak' | 'strong', adapter: StepOutcome | undefined) => {
     const s = await run.run({
-      name: `30-eval-${label}`, inputs: { model: ids[model], adapter: adapter?.hash('adapter.gguf'), data: ids.test, n: test.length, gen, k: cfg.eval.k },
+      name: `30-eval-${label}`, inputs: { model: ids[model], adapter: adapter?.hash('adapter.gguf'), data: ids.test, n: test.length, gen, k: cfg.eval.k, ...remoteInput(model, adapter) },
       async run(ctx) {
         const prompts = test.map(zeroShot);
-        return withModel(cfg[model].model, adapter?.file('adapter.gguf'), async (m, lora) => {
-          const greedy = (await generate(m, test, prompts, prompts, { ...genOptions(ctx), lora })).map((r) => r[0]!);
+        return withSource(ctx, model, adapter, async (m, lora, partial) => {
+          const greedy = (await generate(m, test, prompts, prompts, { ...genOptions(ctx), lora, partial: partial('greedy.partial') })).map((r) => r[0]!);
           writeJsonl(path.join(ctx.dir, 'results.jsonl'), greedy);
           const stats: Record<string, unknown> = { questions: test.length, accuracy: greedyAccuracy(greedy.map((r) => r.result)) };
           if (cfg.eval.k > 0) {
-            const sampled = await generate(m, test, prompts, prompts, { ...genOptions(ctx), lora, n: cfg.eval.k, temperature: 1, seed: cfg.stage2.seed });
+            const sampled = await generate(m, test, prompts, prompts, { ...genOptions(ctx), lora, n: cfg.eval.k, temperature: 1, seed: cfg.stage2.seed, partial: partial('sampled.partial') });
             stats[`pass@${cfg.eval.k}`] = passAtK(sampled.map((r) => r.map((x) => x.result)), cfg.eval.k);
             stats[`maj@${cfg.eval.k}`] = majAtK(sampled, cfg.eval.k);
           }

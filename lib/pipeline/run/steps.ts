@@ -22,6 +22,11 @@ export interface StepContext {
   dir: string;
   progress(done: number, total: number, extra?: string): void;
   signal?: AbortSignal;
+  /**
+   * A folder that survives a failed or interrupted attempt of this step (same inputs), for partial results
+   * a re-run resumes from (remote generation); created on first use, removed when the step completes.
+   */
+  scratch(): string;
 }
 
 export interface StepDef {
@@ -129,8 +134,20 @@ export class RunFolder {
     fs.rmSync(tmp, { recursive: true, force: true });
     fs.mkdirSync(tmp, { recursive: true });
     const began = performance.now();
+    // Scratch of an attempt with other inputs can never be resumed: drop it.
+    const partialRoot = path.join(this.root, '.partial');
+    const scratch = path.join(partialRoot, `${def.name}-${inputsHash.slice(0, 16)}`);
+    if (fs.existsSync(partialRoot)) {
+      for (const e of fs.readdirSync(partialRoot)) if (e.startsWith(`${def.name}-`) && path.join(partialRoot, e) !== scratch) fs.rmSync(path.join(partialRoot, e), { recursive: true, force: true });
+    }
     try {
-      const stats = await def.run({ dir: tmp, signal: this.signal, progress: (d, t, x) => this.events.progress(def.name, d, t, x) });
+      const stats = await def.run({
+        dir: tmp, signal: this.signal, progress: (d, t, x) => this.events.progress(def.name, d, t, x),
+        scratch: () => {
+          fs.mkdirSync(scratch, { recursive: true });
+          return scratch;
+        },
+      });
       const files: Record<string, string> = {};
       for (const f of listFiles(tmp)) files[f] = sha256(fs.readFileSync(path.join(tmp, f)));
       const manifest: StepManifest = {
@@ -141,6 +158,7 @@ export class RunFolder {
       fs.writeFileSync(path.join(tmp, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
       fs.rmSync(dir, { recursive: true, force: true });
       fs.renameSync(tmp, dir);
+      fs.rmSync(scratch, { recursive: true, force: true });
       this.events.end(def.name, manifest, false);
       const o = this.outcome(dir, manifest, false);
       this.steps.push(o);

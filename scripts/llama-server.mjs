@@ -1,0 +1,169 @@
+#!/usr/bin/env node
+// Builds llama.cpp's `llama-server` (CPU) from the llama.cpp source we link (deps/llama.cpp, or a clone of
+// node-llama-cpp's bundle) and caches it OUTSIDE the clone, keyed by the llama.cpp commit, so the test suite,
+// CI and later runs reuse one build. Used by the remote-generation tests and `w2s bench remote`.
+//
+//   node scripts/llama-server.mjs            build when missing, print the binary's path
+//   node scripts/llama-server.mjs --path     print the path only if cached (exit 1 otherwise)
+//
+// Environment: W2S_LLAMA_SERVER=/path/to/llama-server uses that binary and never builds;
+// W2S_CACHE_DIR moves the cache (default ~/.cache/weak2strong); W2S_BUILD_JOBS (default 2).
+import { execFileSync, spawn } from "node:child_process";
+import crypto from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { findSourceBundle } from "./llama-paths.mjs";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+// scripts/ in a clone; dist/scripts/ when compiled copies exist: the package root is the first folder up with package.json.
+function packageRoot() {
+  let dir = here;
+  while (!fs.existsSync(path.join(dir, "package.json"))) {
+    const up = path.dirname(dir);
+    if (up === dir) return path.resolve(here, "..");
+    dir = up;
+  }
+  return dir;
+}
+
+export function cacheRoot() {
+  return process.env.W2S_CACHE_DIR || path.join(os.homedir(), ".cache", "weak2strong");
+}
+
+/** The llama.cpp source folder and its commit: deps/llama.cpp when present, else the bundle's head. */
+export function llamaSource(root = packageRoot()) {
+  const deps = path.join(root, "deps", "llama.cpp");
+  if (fs.existsSync(path.join(deps, "CMakeLists.txt"))) {
+    const commit = execFileSync("git", ["-C", deps, "rev-parse", "HEAD"], { encoding: "utf8" }).trim();
+    return { dir: deps, commit, clone: undefined };
+  }
+  const tried = [];
+  const bundle = findSourceBundle(root, tried);
+  if (!bundle) throw new Error(`no llama.cpp source: neither ${deps} nor node-llama-cpp's bundle (looked at ${tried.join(", ")}); run npm install`);
+  const head = execFileSync("git", ["bundle", "list-heads", bundle], { encoding: "utf8" }).trim().split("\n")[0].split(" ")[0];
+  return { dir: undefined, commit: head, clone: bundle };
+}
+
+/** CPU features the build was tuned for (GGML_NATIVE): a cache built on another CPU could crash here. */
+function cpuKey() {
+  try {
+    const flags = fs.readFileSync("/proc/cpuinfo", "utf8").match(/^flags\s*:(.*)$/m)?.[1] ?? "";
+    return crypto.createHash("sha256").update(flags.trim().split(/\s+/).sort().join(" ")).digest("hex").slice(0, 12);
+  } catch {
+    return "unknown";
+  }
+}
+
+export function serverPaths(root = packageRoot()) {
+  const src = llamaSource(root);
+  const dir = path.join(cacheRoot(), `llama-server-${src.commit.slice(0, 12)}-${cpuKey()}`);
+  return { src, dir, binary: path.join(dir, "bin", "llama-server"), stamp: path.join(dir, "build.json") };
+}
+
+/** The cached binary if complete (the stamp is written last), else undefined. */
+export function cachedServer(root = packageRoot()) {
+  if (process.env.W2S_LLAMA_SERVER) return process.env.W2S_LLAMA_SERVER;
+  const p = serverPaths(root);
+  return fs.existsSync(p.stamp) && fs.existsSync(p.binary) ? p.binary : undefined;
+}
+
+function run(cmd, args, log) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
+    let tail = "";
+    const keep = (d) => {
+      tail = (tail + d.toString()).slice(-8000);
+    };
+    child.stdout.on("data", keep);
+    child.stderr.on("data", keep);
+    child.on("error", reject);
+    child.on("close", (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(" ")} exited with ${code}:\n${tail}`))));
+    log?.(`  $ ${cmd} ${args.join(" ")}`);
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function pidAlive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return err.code === "EPERM";
+  }
+}
+
+/**
+ * Returns the path of a llama-server binary, building it when the cache has none (a few minutes on 2 cores).
+ * Concurrent callers (test processes) wait on one build through a lock folder holding the builder's pid.
+ */
+export async function ensureLlamaServer({ log = (l) => process.stderr.write(`${l}\n`), jobs = Number(process.env.W2S_BUILD_JOBS || 2) } = {}) {
+  const ready = cachedServer();
+  if (ready) return ready;
+  const p = serverPaths();
+  fs.mkdirSync(p.dir, { recursive: true });
+  const lock = path.join(p.dir, "lock");
+  for (;;) {
+    try {
+      fs.mkdirSync(lock);
+      fs.writeFileSync(path.join(lock, "pid"), String(process.pid));
+      break;
+    } catch (err) {
+      if (err.code !== "EEXIST") throw err;
+      const pid = Number(fs.readFileSync(path.join(lock, "pid"), "utf8").trim() || 0);
+      if (pid && !pidAlive(pid)) {
+        fs.rmSync(lock, { recursive: true, force: true });
+        continue;
+      }
+      if (cachedServer()) return cachedServer();
+      await sleep(2000);
+    }
+  }
+  try {
+    if (cachedServer()) return cachedServer();
+    const started = Date.now();
+    log(`llama-server: not cached; building it from llama.cpp ${p.src.commit.slice(0, 12)} into ${p.dir} (CPU, -j${jobs}; a few minutes on 2 cores, once per commit)`);
+    let srcDir = p.src.dir;
+    if (!srcDir) {
+      srcDir = path.join(p.dir, "src");
+      if (!fs.existsSync(path.join(srcDir, "CMakeLists.txt"))) {
+        fs.rmSync(srcDir, { recursive: true, force: true });
+        await run("git", ["-c", "advice.detachedHead=false", "clone", "--quiet", p.src.clone, srcDir], log);
+      }
+    }
+    const build = path.join(p.dir, "build");
+    // The web UI needs npm or a download: off (the API is all we use). OpenSSL off: loopback HTTP only.
+    await run("nice", ["-n", "10", "cmake", "-S", srcDir, "-B", build, "-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=ON", "-DBUILD_SHARED_LIBS=OFF",
+      "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_TOOLS=ON", "-DLLAMA_BUILD_SERVER=ON", "-DLLAMA_BUILD_APP=OFF",
+      "-DLLAMA_BUILD_UI=OFF", "-DLLAMA_USE_PREBUILT_UI=OFF", "-DLLAMA_OPENSSL=OFF", "-DGGML_CCACHE=OFF"], log);
+    await run("nice", ["-n", "10", "cmake", "--build", build, "--target", "llama-server", "-j", String(jobs)], log);
+    const built = path.join(build, "bin", "llama-server");
+    fs.mkdirSync(path.dirname(p.binary), { recursive: true });
+    fs.copyFileSync(built, `${p.binary}.tmp`);
+    fs.chmodSync(`${p.binary}.tmp`, 0o755);
+    fs.renameSync(`${p.binary}.tmp`, p.binary);
+    const seconds = (Date.now() - started) / 1000;
+    fs.writeFileSync(p.stamp, JSON.stringify({ commit: p.src.commit, cpu: cpuKey(), seconds, builtAt: new Date().toISOString() }, null, 2) + "\n");
+    // The objects are not needed any more (hundreds of MB); a rebuild for a new commit starts fresh anyway.
+    fs.rmSync(build, { recursive: true, force: true });
+    log(`llama-server: built in ${seconds.toFixed(0)} s -> ${p.binary}`);
+    return p.binary;
+  } finally {
+    fs.rmSync(lock, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  if (process.argv.includes("--path")) {
+    const bin = cachedServer();
+    if (!bin) process.exit(1);
+    process.stdout.write(`${bin}\n`);
+  } else {
+    ensureLlamaServer().then((bin) => process.stdout.write(`${bin}\n`), (err) => {
+      process.stderr.write(`llama-server build failed: ${err.message}\n`);
+      process.exit(1);
+    });
+  }
+}
