@@ -93,7 +93,7 @@ test('progress reports tokens and finished samples', async (t) => {
 });
 
 test('bad options are InvalidArgumentErrors with the shared message shape', (t) => {
-  t.throws(() => model.sample(PROMPTS, { n: 0 }), { code: 'ERR_W2S_INVALID_ARGUMENT', message: 'Expected positive integer for n but received 0 of type number' });
+  t.throws(() => model.sample(PROMPTS, { n: 0 }), { code: 'ERR_W2S_INVALID_ARGUMENT', message: 'Expected integer in [1, 65536] for n but received 0 of type number' });
   t.throws(() => model.sample(PROMPTS, { maxTokens: -1 }), { message: 'Expected positive integer for maxTokens but received -1 of type number' });
   t.throws(() => model.sample(PROMPTS, { temperature: -0.5 }), { message: /Expected number in \[0, 100\] for temperature but received -0.5/ });
   t.throws(() => model.sample(PROMPTS, { topP: 0 }), { message: /for topP but received 0/ });
