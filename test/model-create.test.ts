@@ -261,7 +261,7 @@ const INVALID: [string, Record<string, unknown>, string][] = [
   ['empty out', { out: '' }, 'Expected non-empty path string for out but received "" of type string'],
   ['zero ropeTheta', { ropeTheta: 0 }, 'Expected positive finite number for ropeTheta but received 0 of type number'],
   ['NaN rmsEps', { rmsEps: NaN }, 'Expected positive finite number for rmsEps but received NaN of type number'],
-  ['misspelt option', { layer: 2 }, 'Expected one of arch, layers, embd, heads, kvHeads, ff, ctx, vocab, type, seed, out, ropeTheta, rmsEps, name for option name but received "layer" of type string'],
+  ['misspelt option', { layer: 2 }, 'Expected one of arch, layers, embd, heads, kvHeads, ff, ctx, vocab, vocabFrom, ropeFreqs, type, seed, out, ropeTheta, rmsEps, name for option name but received "layer" of type string'],
 ];
 
 test('invalid options throw InvalidArgumentError with the exact message and write nothing', async (t) => {
@@ -277,8 +277,8 @@ test('invalid options throw InvalidArgumentError with the exact message and writ
   t.false((await readdir(dir)).some((f) => f.startsWith('invalid.gguf')));
 });
 
-test('a failed write leaves neither the output nor a temp file', async (t) => {
+test('an unwritable output fails before writing and leaves neither the output nor a temp file', async (t) => {
   const out = join(dir, 'missing-subdir', 'model.gguf');
-  await t.throwsAsync(createModel(tinyOptions('llama', 'f16', { out })), { code: 'ENOENT' });
+  await t.throwsAsync(createModel(tinyOptions('llama', 'f16', { out })), { code: 'ERR_W2S_OUTPUT', message: /folder of out .* does not exist/ });
   t.false((await readdir(dir)).some((f) => f.includes('.tmp-')));
 });
