@@ -2,7 +2,7 @@
 // Memory soak: N cycles of load → sample → score → dispose on a tiny created model, printing the process RSS
 // as it goes. A leak shows as RSS that keeps growing after warm-up; warm-up (allocator pools, ggml's CPU
 // plugin state, V8 code) shows as growth in the first cycles and a flat line after.
-// Usage: npm run soak -- [--cycles 1000] [--threads 1]   (needs `npm run build:ts`)
+// Usage: npm run soak -- [--cycles 1000] [--threads 1]   (needs `npm run build:ts`; the npm script passes --expose-gc)
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -30,8 +30,12 @@ for (let i = 1; i <= cycles; i++) {
   } finally {
     model.dispose();
   }
+  // With --expose-gc, collect first: then growth is native memory (or live JS objects), not garbage.
+  if (i % 50 === 0) globalThis.gc?.();
   rss[i] = mib();
-  if (i === 1 || i % 50 === 0) console.log(`cycle ${String(i).padStart(5)}: RSS ${rss[i].toFixed(1)} MiB`);
+  if (i === 1 || i % 50 === 0) {
+    console.log(`cycle ${String(i).padStart(5)}: RSS ${rss[i].toFixed(1)} MiB, JS heap ${(process.memoryUsage().heapUsed / 2 ** 20).toFixed(1)} of ${(process.memoryUsage().heapTotal / 2 ** 20).toFixed(1)} MiB, external ${(process.memoryUsage().external / 2 ** 20).toFixed(1)} MiB`);
+  }
 }
 const at = (i) => rss[Math.min(i, cycles)];
 const warm = Math.min(250, Math.floor(cycles / 4)) || 1;
