@@ -9,6 +9,7 @@ export * from './errors.js';
 
 export { createModel, type CreateModelOptions, type ModelArch, type ModelTensorType, type ModelInfo as CreatedModelInfo } from './model/create.js';
 export { readGgufMetadata, GgufFormatError, type GgufMetadata } from './gguf/reader.js';
+export { checkGgufMetadata, type GgufPurpose } from './model/check.js';
 export { writeGguf } from './gguf/writer.js';
 export { trainSft, type SftOptions } from './train/sft.js';
 export { trainDpo, trainOrpo, type DpoOptions, type OrpoOptions } from './train/preference.js';
