@@ -18,20 +18,8 @@ export interface GeneratedSample extends Sample {
   logprobs?: number[];
 }
 
-export interface GenerationOptions {
-  /** Samples per prompt. Defaults to 1. */
-  n?: number;
-  /** 0 = greedy. Defaults to 1. */
-  temperature?: number;
-  /** Nucleus mass in (0, 1]. Defaults to 1 (off). */
-  topP?: number;
-  /** 0 = off. Defaults to 0. */
-  topK?: number;
-  /** Seed; each sample's randomness is derived from (seed, promptIndex, sampleIndex). Defaults to 0. */
-  seed?: number;
-  /** Defaults to 256. */
-  maxTokens?: number;
-  stop?: readonly string[];
+/** The sampling options every generator takes, documented once on SampleOptions (same meanings and defaults). */
+export interface GenerationOptions extends Pick<SampleOptions, 'n' | 'temperature' | 'topP' | 'topK' | 'seed' | 'maxTokens' | 'stop'> {
   onProgress?: (p: GenerationProgress) => void;
   /**
    * Called once per sample as soon as it is final (remote: on each answer; local: when the native job
