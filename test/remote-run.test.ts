@@ -98,7 +98,9 @@ dataTest('w2s run: Stage I with the weak model on llama-server (adapter hook), e
   t.is(partials.length, 1);
   t.regex(partials[0]!, /^02-d-weak-/);
   const partialFile = path.join(partialDir, partials[0]!, 'results.partial');
-  const kept = fs.readFileSync(partialFile, 'utf8').trim().split('\n').length - 1;
+  // Complete lines only (after the header): a line torn by the abort is cut off on resume and asked again.
+  const lines = fs.readFileSync(partialFile, 'utf8').split('\n').slice(1, -1);
+  const kept = lines.filter((l) => { try { JSON.parse(l); return true; } catch { return false; } }).length;
   t.true(kept >= 10 && kept < 30, `${kept} kept`);
 
   // 2. The re-run resumes: 02-d-weak asks only for the missing answers; Stage I and the evaluations complete.
