@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { readConfig } from '../pipeline/run/config.js';
 import { collectReport, writeReport } from '../report/report.js';
 import { runMethod } from '../pipeline/run/method.js';
-import { interruptSignal } from './args.js';
+import { interruptSignal, intArg } from './args.js';
 import { printStepEvents } from './step-events.js';
 
 export function registerRunCommand(program: Command): void {
@@ -12,8 +12,9 @@ export function registerRunCommand(program: Command): void {
     .command('run')
     .description('run the weak-to-strong method end to end from a JSON or YAML config (see docs/run-config.md)')
     .argument('<config>', 'config file (.json, .yaml or .yml)')
-    .action(async (file: string) => {
-      const cfg = readConfig(file);
+    .option('--jobs <n>', 'steps that may run at once (overrides the config\'s `jobs`; each holds its own model in memory)', intArg('--jobs', 1))
+    .action(async (file: string, o: { jobs?: number }) => {
+      const cfg = { ...readConfig(file), ...(o.jobs !== undefined ? { jobs: o.jobs } : {}) };
       const signal = interruptSignal();
       const started = Date.now();
       const result = await runMethod(cfg, printStepEvents(), signal);

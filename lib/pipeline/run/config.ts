@@ -70,6 +70,12 @@ export const configSchema = z.strictObject({
     /** Use only the first N questions of each split (0 = all). */
     limit: z.strictObject({ train1: z.int().min(0).default(0), train2: z.int().min(0).default(0), test: z.int().min(0).default(0) }).prefault({}),
   }),
+  /**
+   * Steps that may run at once (default 1). Independent steps (the baselines, the evaluations) then overlap:
+   * on a CPU with spare cores set generation.threads so that jobs × threads fits them. Each running step
+   * holds its own copy of its model, so memory grows with jobs.
+   */
+  jobs: z.int().min(1).max(16).default(1),
   /** Answer key; defaults by format: '####' (gsm8k, jsonl) or 'The answer is:' (math). */
   key: z.string().min(1).optional(),
   prompt: z.strictObject({

@@ -56,7 +56,10 @@ function runHook(command: string, cwd: string, env: Record<string, string>, sign
 }
 
 export async function runMethod(cfg: RunConfig, events: StepEvents, signal?: AbortSignal): Promise<RunResult> {
-  const run = new RunFolder(cfg.out, events, signal);
+  // The run's own signal: the caller's, or the first failed step's (its siblings stop instead of running on).
+  const failed = new AbortController();
+  const runSignal = signal ? AbortSignal.any([signal, failed.signal]) : failed.signal;
+  const run = new RunFolder(cfg.out, events, runSignal, { jobs: cfg.jobs });
   const limit = (ps: Problem[], n: number) => (n > 0 ? ps.slice(0, n) : ps);
   const train1 = limit(await loadProblems(cfg.data.train1, cfg.data.format), cfg.data.limit.train1);
   const train2 = limit(await loadProblems(cfg.data.train2, cfg.data.format), cfg.data.limit.train2);
@@ -74,8 +77,8 @@ export async function runMethod(cfg: RunConfig, events: StepEvents, signal?: Abo
   });
 
   /** LoRA SFT of `model` on SFT records; the step's files: adapter.gguf (+ its log and checkpoint). */
-  const sftStep = (name: string, model: 'weak' | 'strong', tc: TrainConfig, records: () => SftRecord[], upstream: unknown) => run.run({
-    name, inputs: { model: ids[model], tc, upstream, template: cfg.prompt.template },
+  const sftStep = (priority: number, name: string, model: 'weak' | 'strong', tc: TrainConfig, records: () => SftRecord[], upstream: unknown) => run.run({
+    name, priority, inputs: { model: ids[model], tc, upstream, template: cfg.prompt.template },
     async run(ctx) {
       const rows = records();
       writeJson(path.join(ctx.dir, 'train.json'), rows);
@@ -89,8 +92,8 @@ export async function runMethod(cfg: RunConfig, events: StepEvents, signal?: Abo
   });
 
   /** Greedy zero-shot answers of train_2 by a model (+ adapter): results.jsonl. */
-  const answerStep = (name: string, model: 'weak' | 'strong', adapter: StepOutcome | undefined, problems: Problem[], split: 'train2' | 'test') => run.run({
-    name, inputs: { model: ids[model], adapter: adapter?.hash('adapter.gguf'), data: ids[split], n: problems.length, gen, ...remoteInput(model, adapter) },
+  const answerStep = (priority: number, name: string, model: 'weak' | 'strong', adapter: StepOutcome | undefined, problems: Problem[], split: 'train2' | 'test') => run.run({
+    name, priority, inputs: { model: ids[model], adapter: adapter?.hash('adapter.gguf'), data: ids[split], n: problems.length, gen, ...remoteInput(model, adapter) },
     async run(ctx) {
       const prompts = problems.map(zeroShot);
       const res = await withSource(ctx, model, adapter, (m, lora, partial) => generate(m, problems, prompts, prompts, { ...genOptions(ctx), lora, partial: partial('results.partial') }));
@@ -124,6 +127,15 @@ export async function runMethod(cfg: RunConfig, events: StepEvents, signal?: Abo
     fn: (source: Model | Generator, lora: Awaited<ReturnType<Model['loadLora']>> | undefined, partial: (name: string) => string | undefined) => Promise<T>): Promise<T> => {
     const ep = remoteFor(model, adapter);
     if (!ep) return withModel(cfg[model].model, adapter?.file('adapter.gguf'), (m, lora) => fn(m, lora, () => undefined));
+    // An endpoint whose adapter a hook sets serves one adapter at a time: its steps take turns (jobs > 1).
+    if (typeof ep.adapters !== 'object') return remoteGenerate(ctx, model, adapter, ep, fn);
+    const turn = endpointTurn[model].then(() => remoteGenerate(ctx, model, adapter, ep, fn));
+    endpointTurn[model] = turn.then(() => undefined, () => undefined);
+    return turn;
+  };
+  const endpointTurn: Record<'weak' | 'strong', Promise<void>> = { weak: Promise.resolve(), strong: Promise.resolve() };
+  const remoteGenerate = async <T>(ctx: StepContext, model: 'weak' | 'strong', adapter: StepOutcome | undefined, ep: EndpointConfig,
+    fn: (source: Model | Generator, lora: undefined, partial: (name: string) => string | undefined) => Promise<T>): Promise<T> => {
     let served = ep.model;
     if (typeof ep.adapters === 'object') {
       const want = adapter ? adapter.hash('adapter.gguf') : null;
@@ -146,15 +158,35 @@ export async function runMethod(cfg: RunConfig, events: StepEvents, signal?: Abo
   };
   const asGeneration = (r: ResultRecord): Generation => ({ id: r.id, prompt: r.prompt, response: r.response, pred: r.pred, result: r.result, gold: r.gold });
 
-  // ---- Stage I (§4) --------------------------------------------------------------------------------
-  const weakSft = await sftStep('01-weak-sft', 'weak', cfg.train.weak, () =>
-    train1.map((p) => ({ id: p.id, content: zeroShot(p), output: p.target ?? '' })).filter((r) => r.output !== ''), ids.train1);
-  const dWeak = await answerStep('02-d-weak', 'weak', weakSft, train2, 'train2');
+  // ---- the steps as a graph -----------------------------------------------------------------------------
+  // Each step starts when the steps it reads have finished; up to cfg.jobs run at once (RunFolder). Tasks
+  // are declared in the method's sequential order and take their priority from it, so jobs: 1 runs them
+  // in exactly that order, and more jobs only change when a step runs, never what it computes.
+  let declared = 0;
+  const tasks: Promise<unknown>[] = [];
+  let firstError: { err: unknown } | undefined;
+  const task = <D extends readonly unknown[], T>(deps: D, fn: (priority: number, ...v: { -readonly [K in keyof D]: Awaited<D[K]> }) => Promise<T>): Promise<T> => {
+    const priority = declared++;
+    const p = Promise.all(deps).then((v) => fn(priority, ...(v as { -readonly [K in keyof D]: Awaited<D[K]> })));
+    p.catch((err: unknown) => {
+      if (firstError) return;
+      firstError = { err };
+      failed.abort();
+    });
+    tasks.push(p);
+    return p;
+  };
+  const none = [] as const;
 
-  const icl = await run.run({
-    name: '03-weak-icl', inputs: { strong: ids.strong, dWeak: dWeak.hash('results.jsonl'), shots: cfg.prompt.shots, demos: cfg.prompt.demos, gen, ...remoteInput('strong', undefined) },
+  // ---- Stage I (§4) --------------------------------------------------------------------------------
+  const weakSft = task(none, (prio) => sftStep(prio, '01-weak-sft', 'weak', cfg.train.weak, () =>
+    train1.map((p) => ({ id: p.id, content: zeroShot(p), output: p.target ?? '' })).filter((r) => r.output !== ''), ids.train1));
+  const dWeak = task([weakSft], (prio, w) => answerStep(prio, '02-d-weak', 'weak', w, train2, 'train2'));
+
+  const icl = task([dWeak], (priority, dw) => run.run({
+    name: '03-weak-icl', priority, inputs: { strong: ids.strong, dWeak: dw.hash('results.jsonl'), shots: cfg.prompt.shots, demos: cfg.prompt.demos, gen, ...remoteInput('strong', undefined) },
     async run(ctx) {
-      const weak = results(dWeak);
+      const weak = results(dw);
       const pool = weak.map((r, i) => ({ id: r.id, question: train2[i]!.question, answer: r.response }));
       const demos = cfg.prompt.demos.strategy === 'ids'
         ? selectDemos(pool, { strategy: 'ids', ids: cfg.prompt.demos.ids })
@@ -166,10 +198,10 @@ export async function runMethod(cfg: RunConfig, events: StepEvents, signal?: Abo
       fs.writeFileSync(path.join(ctx.dir, 'demos.json'), JSON.stringify(demos, null, 2));
       return { questions: rows.length, accuracy: greedyAccuracy(rows.map((r) => r.result)), demoIds: demos.map((d) => d.id) };
     },
-  });
+  }));
 
-  const selectStep = (name: string, a: StepOutcome, b: StepOutcome) => run.run({
-    name, inputs: { a: a.hash('results.jsonl'), b: b.hash('results.jsonl'), keepEmpty: cfg.stage1.keepEmpty },
+  const selectStep = (priority: number, name: string, a: StepOutcome, b: StepOutcome) => run.run({
+    name, priority, inputs: { a: a.hash('results.jsonl'), b: b.hash('results.jsonl'), keepEmpty: cfg.stage1.keepEmpty },
     async run(ctx) {
       const sel = selectConsistent(results(a).map(asGeneration), results(b).map(asGeneration), { keepEmpty: cfg.stage1.keepEmpty });
       for (const set of ['weak', 'icl', 'hybrid'] as const) writeJson(path.join(ctx.dir, `${set}.json`), sel[set]);
@@ -186,65 +218,65 @@ export async function runMethod(cfg: RunConfig, events: StepEvents, signal?: Abo
     return rows;
   };
 
-  const select1 = await selectStep('04-select-1', dWeak, icl);
-  let mPlus: StepOutcome;
+  const select1 = task([dWeak, icl], (prio, dw, ic) => selectStep(prio, '04-select-1', dw, ic));
+  let mPlus: Promise<StepOutcome>;
   if (cfg.stage1.iterations === 1) {
-    mPlus = await sftStep('05-strong-sft-1', 'strong', cfg.train.strong, () => nonEmpty(select1, cfg.stage1.set), select1.hash(`${cfg.stage1.set}.json`));
+    mPlus = task([select1], (prio, s1) => sftStep(prio, '05-strong-sft-1', 'strong', cfg.train.strong, () => nonEmpty(s1, cfg.stage1.set), s1.hash(`${cfg.stage1.set}.json`)));
   } else {
-    const onWeak = await sftStep('05-strong-weak-1', 'strong', cfg.train.strong, () => nonEmpty(select1, 'weak'), select1.hash('weak.json'));
-    const onIcl = await sftStep('05-strong-icl-1', 'strong', cfg.train.strong, () => nonEmpty(select1, 'icl'), select1.hash('icl.json'));
-    const genWeak = await answerStep('06-gen-weak-1', 'strong', onWeak, train2, 'train2');
-    const genIcl = await answerStep('06-gen-icl-1', 'strong', onIcl, train2, 'train2');
-    const select2 = await selectStep('07-select-2', genWeak, genIcl);
-    mPlus = await sftStep('08-strong-sft-2', 'strong', cfg.train.strong, () => nonEmpty(select2, cfg.stage1.set), select2.hash(`${cfg.stage1.set}.json`));
+    const onWeak = task([select1], (prio, s1) => sftStep(prio, '05-strong-weak-1', 'strong', cfg.train.strong, () => nonEmpty(s1, 'weak'), s1.hash('weak.json')));
+    const onIcl = task([select1], (prio, s1) => sftStep(prio, '05-strong-icl-1', 'strong', cfg.train.strong, () => nonEmpty(s1, 'icl'), s1.hash('icl.json')));
+    const genWeak = task([onWeak], (prio, a) => answerStep(prio, '06-gen-weak-1', 'strong', a, train2, 'train2'));
+    const genIcl = task([onIcl], (prio, a) => answerStep(prio, '06-gen-icl-1', 'strong', a, train2, 'train2'));
+    const select2 = task([genWeak, genIcl], (prio, a, b) => selectStep(prio, '07-select-2', a, b));
+    mPlus = task([select2], (prio, s2) => sftStep(prio, '08-strong-sft-2', 'strong', cfg.train.strong, () => nonEmpty(s2, cfg.stage1.set), s2.hash(`${cfg.stage1.set}.json`)));
   }
 
   // ---- baselines --------------------------------------------------------------------------------------
   const fullWeak = cfg.baselines.fullWeakFt
-    ? await sftStep('10-full-weak-ft', 'strong', cfg.train.strong, () => results(dWeak).map((r) => ({ id: r.id, content: r.prompt, output: r.response })).filter((r) => r.output !== ''), dWeak.hash('results.jsonl'))
+    ? task([dWeak], (prio, dw) => sftStep(prio, '10-full-weak-ft', 'strong', cfg.train.strong, () => results(dw).map((r) => ({ id: r.id, content: r.prompt, output: r.response })).filter((r) => r.output !== ''), dw.hash('results.jsonl')))
     : undefined;
   const ceiling = cfg.baselines.ceiling
-    ? await sftStep('11-ceiling', 'strong', cfg.train.strong, () => train2.map((p) => ({ id: p.id, content: zeroShot(p), output: p.target ?? '' })).filter((r) => r.output !== ''), ids.train2)
+    ? task(none, (prio) => sftStep(prio, '11-ceiling', 'strong', cfg.train.strong, () => train2.map((p) => ({ id: p.id, content: zeroShot(p), output: p.target ?? '' })).filter((r) => r.output !== ''), ids.train2))
     : undefined;
 
   // ---- Stage II (§5) ------------------------------------------------------------------------------------
-  let mPro: StepOutcome | undefined;
-  let pairStats: Record<string, unknown> | undefined;
+  let mPro: Promise<StepOutcome | undefined> = Promise.resolve(undefined);
+  let pairs: Promise<StepOutcome> | undefined;
   if (cfg.stage2.enabled) {
     const s2 = cfg.stage2;
-    const sampled = await run.run({
-      name: '20-stage2-sample', inputs: { strong: ids.strong, mPlus: mPlus.hash('adapter.gguf'), data: ids.train2, n: train2.length, s2: [s2.samples, s2.temperature, s2.topP, s2.seed], gen, ...remoteInput('strong', mPlus) },
+    const sampled = task([mPlus], (priority, mp) => run.run({
+      name: '20-stage2-sample', priority, inputs: { strong: ids.strong, mPlus: mp.hash('adapter.gguf'), data: ids.train2, n: train2.length, s2: [s2.samples, s2.temperature, s2.topP, s2.seed], gen, ...remoteInput('strong', mp) },
       async run(ctx) {
         const prompts = train2.map(zeroShot);
-        const res = await withSource(ctx, 'strong', mPlus, (m, lora, partial) =>
+        const res = await withSource(ctx, 'strong', mp, (m, lora, partial) =>
           generate(m, train2, prompts, prompts, { ...genOptions(ctx), lora, n: s2.samples, temperature: s2.temperature, topP: s2.topP, seed: s2.seed, partial: partial('samples.partial') }));
         writeJsonl(path.join(ctx.dir, 'samples.jsonl'), res.flat());
         return { questions: res.length, samples: res.length * s2.samples, passAtK: passAtK(res.map((r) => r.map((x) => x.result)), s2.samples), majAtK: majAtK(res, s2.samples) };
       },
-    });
-    const pairs = await run.run({
-      name: '21-pairs', inputs: { dWeak: dWeak.hash('results.jsonl'), samples: sampled.hash('samples.jsonl'), rules: [s2.minConfidence, s2.rejectConfidence, s2.pairsPerQuestion, s2.pairSeed] },
+    }));
+    pairs = task([dWeak, sampled], (priority, dw, sm) => run.run({
+      name: '21-pairs', priority, inputs: { dWeak: dw.hash('results.jsonl'), samples: sm.hash('samples.jsonl'), rules: [s2.minConfidence, s2.rejectConfidence, s2.pairsPerQuestion, s2.pairSeed] },
       async run(ctx) {
-        const weak = results(dWeak);
+        const weak = results(dw);
         const byId = new Map<string, ResultRecord[]>();
-        for (const r of readJsonl<ResultRecord>(sampled.file('samples.jsonl'))) byId.set(String(r.id), [...(byId.get(String(r.id)) ?? []), r]);
+        for (const r of readJsonl<ResultRecord>(sm.file('samples.jsonl'))) byId.set(String(r.id), [...(byId.get(String(r.id)) ?? []), r]);
         const built = buildPairs(weak.map((w) => ({ id: w.id, prompt: w.prompt, weak: w, samples: byId.get(String(w.id)) ?? [] })), {
           minConfidence: s2.minConfidence, rejectConfidence: s2.rejectConfidence, pairsPerQuestion: s2.pairsPerQuestion, seed: s2.pairSeed,
         });
         writeJson(path.join(ctx.dir, 'pairs.json'), built.pairs);
         return { ...built.stats };
       },
-    });
-    pairStats = pairs.manifest.stats;
-    const pairRows = (JSON.parse(fs.readFileSync(pairs.file('pairs.json'), 'utf8')) as { instruction: string; input: string; output: [string, string] }[]);
-    if (pairRows.length > 0) {
+    }));
+    mPro = task([mPlus, pairs], async (priority, mp, pr) => {
+      const pairRows = (JSON.parse(fs.readFileSync(pr.file('pairs.json'), 'utf8')) as { instruction: string; input: string; output: [string, string] }[]);
+      if (pairRows.length === 0) return undefined;
       const tc = cfg.train.preference;
-      mPro = await run.run({
-        name: `22-stage2-${s2.algorithm}`, inputs: { strong: ids.strong, mPlus: mPlus.hash('adapter.gguf'), pairs: pairs.hash('pairs.json'), tc, beta: s2.beta, lambda: s2.lambda },
+      return run.run({
+        name: `22-stage2-${s2.algorithm}`, priority, inputs: { strong: ids.strong, mPlus: mp.hash('adapter.gguf'), pairs: pr.hash('pairs.json'), tc, beta: s2.beta, lambda: s2.lambda },
         async run(ctx) {
           const data = pairRows.map((p) => ({ prompt: p.instruction + p.input, chosen: p.output[0], rejected: p.output[1] }));
           const common = {
-            model: cfg.strong.model, lora: mPlus.file('adapter.gguf'), out: path.join(ctx.dir, 'adapter.gguf'), data, ...tc,
+            model: cfg.strong.model, lora: mp.file('adapter.gguf'), out: path.join(ctx.dir, 'adapter.gguf'), data, ...tc,
             threads: cfg.generation.threads, signal: ctx.signal,
             onProgress: (p: { step: number; totalSteps: number; loss: number }) => ctx.progress(p.step, p.totalSteps, `loss ${p.loss.toFixed(3)}`),
           };
@@ -252,41 +284,55 @@ export async function runMethod(cfg: RunConfig, events: StepEvents, signal?: Abo
           return { pairs: data.length, steps: r.steps, firstLoss: r.history[0]?.loss, lastLoss: r.history.at(-1)?.loss };
         },
       });
-    }
+    });
   }
 
   // ---- evaluation (§7) ---------------------------------------------------------------------------------------
-  const evalStep = async (label: string, model: 'weak' | 'strong', adapter: StepOutcome | undefined) => {
-    const s = await run.run({
-      name: `30-eval-${label}`, inputs: { model: ids[model], adapter: adapter?.hash('adapter.gguf'), data: ids.test, n: test.length, gen, k: cfg.eval.k, ...remoteInput(model, adapter) },
-      async run(ctx) {
-        const prompts = test.map(zeroShot);
-        return withSource(ctx, model, adapter, async (m, lora, partial) => {
-          const greedy = (await generate(m, test, prompts, prompts, { ...genOptions(ctx), lora, partial: partial('greedy.partial') })).map((r) => r[0]!);
-          writeJsonl(path.join(ctx.dir, 'results.jsonl'), greedy);
-          const stats: Record<string, unknown> = { questions: test.length, accuracy: greedyAccuracy(greedy.map((r) => r.result)) };
-          if (cfg.eval.k > 0) {
-            const sampled = await generate(m, test, prompts, prompts, { ...genOptions(ctx), lora, n: cfg.eval.k, temperature: 1, seed: cfg.stage2.seed, partial: partial('sampled.partial') });
-            stats[`pass@${cfg.eval.k}`] = passAtK(sampled.map((r) => r.map((x) => x.result)), cfg.eval.k);
-            stats[`maj@${cfg.eval.k}`] = majAtK(sampled, cfg.eval.k);
-          }
-          return stats;
-        });
-      },
+  type EvalStats = { accuracy: number } & Record<string, unknown>;
+  const evalStep = (label: string, model: 'weak' | 'strong', adapterStep: Promise<StepOutcome | undefined> | undefined): Promise<EvalStats | undefined> =>
+    task([adapterStep ?? Promise.resolve(undefined)], async (priority, adapter) => {
+      // A stage that did not run (Stage II without pairs) has nothing to evaluate.
+      if (adapterStep && !adapter) return undefined;
+      const s = await run.run({
+        name: `30-eval-${label}`, priority, inputs: { model: ids[model], adapter: adapter?.hash('adapter.gguf'), data: ids.test, n: test.length, gen, k: cfg.eval.k, ...remoteInput(model, adapter) },
+        async run(ctx) {
+          const prompts = test.map(zeroShot);
+          return withSource(ctx, model, adapter, async (m, lora, partial) => {
+            const greedy = (await generate(m, test, prompts, prompts, { ...genOptions(ctx), lora, partial: partial('greedy.partial') })).map((r) => r[0]!);
+            writeJsonl(path.join(ctx.dir, 'results.jsonl'), greedy);
+            const stats: Record<string, unknown> = { questions: test.length, accuracy: greedyAccuracy(greedy.map((r) => r.result)) };
+            if (cfg.eval.k > 0) {
+              const sampled = await generate(m, test, prompts, prompts, { ...genOptions(ctx), lora, n: cfg.eval.k, temperature: 1, seed: cfg.stage2.seed, partial: partial('sampled.partial') });
+              stats[`pass@${cfg.eval.k}`] = passAtK(sampled.map((r) => r.map((x) => x.result)), cfg.eval.k);
+              stats[`maj@${cfg.eval.k}`] = majAtK(sampled, cfg.eval.k);
+            }
+            return stats;
+          });
+        },
+      });
+      return s.manifest.stats as EvalStats;
     });
-    return s.manifest.stats as { accuracy: number } & Record<string, unknown>;
-  };
-  const acc: Record<string, Record<string, unknown>> = {};
-  acc.weak = await evalStep('weak', 'weak', weakSft);
-  acc.strongBase = await evalStep('strong-base', 'strong', undefined);
-  if (fullWeak) acc.fullWeakFt = await evalStep('full-weak-ft', 'strong', fullWeak);
-  acc.stage1 = await evalStep('stage1', 'strong', mPlus);
-  if (mPro) acc.stage2 = await evalStep('stage2', 'strong', mPro);
-  if (ceiling) acc.ceiling = await evalStep('ceiling', 'strong', ceiling);
+  const evals: [string, Promise<EvalStats | undefined>][] = [
+    ['weak', evalStep('weak', 'weak', weakSft)],
+    ['strongBase', evalStep('strong-base', 'strong', undefined)],
+    ...(fullWeak ? [['fullWeakFt', evalStep('full-weak-ft', 'strong', fullWeak)] as [string, Promise<EvalStats | undefined>]] : []),
+    ['stage1', evalStep('stage1', 'strong', mPlus)],
+    ...(cfg.stage2.enabled ? [['stage2', evalStep('stage2', 'strong', mPro)] as [string, Promise<EvalStats | undefined>]] : []),
+    ...(ceiling ? [['ceiling', evalStep('ceiling', 'strong', ceiling)] as [string, Promise<EvalStats | undefined>]] : []),
+  ];
 
+  // Every task settles before the run returns or throws: no step keeps running behind a failure.
+  await Promise.allSettled(tasks);
+  if (firstError) throw firstError.err;
+  const acc: Record<string, Record<string, unknown>> = {};
+  for (const [k, p] of evals) {
+    const v = await p;
+    if (v) acc[k] = v;
+  }
+  const pairStats = pairs ? (await pairs).manifest.stats : undefined;
   const a = (k: string) => (acc[k] as { accuracy: number } | undefined)?.accuracy;
   // PGR is undefined (null in metrics.json) without a ceiling step, or when the ceiling equals the weak floor.
-  const gap = (k: string) => (ceiling && a(k) !== undefined && a('ceiling') !== a('weak') ? pgr({ weak: a('weak')!, w2s: a(k)!, ceiling: a('ceiling')! }) : null);
+  const gap = (k: string) => (ceiling !== undefined && a(k) !== undefined && a('ceiling') !== a('weak') ? pgr({ weak: a('weak')!, w2s: a(k)!, ceiling: a('ceiling')! }) : null);
   const metrics = {
     accuracy: Object.fromEntries(Object.entries(acc).map(([k, v]) => [k, v.accuracy])),
     pgr: { fullWeakFt: gap('fullWeakFt'), stage1: gap('stage1'), stage2: gap('stage2') },

@@ -1,10 +1,12 @@
 // Steps of a run folder: each step writes into a temporary folder, records a manifest (inputs' hash,
 // options, its files' hashes, its statistics) and is renamed into place only when complete, so a crash
 // never leaves an artifact a later run would trust. A step whose manifest matches its inputs and whose
-// files are intact is skipped.
+// files are intact is skipped. Up to `jobs` steps run at once; which waiting step goes next is decided by
+// its priority (lowest first), so with one job the steps run in exactly their priority order.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { AbortError } from '../../errors.js';
 
 export interface StepManifest {
   step: string;
@@ -33,6 +35,11 @@ export interface StepDef {
   name: string;
   /** Everything the result depends on (options, upstream hashes); JSON-serialisable. */
   inputs: unknown;
+  /**
+   * Lower runs first when several steps wait for a free job; also the step's place in `RunFolder.steps`.
+   * Defaults to the order in which `run` was called.
+   */
+  priority?: number;
   run(ctx: StepContext): Promise<Record<string, unknown>>;
 }
 
@@ -80,10 +87,23 @@ export interface StepEvents {
   end(name: string, manifest: StepManifest, skipped: boolean): void;
 }
 
-export class RunFolder {
-  readonly steps: StepOutcome[] = [];
+export interface RunFolderOptions {
+  /** Steps that may run at once (default 1). Cached steps never wait for a job. */
+  jobs?: number;
+}
 
-  constructor(readonly root: string, private readonly events: StepEvents, private readonly signal?: AbortSignal) {
+export class RunFolder {
+  /** Finished steps (run or cached), in priority order. */
+  readonly steps: StepOutcome[] = [];
+  private readonly priorities = new Map<StepOutcome, number>();
+  private readonly jobs: number;
+  private active = 0;
+  private readonly waiting: { priority: number; start: () => void }[] = [];
+  private granting = false;
+  private calls = 0;
+
+  constructor(readonly root: string, private readonly events: StepEvents, private readonly signal?: AbortSignal, o: RunFolderOptions = {}) {
+    this.jobs = Math.max(1, Math.floor(o.jobs ?? 1));
     fs.mkdirSync(root, { recursive: true });
     // Leftovers of crashed steps are never trusted: remove them.
     for (const e of fs.readdirSync(root)) if (e.startsWith('.tmp-')) fs.rmSync(path.join(root, e), { recursive: true, force: true });
@@ -118,17 +138,68 @@ export class RunFolder {
     }
   }
 
+  private record(o: StepOutcome, priority: number): StepOutcome {
+    this.priorities.set(o, priority);
+    let i = this.steps.length;
+    while (i > 0 && this.priorities.get(this.steps[i - 1]!)! > priority) i--;
+    this.steps.splice(i, 0, o);
+    return o;
+  }
+
+  /**
+   * Waits for a free job. Grants are decided on a later turn of the event loop, not at once: steps that
+   * become ready because the one before them finished (promise continuations) queue up first, so the
+   * lowest priority among all ready steps goes next, and one job reproduces the sequential order.
+   */
+  private acquire(priority: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.waiting.push({ priority, start: resolve });
+      this.grant();
+    });
+  }
+
+  private release(): void {
+    this.active--;
+    this.grant();
+  }
+
+  private grant(): void {
+    if (this.granting) return;
+    this.granting = true;
+    setImmediate(() => {
+      this.granting = false;
+      while (this.active < this.jobs && this.waiting.length > 0) {
+        let best = 0;
+        for (let i = 1; i < this.waiting.length; i++) if (this.waiting[i]!.priority < this.waiting[best]!.priority) best = i;
+        const [w] = this.waiting.splice(best, 1);
+        this.active++;
+        w!.start();
+      }
+    });
+  }
+
   async run(def: StepDef): Promise<StepOutcome> {
+    const priority = def.priority ?? this.calls;
+    this.calls++;
     const dir = path.join(this.root, def.name);
     const inputsHash = sha256(JSON.stringify(def.inputs));
     const done = this.valid(dir, inputsHash);
     if (done) {
       this.events.start(def.name, true);
       this.events.end(def.name, done, true);
-      const o = this.outcome(dir, done, true);
-      this.steps.push(o);
-      return o;
+      return this.record(this.outcome(dir, done, true), priority);
     }
+    await this.acquire(priority);
+    try {
+      return await this.execute(def, dir, inputsHash, priority);
+    } finally {
+      this.release();
+    }
+  }
+
+  private async execute(def: StepDef, dir: string, inputsHash: string, priority: number): Promise<StepOutcome> {
+    // A step that waited for a job while another failed (the run's signal aborted) never starts.
+    if (this.signal?.aborted) throw new AbortError();
     this.events.start(def.name, false);
     const tmp = path.join(this.root, `.tmp-${def.name}-${process.pid}`);
     fs.rmSync(tmp, { recursive: true, force: true });
@@ -160,9 +231,7 @@ export class RunFolder {
       fs.renameSync(tmp, dir);
       fs.rmSync(scratch, { recursive: true, force: true });
       this.events.end(def.name, manifest, false);
-      const o = this.outcome(dir, manifest, false);
-      this.steps.push(o);
-      return o;
+      return this.record(this.outcome(dir, manifest, false), priority);
     } catch (err) {
       fs.rmSync(tmp, { recursive: true, force: true });
       throw err;
