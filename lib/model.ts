@@ -185,7 +185,7 @@ export class Model {
   }
 
   /** Runs a native job through the process-wide queue with its AbortSignal wired to a cancel token. */
-  #runJob<T>(signal: AbortSignal | undefined, what: string, job: (token: NativeCancelToken | undefined) => Promise<T>): Promise<T> {
+  #runJob<T>(signal: AbortSignal | undefined, threads: number, what: string, job: (token: NativeCancelToken | undefined) => Promise<T>): Promise<T> {
     return computeQueue.run(async () => {
       const { token, done } = cancelTokenFor(signal);
       try {
@@ -195,7 +195,7 @@ export class Model {
       } finally {
         done();
       }
-    }, signal);
+    }, { signal, threads });
   }
 
   /**
@@ -209,7 +209,7 @@ export class Model {
     const { request, signal, onProgress } = normalizeSampleOptions(prompts, options, this.info, this);
     if (signal?.aborted) return Promise.reject(new AbortError());
     if (prompts.length === 0) return Promise.resolve([]);
-    return this.#runJob(signal, 'sample', (token) => native.sample(request, onProgress, token));
+    return this.#runJob(signal, request.threads, 'sample', (token) => native.sample(request, onProgress, token));
   }
 
   /**
@@ -221,7 +221,7 @@ export class Model {
     const native = this.#use();
     const { request, signal, onProgress } = normalizeScoreOptions(items, options, this.info, this);
     if (signal?.aborted) return Promise.reject(new AbortError());
-    return this.#runJob(signal, 'score', (token) => native.score(request, onProgress, token));
+    return this.#runJob(signal, request.threads, 'score', (token) => native.score(request, onProgress, token));
   }
 
   /**

@@ -5,10 +5,11 @@ import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseConfig, type RunConfig } from '../lib/pipeline/run/config.js';
+import { computeQueue } from '../lib/job-queue.js';
 import { runMethod } from '../lib/pipeline/run/method.js';
 import type { StepEvents } from '../lib/pipeline/run/steps.js';
 import { TMP, tinyModel } from './helpers/models.js';
-import { dataPath, dataTest } from './helpers/shared-data.js';
+import { dataPath, dataTestSerial } from './helpers/shared-data.js';
 
 async function config(name: string, jobs: number): Promise<RunConfig> {
   const weak = await tinyModel({ ctx: 1024, seed: 21 });
@@ -43,6 +44,8 @@ function recorder(onStart?: (name: string) => void) {
   const started: string[] = [];
   let running = 0;
   let most = 0;
+  let busiest = 0;
+  const busyIn = new Set<string>();
   const events: StepEvents = {
     start(name, skipped) {
       if (skipped) return;
@@ -50,12 +53,16 @@ function recorder(onStart?: (name: string) => void) {
       most = Math.max(most, ++running);
       onStart?.(name);
     },
-    progress() {},
+    progress(name) {
+      // Native work of two steps at once, not just two steps taking turns on the compute queue.
+      busiest = Math.max(busiest, computeQueue.busyThreads);
+      if (computeQueue.busyThreads > 1) busyIn.add(name);
+    },
     end(_name, _m, skipped) {
       if (!skipped) running--;
     },
   };
-  return { events, started, most: () => most };
+  return { events, started, most: () => most, busiestThreads: () => busiest, busyIn };
 }
 
 /** Every file of every step folder with its bytes, but training logs and checkpoints (they hold wall-clock times and paths). */
@@ -69,7 +76,7 @@ function stepFiles(out: string): Map<string, Buffer> {
   return files;
 }
 
-dataTest('jobs: 2 overlaps steps and writes the same step files as jobs: 1, which runs them in sequential order', async (t) => {
+dataTestSerial('jobs: 2 overlaps steps and writes the same step files as jobs: 1, which runs them in sequential order', async (t) => {
   const one = recorder();
   const a = await runMethod(await config('jobs1', 1), one.events);
   const two = recorder();
@@ -83,6 +90,8 @@ dataTest('jobs: 2 overlaps steps and writes the same step files as jobs: 1, whic
   ]);
   t.is(one.most(), 1);
   t.is(two.most(), 2, `start order with 2 jobs: ${two.started.join(', ')}`);
+  t.is(one.busiestThreads(), 1, [...one.busyIn].join(', '));
+  t.is(two.busiestThreads(), 2, 'two 1-thread native jobs ran at once');
   t.notDeepEqual(two.started, one.started, 'two jobs start independent steps earlier');
   t.deepEqual([...two.started].sort(), [...one.started].sort());
 
@@ -96,7 +105,7 @@ dataTest('jobs: 2 overlaps steps and writes the same step files as jobs: 1, whic
   t.log(`1 job: ${a.steps.reduce((x, s) => x + s.seconds, 0).toFixed(1)} s of steps; 2 jobs: order ${two.started.join(', ')}`);
 });
 
-dataTest('with jobs: 2 a failing step stops the run with its own error; nothing partial remains and a re-run resumes', async (t) => {
+dataTestSerial('with jobs: 2 a failing step stops the run with its own error; nothing partial remains and a re-run resumes', async (t) => {
   const cfg = await config('jobs-fail', 2);
   // Stage I's SFT fails while a baseline runs beside it.
   const boom = new Error('injected failure in 05-strong-sft-1');

@@ -177,7 +177,7 @@ export async function runTrainingLoop(spec: LoopSpec): Promise<TrainResult> {
     const lr = learningRate(s, spec.plan.length, o.lr, warmup, o.schedule);
     let gradNorm: number;
     try {
-      ({ gradNorm } = await computeQueue.run(() => spec.trainer.step({ lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay, clip: o.clip })));
+      ({ gradNorm } = await computeQueue.run(() => spec.trainer.step({ lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay, clip: o.clip }), { threads: o.threads }));
     } catch (err) {
       throw mapNativeError(err, `optimizer step ${s + 1}`);
     }

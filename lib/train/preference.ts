@@ -115,7 +115,7 @@ async function trainPreference(kind: Kind, options: PreferenceOptions, beta: num
         const refLogps = kind === 'dpo' ? Float64Array.from(micro.flatMap((i) => [reference[2 * i]!, reference[2 * i + 1]!])) : undefined;
         let r;
         try {
-          r = await computeQueue.run(() => trainer.accumulatePairs({ ...batch, kind, beta, lambda, lossScale: 1 / stepPairs, ...(refLogps ? { refLogps } : {}) }));
+          r = await computeQueue.run(() => trainer.accumulatePairs({ ...batch, kind, beta, lambda, lossScale: 1 / stepPairs, ...(refLogps ? { refLogps } : {}) }), { threads: o.threads });
         } catch (err) {
           throw mapNativeError(err, `${kind} step`);
         }
@@ -136,7 +136,7 @@ async function referenceLogprobs(trainer: NativeTrainer, pairs: readonly Tokeniz
     const ids = Array.from({ length: Math.min(o.batch, pairs.length - i) }, (_, k) => i + k);
     const batch = batchOf(ids);
     try {
-      out.push(...(await computeQueue.run(() => trainer.sequenceLogprobs({ ...batch, useLora: true }))));
+      out.push(...(await computeQueue.run(() => trainer.sequenceLogprobs({ ...batch, useLora: true }), { threads: o.threads })));
     } catch (err) {
       throw mapNativeError(err, 'DPO reference log-probs');
     }

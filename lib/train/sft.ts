@@ -41,7 +41,7 @@ export async function trainSft(options: SftOptions): Promise<TrainResult> {
         const n = stepTargets.n;
         const batch = makeBatch(micro.map((i) => examples[i]!), pad);
         try {
-          const r = await computeQueue.run(() => trainer.accumulate({ ...batch, lossScale: 1 / n }));
+          const r = await computeQueue.run(() => trainer.accumulate({ ...batch, lossScale: 1 / n }), { threads: o.threads });
           return { loss: r.lossSum / n, tokens: batch.nTokens };
         } catch (err) {
           throw mapNativeError(err, 'training step');

@@ -15,6 +15,8 @@ export const dataPresent = existsSync(join(SHARED_DATA, 'README.md'));
 if (!dataPresent) console.warn(`[weak2strong tests] skipping data tests: ${SHARED_DATA} not found (see the shared data README)`);
 
 export const dataTest = dataPresent ? test : test.skip;
+/** `dataTest`, run alone in its file (tests that measure what runs at once). */
+export const dataTestSerial = dataPresent ? test.serial : test.skip;
 
 export function dataPath(...parts: string[]): string {
   return join(SHARED_DATA, ...parts);
