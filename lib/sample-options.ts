@@ -36,7 +36,10 @@ export interface SampleOptions {
   parallel?: number;
   /** Positions one sequence may use (prompt + generated). Defaults to the model's training context. */
   contextSize?: number;
-  /** KV cells for the whole job; 0 = sized from the work. Defaults to 0. */
+  /**
+   * KV cells for the whole job, split evenly between its sequences (each has its own stream); 0 = sized
+   * from the work (the longest prompt + maxTokens per sequence). Defaults to 0.
+   */
   kvCells?: number;
   /** Tokens per llama_decode call. Defaults to 512. */
   batchSize?: number;

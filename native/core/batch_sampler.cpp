@@ -1,12 +1,19 @@
 // The batched sampling loop. Scheduling in brief:
-//  - a *group* is one prompt and its n samples. Its prompt is decoded once into a holder sequence id
-//    (ids parallel..2*parallel-1); the last prompt position's logits are kept (n_vocab floats).
-//  - a *slot* (ids 0..parallel-1) runs one sample: it starts by copying the holder's cells (metadata only
-//    in the unified cache), samples its first token from the kept logits, then decodes one token per step.
-//  - every step builds one llama_decode batch: the pending token of each active slot plus prompt chunks of
-//    newly opened groups; finished slots are refilled at the next step (continuous batching).
-//  - KV cells are reserved before work is admitted (prompt once per group, max_tokens per slot), so a
-//    decode never runs out of cells mid-run.
+//  - every sequence id has its own KV stream (llama.cpp's non-unified cache): a decoded token attends only
+//    over its own sequence's cells. With one shared cache every token attended over the cells of all
+//    sequences (masked), so a step cost grew with parallel × their lengths (issue 14: 58% of the time in
+//    attention at 64 sequences). Each stream holds `cells_per_stream` cells: the longest prompt plus
+//    max_tokens (bounded by the context), so no admitted sample can run out of cells.
+//  - a *slot* (seq ids 0..parallel-1) runs one sample at a time.
+//  - n == 1: a prompt is decoded straight into the stream of the slot that will sample it (prefill).
+//  - n > 1: a *group* (a prompt and its n samples) decodes its prompt once into a *holder* stream (ids
+//    parallel..parallel+holders-1) and keeps the last position's logits (n_vocab floats). Each sample
+//    starts by copying the holder's stream into its slot's (llama_memory_seq_cp across streams copies the
+//    K/V buffers at the start of the next decode), then samples its first token from the kept logits.
+//  - every step builds one llama_decode batch in seq-id order: the pending token of each generating slot,
+//    prompt chunks of prefilling slots and holders. llama.cpp splits a multi-stream batch into ubatches of
+//    consecutive seq ids with equal token counts, so id order keeps all generating slots in the first.
+//  - finished slots are refilled at the next step (continuous batching).
 #include "batch_sampler.h"
 
 #include <algorithm>
@@ -27,38 +34,56 @@ struct group {
     int32_t decoded = 0;      // prompt tokens decoded so far (long prompts span several steps)
     int32_t next_sample = 0;  // next sample index to start
     int32_t live = 0;         // started samples still running
-    llama_seq_id holder = -1;
-    std::vector<float> logits;  // (n_vocab) logits after the last prompt token
+    llama_seq_id stream = -1;   // where the prompt is decoded: a holder (n > 1) or the sampling slot (n == 1)
+    std::vector<float> logits;  // (n_vocab) logits after the last prompt token (n > 1)
     int32_t logits_at = -1;     // batch index of the last prompt token in the current step
 };
 
 struct slot {
-    bool active = false;
+    bool active = false;        // generating
+    int32_t prefill = -1;       // n == 1: the group whose prompt is being decoded into this slot's stream
     int32_t group = -1;
     int32_t sample_index = 0;
     llama_pos pos = 0;          // position of `pending`
     llama_token pending = -1;   // token to decode this step
     int32_t batch_at = -1;      // its index in the current batch
-    int32_t budget = 0;         // KV cells reserved for this sample's generated tokens
+    int32_t budget = 0;         // tokens this sample may generate
     rng r;
     std::string text;
     int32_t n_tokens = 0;
 };
 
-int32_t sample_budget(const batch_sample_request & req, size_t prompt_len) {
-    return std::max<int32_t>(0, std::min<int32_t>(req.max_tokens, req.n_ctx_seq - static_cast<int32_t>(prompt_len)));
+size_t longest_prompt(const batch_sample_request & req) {
+    size_t longest = 0;
+    for (const auto & p : req.prompts) longest = std::max(longest, p.size());
+    return longest;
 }
 
 }  // namespace
 
+int32_t sampler_parallel(const batch_sample_request & req) {
+    return std::max<int32_t>(1, std::min<int32_t>(req.parallel, static_cast<int32_t>(req.prompts.size()) * req.n));
+}
+
+int32_t sampler_holders(const batch_sample_request & req) {
+    if (req.n <= 1) return 0;
+    const int32_t parallel = sampler_parallel(req);
+    // A holder lives until its group's last sample has started: about parallel / n groups are starting
+    // samples at any time, plus one decoding ahead.
+    const int32_t want = std::max<int32_t>(2, (parallel + req.n - 1) / req.n + 1);
+    return std::min<int32_t>({want, parallel, static_cast<int32_t>(req.prompts.size())});
+}
+
+uint32_t sampler_cells_per_stream(const batch_sample_request & req) {
+    const int32_t streams = sampler_parallel(req) + sampler_holders(req);
+    if (req.n_kv_cells > 0) return req.n_kv_cells / static_cast<uint32_t>(streams) / 256 * 256;
+    const uint64_t need = std::min<uint64_t>(longest_prompt(req) + static_cast<uint64_t>(req.max_tokens),
+                                             static_cast<uint64_t>(req.n_ctx_seq));
+    return static_cast<uint32_t>((need + 255) / 256 * 256);
+}
+
 uint32_t default_kv_cells(const batch_sample_request & req) {
-    size_t longest = 0;
-    for (const auto & p : req.prompts) longest = std::max(longest, p.size());
-    const uint64_t groups = std::min<uint64_t>(req.prompts.size(), static_cast<uint64_t>(req.parallel)) + 1;
-    uint64_t cells = static_cast<uint64_t>(req.parallel) * static_cast<uint64_t>(req.max_tokens) + groups * longest;
-    cells = std::min<uint64_t>(cells, static_cast<uint64_t>(req.n_ctx_seq) * static_cast<uint64_t>(req.parallel) * 2);
-    cells = std::max<uint64_t>(cells, longest + static_cast<uint64_t>(req.max_tokens));
-    return static_cast<uint32_t>((cells + 255) / 256 * 256);
+    return sampler_cells_per_stream(req) * static_cast<uint32_t>(sampler_parallel(req) + sampler_holders(req));
 }
 
 bool run_batch_sampler(llama_model * model, const batch_sample_request & req, const std::atomic<bool> & cancel,
@@ -66,45 +91,56 @@ bool run_batch_sampler(llama_model * model, const batch_sample_request & req, co
                        std::vector<sample_output> & out, std::string & err) {
     const llama_vocab * vocab = llama_model_get_vocab(model);
     const int32_t n_vocab = llama_vocab_n_tokens(vocab);
-    const int32_t parallel = std::max<int32_t>(1, std::min<int32_t>(req.parallel,
-        static_cast<int32_t>(req.prompts.size()) * req.n));
+    const int32_t parallel = sampler_parallel(req);
+    const int32_t holders = sampler_holders(req);
+    const bool shared_prompts = req.n > 1;
+    const uint32_t per_stream = sampler_cells_per_stream(req);
+    const size_t longest = longest_prompt(req);
+    if (per_stream <= longest) {
+        err = "kvCells (" + std::to_string(req.n_kv_cells) + ") leaves " + std::to_string(per_stream) +
+              " cells to each of the " + std::to_string(parallel + holders) + " sequences, which cannot hold the longest prompt (" +
+              std::to_string(longest) + " tokens) and a generated token; raise kvCells or lower parallel";
+        return false;
+    }
 
     context_request cr;
-    cr.n_ctx = req.n_kv_cells > 0 ? req.n_kv_cells : default_kv_cells(req);
+    cr.n_ctx = per_stream * static_cast<uint32_t>(parallel + holders);
     cr.n_batch = static_cast<uint32_t>(std::max(req.n_batch, parallel));
-    cr.n_seq_max = static_cast<uint32_t>(2 * parallel);
+    cr.n_seq_max = static_cast<uint32_t>(parallel + holders);
     cr.n_threads = req.n_threads;
     cr.adapters = req.adapters;
     cr.cancel = &cancel;
     cr.precise = req.high_precision;
+    cr.unified = false;
     context_ptr ctx = make_context(model, cr, err);
     if (!ctx) return false;
     llama_memory_t mem = llama_get_memory(ctx.get());
-    const int64_t capacity = llama_n_ctx(ctx.get());
+    // Positions a sample may reach: its stream's cells, and the context the caller allows.
+    const int64_t stream_cells = std::min<int64_t>(llama_n_ctx_seq(ctx.get()), req.n_ctx_seq);
     const int32_t n_batch = static_cast<int32_t>(llama_n_batch(ctx.get()));
+    auto budget_for = [&](size_t plen) {
+        return static_cast<int32_t>(std::max<int64_t>(0, std::min<int64_t>(req.max_tokens, stream_cells - static_cast<int64_t>(plen))));
+    };
 
     std::vector<group> groups(req.prompts.size());
     for (size_t i = 0; i < groups.size(); ++i) groups[i].prompt_index = static_cast<int32_t>(i);
     std::vector<slot> slots(parallel);
     std::vector<llama_seq_id> free_holders;
-    for (int32_t h = 2 * parallel - 1; h >= parallel; --h) free_holders.push_back(h);
+    for (int32_t h = parallel + holders - 1; h >= parallel; --h) free_holders.push_back(h);
 
     out.clear();
     out.reserve(req.prompts.size() * static_cast<size_t>(req.n));
     sample_progress prog;
     prog.total = static_cast<int32_t>(req.prompts.size()) * req.n;
-    int64_t reserved = 0;      // KV cells promised to admitted work
     size_t next_group = 0;     // first group not yet opened
     size_t first_open = 0;     // groups before this one have started all their samples
     batch_buffer batch(n_batch);
     sampling_scratch scratch;
     std::vector<sampling_scratch> worker_scratch(static_cast<size_t>(std::max(0, req.n_threads - 1)));
 
-    // Releases a group's prompt cells once nothing refers to them any more.
     auto maybe_close_group = [&](group & g) {
         if (g.next_sample >= req.n && g.live == 0 && g.state != group_state::done) {
             g.state = group_state::done;
-            reserved -= static_cast<int64_t>(req.prompts[g.prompt_index].size());
             g.logits.clear();
             g.logits.shrink_to_fit();
         }
@@ -119,7 +155,6 @@ bool run_batch_sampler(llama_model * model, const batch_sample_request & req, co
         o.reason = why;
         out.push_back(std::move(o));
         llama_memory_seq_rm(mem, static_cast<llama_seq_id>(&s - slots.data()), -1, -1);
-        reserved -= s.budget;
         s = slot();
         g.live -= 1;
         prog.finished += 1;
@@ -146,7 +181,8 @@ bool run_batch_sampler(llama_model * model, const batch_sample_request & req, co
         if (s.n_tokens >= s.budget) return finish(s, finish_reason::length);
         s.pending = tok;
     };
-    auto start_sample = [&](group & g, int32_t slot_id) {
+    // Starts the next sample of `g` in slot `slot_id`, its first token drawn from `logits`.
+    auto start_sample = [&](group & g, int32_t slot_id, const float * logits) {
         slot & s = slots[slot_id];
         const size_t plen = req.prompts[g.prompt_index].size();
         s = slot();
@@ -154,19 +190,20 @@ bool run_batch_sampler(llama_model * model, const batch_sample_request & req, co
         s.group = static_cast<int32_t>(&g - groups.data());
         s.sample_index = g.next_sample++;
         s.pos = static_cast<llama_pos>(plen);
-        s.budget = sample_budget(req, plen);
+        s.budget = budget_for(plen);
         s.r = rng(req.seed, static_cast<uint64_t>(g.prompt_index), static_cast<uint64_t>(s.sample_index));
-        reserved += s.budget;
         g.live += 1;
-        llama_memory_seq_cp(mem, g.holder, slot_id, -1, -1);
-        if (g.next_sample >= req.n) {
-            // Every sample of this prompt has its own copy now: drop the holder id (cells stay shared).
-            llama_memory_seq_rm(mem, g.holder, -1, -1);
-            free_holders.push_back(g.holder);
-            g.holder = -1;
+        if (shared_prompts) {
+            llama_memory_seq_cp(mem, g.stream, slot_id, -1, -1);
+            if (g.next_sample >= req.n) {
+                // Every sample has its copy (made at the next decode, before that decode writes anything).
+                llama_memory_seq_rm(mem, g.stream, -1, -1);
+                free_holders.push_back(g.stream);
+                g.stream = -1;
+            }
         }
         if (s.budget == 0) return finish(s, finish_reason::length);
-        accept(s, sample_token(g.logits.data(), n_vocab, req.sampling, s.r, scratch));
+        accept(s, sample_token(logits, n_vocab, req.sampling, s.r, scratch));
     };
 
     for (;;) {
@@ -174,68 +211,81 @@ bool run_batch_sampler(llama_model * model, const batch_sample_request & req, co
             err = "aborted";
             return false;
         }
-        // 1. Refill free slots from groups whose prompt is ready, oldest first.
         int32_t free_slots = 0;
-        for (int32_t i = 0; i < parallel; ++i) free_slots += slots[i].active ? 0 : 1;
-        for (size_t gi = first_open; gi < next_group && free_slots > 0; ++gi) {
-            group & g = groups[gi];
-            if (g.state != group_state::ready) continue;
-            while (g.next_sample < req.n && free_slots > 0) {
-                const size_t plen = req.prompts[g.prompt_index].size();
-                if (reserved + sample_budget(req, plen) > capacity) break;
-                int32_t sid = 0;
-                while (slots[sid].active) ++sid;
-                start_sample(g, sid);
-                free_slots -= slots[sid].active ? 1 : 0;
+        for (int32_t i = 0; i < parallel; ++i) free_slots += (slots[i].active || slots[i].prefill >= 0) ? 0 : 1;
+        if (shared_prompts) {
+            // 1. Refill free slots from groups whose prompt is ready, oldest first.
+            for (size_t gi = first_open; gi < next_group && free_slots > 0; ++gi) {
+                group & g = groups[gi];
+                if (g.state != group_state::ready) continue;
+                while (g.next_sample < req.n && free_slots > 0) {
+                    int32_t sid = 0;
+                    while (slots[sid].active) ++sid;
+                    start_sample(g, sid, g.logits.data());
+                    free_slots -= slots[sid].active ? 1 : 0;
+                }
+            }
+            while (first_open < next_group && groups[first_open].next_sample >= req.n) ++first_open;
+            // 2. Open new groups while slots would otherwise idle and holders allow.
+            int32_t waiting = 0;  // samples of opened groups not yet started
+            for (size_t gi = first_open; gi < next_group; ++gi) waiting += req.n - groups[gi].next_sample;
+            while (next_group < groups.size() && free_slots > waiting && !free_holders.empty()) {
+                group & g = groups[next_group++];
+                g.state = group_state::decoding;
+                g.stream = free_holders.back();
+                free_holders.pop_back();
+                waiting += req.n;
+            }
+        } else {
+            // 1–2. Each free slot takes the next prompt and decodes it into its own stream.
+            for (int32_t i = 0; i < parallel && next_group < groups.size(); ++i) {
+                slot & s = slots[i];
+                if (s.active || s.prefill >= 0) continue;
+                group & g = groups[next_group];
+                g.state = group_state::decoding;
+                g.stream = i;
+                s.prefill = static_cast<int32_t>(next_group++);
             }
         }
-        while (first_open < next_group && groups[first_open].next_sample >= req.n) ++first_open;
 
-        // 2. Pending tokens of active slots.
+        // 3. The batch in seq-id order: generating slots' pending tokens; prompt chunks in the room left.
         batch.clear();
-        for (int32_t i = 0; i < parallel; ++i) {
-            slot & s = slots[i];
-            if (!s.active) continue;
-            s.batch_at = batch.add(s.pending, s.pos, i, true);
-        }
-        // 3. Open new groups while slots would otherwise idle, cells and holder ids allow, and the batch has room.
-        int32_t waiting = 0;  // samples of opened groups not yet started
-        for (size_t gi = first_open; gi < next_group; ++gi) waiting += req.n - groups[gi].next_sample;
-        while (next_group < groups.size() && free_slots > waiting && !free_holders.empty()) {
-            group & g = groups[next_group];
-            const int64_t need = static_cast<int64_t>(req.prompts[g.prompt_index].size()) +
-                                 sample_budget(req, req.prompts[g.prompt_index].size());
-            if (reserved + need > capacity) break;
-            reserved += static_cast<int64_t>(req.prompts[g.prompt_index].size());
-            g.state = group_state::decoding;
-            g.holder = free_holders.back();
-            free_holders.pop_back();
-            waiting += req.n;
-            ++next_group;
-        }
-        // Prompt chunks of decoding groups fill the rest of the batch.
-        for (size_t gi = first_open; gi < next_group && batch.size() < batch.capacity(); ++gi) {
-            group & g = groups[gi];
-            if (g.state != group_state::decoding) continue;
+        int32_t room = batch.capacity();
+        for (int32_t i = 0; i < parallel; ++i) room -= slots[i].active ? 1 : 0;
+        auto add_chunk = [&](group & g) {
             const auto & toks = req.prompts[g.prompt_index];
             const int32_t plen = static_cast<int32_t>(toks.size());
-            while (g.decoded < plen && batch.size() < batch.capacity()) {
+            while (g.decoded < plen && room > 0) {
                 const int32_t p = g.decoded++;
-                const int32_t at = batch.add(toks[p], p, g.holder, p == plen - 1);
+                const int32_t at = batch.add(toks[p], p, g.stream, p == plen - 1);
+                room -= 1;
                 if (p == plen - 1) g.logits_at = at;
             }
+        };
+        for (int32_t i = 0; i < parallel; ++i) {
+            slot & s = slots[i];
+            if (s.active) s.batch_at = batch.add(s.pending, s.pos, i, true);
+            else if (s.prefill >= 0) add_chunk(groups[s.prefill]);
+        }
+        if (shared_prompts) {
+            // Holders in id order (ids above every slot).
+            std::vector<group *> decoding;
+            for (size_t gi = first_open; gi < next_group; ++gi) {
+                if (groups[gi].state == group_state::decoding) decoding.push_back(&groups[gi]);
+            }
+            std::sort(decoding.begin(), decoding.end(), [](const group * a, const group * b) { return a->stream < b->stream; });
+            for (group * g : decoding) add_chunk(*g);
         }
 
         if (batch.size() == 0) {
             bool work_left = next_group < groups.size();
             for (size_t gi = first_open; gi < next_group; ++gi) work_left = work_left || groups[gi].state != group_state::done;
             if (!work_left) break;
-            err = "the KV cache (" + std::to_string(capacity) + " cells) cannot hold the next prompt and its "
-                  "samples; raise kvCells or lower maxTokens";
+            err = "the sampler has work left but nothing to decode (internal scheduling error)";
             return false;
         }
 
-        // 4. Decode, then sample every active slot and keep the logits of prompts that just finished.
+        // 4. Decode; prompts that just finished start sampling; every generating slot samples.
         const int32_t rc = llama_decode(ctx.get(), batch.get());
         if (rc != 0) {
             err = cancel.load() ? "aborted" : decode_error(rc);
@@ -245,26 +295,34 @@ bool run_batch_sampler(llama_model * model, const batch_sample_request & req, co
             }
             return false;
         }
-        for (size_t gi = first_open; gi < next_group; ++gi) {
-            group & g = groups[gi];
-            if (g.state == group_state::decoding && g.logits_at >= 0) {
-                const float * row = llama_get_logits_ith(ctx.get(), g.logits_at);
-                g.logits.assign(row, row + n_vocab);
-                g.logits_at = -1;
-                g.state = group_state::ready;
-            }
-        }
-        // Sampling is a pass over n_vocab logits per sequence (a softmax over 32k entries ≈ 50 µs): spread it
-        // over the job's threads (ggml's workers are idle between decodes). Each slot draws from its own
-        // stream, so the split does not change any result; accepting tokens stays sequential.
+        // Row pointers first, on this thread: llama_get_logits_ith may reorder outputs on first use.
         std::vector<int32_t> live;
         for (int32_t i = 0; i < parallel; ++i) {
             if (slots[i].active && slots[i].batch_at >= 0) live.push_back(i);
         }
-        std::vector<llama_token> drawn(live.size());
-        // Row pointers first, on this thread: llama_get_logits_ith may reorder outputs on first use.
         std::vector<const float *> rows(live.size());
         for (size_t k = 0; k < live.size(); ++k) rows[k] = llama_get_logits_ith(ctx.get(), slots[live[k]].batch_at);
+        for (size_t gi = first_open; gi < next_group; ++gi) {
+            group & g = groups[gi];
+            if (g.state != group_state::decoding || g.logits_at < 0) continue;
+            const float * row = llama_get_logits_ith(ctx.get(), g.logits_at);
+            g.logits_at = -1;
+            g.state = group_state::ready;
+            if (shared_prompts) {
+                g.logits.assign(row, row + n_vocab);
+            } else {
+                // Its slot starts now; its first token is decoded in the next step.
+                const int32_t sid = g.stream;
+                slots[sid].prefill = -1;
+                start_sample(g, sid, row);
+                slots[sid].batch_at = -1;
+            }
+        }
+        if (!shared_prompts) while (first_open < next_group && groups[first_open].next_sample >= req.n) ++first_open;
+        // Sampling is a pass over n_vocab logits per sequence (a softmax over 32k entries ≈ 50 µs): spread it
+        // over the job's threads (ggml's workers are idle between decodes). Each slot draws from its own
+        // stream, so the split does not change any result; accepting tokens stays sequential.
+        std::vector<llama_token> drawn(live.size());
         const int32_t n_workers = std::max<int32_t>(1, std::min<int32_t>(req.n_threads, static_cast<int32_t>(live.size()) / 8));
         auto draw = [&](int32_t w, sampling_scratch & sc) {
             for (size_t k = static_cast<size_t>(w); k < live.size(); k += static_cast<size_t>(n_workers)) {

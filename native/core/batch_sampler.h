@@ -1,5 +1,6 @@
 // The batched sampling loop (decode -> sample -> stop-check -> refill) over one llama_context holding many
-// sequences: continuous batching, and the n samples of a prompt share the prompt's KV cells.
+// sequences, each in its own KV stream: continuous batching, a prompt decoded once for its n samples, and
+// attention per token over its own sequence only.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -50,7 +51,11 @@ bool run_batch_sampler(llama_model * model, const batch_sample_request & req, co
                        const std::function<void(const sample_progress &)> & on_progress,
                        std::vector<sample_output> & out, std::string & err);
 
-// KV cells the default sizing reserves for a request (exposed for tests and memory estimates).
+// Sizing of a request (exposed for tests and memory estimates): sequences decoded together, holder
+// streams for shared prompts (n > 1), KV cells per stream and in total.
+int32_t sampler_parallel(const batch_sample_request & req);
+int32_t sampler_holders(const batch_sample_request & req);
+uint32_t sampler_cells_per_stream(const batch_sample_request & req);
 uint32_t default_kv_cells(const batch_sample_request & req);
 
 }  // namespace w2s

@@ -17,9 +17,9 @@ context_ptr make_context(llama_model * model, const context_request & req, std::
     cp.n_seq_max = req.n_seq_max;
     cp.n_threads = req.n_threads;
     cp.n_threads_batch = req.n_threads;
-    // One unified KV cache: the n samples of a prompt share the prompt's cells (llama_memory_seq_cp only
-    // tags cells with the new sequence id), so a prompt is decoded and stored once.
-    cp.kv_unified = true;
+    // Unified: sequences share one cache, and llama_memory_seq_cp only tags cells (the scorer's choice).
+    // Per-sequence streams: attention per token is over its own sequence (the sampler's choice).
+    cp.kv_unified = req.unified;
     cp.no_perf = true;
     if (req.precise) {
         cp.type_k = GGML_TYPE_F32;

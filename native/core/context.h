@@ -16,7 +16,7 @@ struct adapter_ref {
 };
 
 struct context_request {
-    uint32_t n_ctx = 0;      // KV cells in total (all sequences share one unified cache)
+    uint32_t n_ctx = 0;      // KV cells in total (split evenly between the streams when !unified)
     uint32_t n_batch = 512;  // tokens per llama_decode call
     uint32_t n_seq_max = 1;  // distinct sequence ids used by the job
     int32_t n_threads = 1;
@@ -25,6 +25,9 @@ struct context_request {
     // Exact mode for scoring: F32 KV cache and plain attention (no flash attention), so log-probs match
     // the training graph (which has the same precision) instead of carrying F16 KV rounding (~1e-4).
     bool precise = false;
+    // One KV cache shared by all sequences (each token attends over every cell, masked), or one stream per
+    // sequence id (each token attends over its own sequence's cells only; cross-stream copies move data).
+    bool unified = true;
 };
 
 struct context_deleter {
