@@ -76,17 +76,25 @@ test('equations are the annotated steps without annotations', (t) => {
 
 test('weak corpus solutions are the gold targets; the strong zero-shot style is invisible to the #### checker', (t) => {
   const ps = generateProblems(60, 2);
-  const weak = weakCorpus(ps);
+  const weak = weakCorpus(ps, { spacedShare: 0.5, seed: 4 });
   const jsonl = ps.map((p) => JSON.stringify({ id: p.id, question: p.question, answer: p.answer })).join('\n');
   parseGsm8k(jsonl).forEach((p, i) => {
-    t.is(weak[i]!.response, ` ${p.target}`);
+    t.true(weak[i]!.response === ` ${p.target}` || weak[i]!.response === p.target, weak[i]!.response);
     t.is(weak[i]!.prompt, formatPrompt(p.question));
   });
-  const strong = strongCorpus(ps, { fewShotFraction: 0, maxShots: 3, seed: 1 });
+  const strong = strongCorpus(ps, { fewShotFraction: 0, maxShots: 3, seed: 1, spacedShare: 0.5 });
   strong.forEach((d, i) => {
     t.true(d.response.endsWith(`${STRONG_MARKER} ${ps[i]!.final}`));
     t.is(check(d.response.trim(), String(ps[i]!.final), '####').pred, '');
   });
+  // Both forms of the zero-shot answer, about half each (the method's SFT rows have no space, its few-shot prompts one).
+  for (const docs of [weak, strong]) {
+    const spaced = docs.filter((d) => d.response.startsWith(' ')).length;
+    t.true(spaced > 15 && spaced < 45, `${spaced} of 60 spaced`);
+  }
+  t.deepEqual(weakCorpus(ps, { spacedShare: 0.5, seed: 4 }), weak);
+  // By default every answer follows a space (the quick world's form).
+  t.true(weakCorpus(ps).every((d) => d.response.startsWith(' ')));
 });
 
 test('few-shot strong documents: one marker per document, 1…maxShots examples, loss from the first answer on', (t) => {

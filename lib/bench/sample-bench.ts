@@ -18,6 +18,10 @@ export interface SampleBenchOptions {
   maxTokens?: number;
   /** Thread counts to try; defaults to 1 … physical cores. */
   threads?: number[];
+  /** Sequences in flight to try for weak2strong; defaults to the sampler's default alone. */
+  parallel?: number[];
+  /** Solved examples before each question (weak-ICL's long few-shot prompts). Defaults to 0. */
+  fewShot?: number;
   log?: (line: string) => void;
 }
 
@@ -28,6 +32,8 @@ export interface SampleBenchRow {
   seconds: number;
   tokensPerSecond: number;
   sequences: number;
+  /** Whether `sequences` was the sampler's default (not set by --parallel). */
+  defaultParallel?: boolean;
 }
 
 /** The benchmark model: llama, 10 layers, 256 wide, 8 heads (4 KV), ff 768, 32k vocabulary, q8_0 ≈ 24M parameters. */
@@ -40,34 +46,46 @@ export async function benchModel(dir: string): Promise<string> {
   return file;
 }
 
-export function benchPrompts(count: number): string[] {
-  const names = ['Natalia', 'Weng', 'Betty', 'Julie', 'James', 'Albert', 'Ken', 'Alexis', 'Tina', 'Randy'];
-  return Array.from({ length: count }, (_, i) =>
-    `Question: ${names[i % names.length]} sold ${12 + 7 * i} clips in April and half as many in May. ` +
-    `How many clips did ${names[i % names.length]} sell altogether in April and May?\nAnswer:`);
+const NAMES = ['Natalia', 'Weng', 'Betty', 'Julie', 'James', 'Albert', 'Ken', 'Alexis', 'Tina', 'Randy'];
+const question = (i: number) => `Question: ${NAMES[i % NAMES.length]} sold ${12 + 7 * i} clips in April and half as many in May. ` +
+  `How many clips did ${NAMES[i % NAMES.length]} sell altogether in April and May?\nAnswer:`;
+const solved = (i: number) => {
+  const a = 12 + 7 * i;
+  return `${question(i)} In May ${NAMES[i % NAMES.length]} sold ${a} / 2 = ${a / 2} clips. Altogether ${a} + ${a / 2} = ${a * 1.5} clips.\n#### ${a * 1.5}\n\n`;
+};
+
+/** Bench prompts; with `fewShot` k, each starts with k solved examples (about 45 tokens each), as weak-ICL's do. */
+export function benchPrompts(count: number, fewShot = 0): string[] {
+  return Array.from({ length: count }, (_, i) => Array.from({ length: fewShot }, (_, k) => solved(1000 + 2 * k)).join('') + question(i));
 }
 
 export async function runSampleBench(o: SampleBenchOptions = {}): Promise<SampleBenchRow[]> {
   const log = o.log ?? ((line: string) => process.stderr.write(line + '\n'));
   const modelFile = o.model ?? (await benchModel(path.join(os.tmpdir(), 'weak2strong-bench')));
-  const prompts = benchPrompts(o.prompts ?? 16);
+  const prompts = benchPrompts(o.prompts ?? 16, o.fewShot ?? 0);
   const n = o.n ?? 4;
   const maxTokens = o.maxTokens ?? 64;
   const cores = physicalCores();
   const threadCounts = o.threads ?? Array.from({ length: cores }, (_, i) => i + 1);
   const rows: SampleBenchRow[] = [];
 
-  log(`model ${modelFile}; ${prompts.length} prompts × ${n} samples × ${maxTokens} new tokens, temperature 1; ${cores} physical cores`);
   const model = await loadModel(modelFile);
+  const promptTokens = prompts.map((p) => model.tokenize(p).length);
+  log(`model ${modelFile}; ${prompts.length} prompts (${Math.min(...promptTokens)}–${Math.max(...promptTokens)} tokens) × ${n} samples × ${maxTokens} new tokens, ` +
+    `temperature 1; ${cores} physical cores; CPU ${os.cpus()[0]?.model ?? 'unknown'}`);
+  const byDefault = defaultParallel(model.info, prompts.length * n, maxTokens);
+  const parallels = o.parallel ?? [byDefault];
   try {
     await model.sample(prompts.slice(0, 2), { n: 1, maxTokens: 4 }); // warm-up: page in the weights
-    for (const threads of threadCounts) {
-      const start = performance.now();
-      const samples = await model.sample(prompts, { n, maxTokens, temperature: 1, seed: 1, threads });
-      const seconds = (performance.now() - start) / 1000;
-      const generated = samples.reduce((a, s) => a + s.tokens, 0);
-      rows.push({ engine: 'weak2strong', threads, generated, seconds, tokensPerSecond: generated / seconds, sequences: defaultParallel(model.info, prompts.length * n, maxTokens) });
-      log(`weak2strong     threads ${threads}: ${generated} tokens in ${seconds.toFixed(2)} s = ${(generated / seconds).toFixed(1)} tokens/s`);
+    for (const parallel of parallels) {
+      for (const threads of threadCounts) {
+        const start = performance.now();
+        const samples = await model.sample(prompts, { n, maxTokens, temperature: 1, seed: 1, threads, parallel });
+        const seconds = (performance.now() - start) / 1000;
+        const generated = samples.reduce((a, s) => a + s.tokens, 0);
+        rows.push({ engine: 'weak2strong', threads, generated, seconds, tokensPerSecond: generated / seconds, sequences: parallel, defaultParallel: o.parallel === undefined });
+        log(`weak2strong     parallel ${parallel}${o.parallel === undefined ? ' (default)' : ''} threads ${threads}: ${generated} tokens in ${seconds.toFixed(2)} s = ${(generated / seconds).toFixed(1)} tokens/s`);
+      }
     }
   } finally {
     model.dispose();

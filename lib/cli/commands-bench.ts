@@ -15,11 +15,14 @@ export function registerBenchCommands(program: Command): void {
     .option('--n <k>', 'samples per prompt', intArg('--n', 1), 4)
     .option('--max-tokens <n>', 'new tokens per sample', intArg('--max-tokens', 1), 64)
     .option('--threads <n...>', 'thread counts to try (default 1 … physical cores)')
+    .option('--parallel <n...>', 'weak2strong sequences in flight to try (default: the sampler\'s default)')
+    .option('--few-shot <k>', 'solved examples before each question (long prompts, as weak-ICL\'s)', intArg('--few-shot', 0), 0)
     .option('--json', 'print the rows as JSON on stdout')
     .action(async (o) => {
       const rows = await runSampleBench({
-        model: o.model, prompts: o.prompts, n: o.n, maxTokens: o.maxTokens,
+        model: o.model, prompts: o.prompts, n: o.n, maxTokens: o.maxTokens, fewShot: o.fewShot,
         threads: o.threads?.map((t: string) => intArg('--threads', 1)(t)),
+        parallel: o.parallel?.map((t: string) => intArg('--parallel', 1)(t)),
       });
       if (o.json) process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
     });
