@@ -56,6 +56,8 @@ export interface NativeSampleRequest {
   adapters: NativeAdapterRef[];
   parseSpecial: boolean;
   highPrecision: boolean;
+  tokenIds?: boolean;
+  logprobs?: boolean;
 }
 
 export interface NativeSample {
@@ -64,6 +66,8 @@ export interface NativeSample {
   text: string;
   tokens: number;
   finishReason: 'stop' | 'length' | 'eos';
+  tokenIds?: number[];
+  logprobs?: number[];
 }
 
 export interface NativeSampleProgress {

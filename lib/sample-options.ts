@@ -54,6 +54,10 @@ export interface SampleOptions {
    * ~1e-6, so sampled text no longer drifts with batch composition (`parallel`). Defaults to false (F16 KV).
    */
   highPrecision?: boolean;
+  /** Return each sample's token ids (`Sample.tokenIds`). Defaults to false. */
+  tokenIds?: boolean;
+  /** Return the log-prob of each sampled token (`Sample.logprobs`, with `tokenIds`). Defaults to false. */
+  logprobs?: boolean;
   /** Called with the running totals after every decode step (coalesced when the event loop is busy). */
   onProgress?: (p: NativeSampleProgress) => void;
   signal?: AbortSignal;
@@ -67,6 +71,18 @@ export interface Sample {
   /** Generated tokens, EOS not counted. */
   tokens: number;
   finishReason: 'stop' | 'length' | 'eos';
+  /**
+   * With `tokenIds` (or `logprobs`): the ids of the generated tokens whose text starts inside `text`, EOS
+   * excluded. A stop string's tokens are dropped; a token that straddles the stop's start is kept, so
+   * detokenizing can then give more than `text`.
+   */
+  tokenIds?: number[];
+  /**
+   * With `logprobs`: for each of `tokenIds`, log p(token) in nats under the model's raw distribution
+   * (softmax of its logits at temperature 1, before top-k / top-p), computed in the same pass: no second
+   * scoring pass is needed. Equals `score()` on the same tokens within the F16 KV cache's rounding.
+   */
+  logprobs?: number[];
 }
 
 /** Documented defaults of SampleOptions (a test checks they equal the native struct's). */
@@ -133,6 +149,8 @@ export function normalizeSampleOptions(prompts: readonly string[], o: SampleOpti
     adapters: adapterRefs(o.lora, model),
     parseSpecial: Boolean(o.parseSpecial),
     highPrecision: Boolean(o.highPrecision),
+    tokenIds: v.optionalBoolean('tokenIds', o.tokenIds) || v.optionalBoolean('logprobs', o.logprobs),
+    logprobs: v.optionalBoolean('logprobs', o.logprobs),
   };
   // A prompt of megabytes is refused by its size, before the native side spends seconds tokenizing it.
   prompts.forEach((p, i) => {

@@ -28,6 +28,13 @@ export function numberIn(name: string, value: unknown, min: number, max: number,
   return value;
 }
 
+/** An optional boolean option (undefined = `fallback`). */
+export function optionalBoolean(name: string, value: unknown, fallback = false): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') throw InvalidArgumentError.expected('boolean', name, value);
+  return value;
+}
+
 export function nonEmptyString(name: string, value: unknown): string {
   if (typeof value !== 'string' || value.length === 0) throw InvalidArgumentError.expected('non-empty string', name, value);
   return value;

@@ -108,6 +108,8 @@ public:
         req_.adapters = adapters_of(env, r.Get("adapters"), keep_);
         parse_special_ = r.Get("parseSpecial").ToBoolean().Value();
         req_.high_precision = r.Get("highPrecision").ToBoolean().Value();
+        req_.want_token_ids = r.Has("tokenIds") && r.Get("tokenIds").ToBoolean().Value();
+        req_.want_logprobs = r.Has("logprobs") && r.Get("logprobs").ToBoolean().Value();
     }
 
     void Execute(const ExecutionProgress & progress) override {
@@ -153,6 +155,17 @@ public:
                 o.Set("text", Napi::String::New(env, s.text));
                 o.Set("tokens", s.n_tokens);
                 o.Set("finishReason", reason_name(s.reason));
+                // Plain arrays, not typed ones: samples are serialized to JSON as they are.
+                if (req_.want_token_ids) {
+                    Napi::Array ids = Napi::Array::New(env, s.token_ids.size());
+                    for (size_t k = 0; k < s.token_ids.size(); ++k) ids.Set(static_cast<uint32_t>(k), s.token_ids[k]);
+                    o.Set("tokenIds", ids);
+                }
+                if (req_.want_logprobs) {
+                    Napi::Array lps = Napi::Array::New(env, s.logprobs.size());
+                    for (size_t k = 0; k < s.logprobs.size(); ++k) lps.Set(static_cast<uint32_t>(k), static_cast<double>(s.logprobs[k]));
+                    o.Set("logprobs", lps);
+                }
                 arr.Set(static_cast<uint32_t>(i), o);
             }
             return arr;

@@ -38,7 +38,8 @@ export function registerInferCommands(program: Command): void {
     .option('--concurrency <n>', 'requests in flight (with --endpoint)', intArg('--concurrency', 1), REMOTE_DEFAULTS.concurrency)
     .option('--timeout <s>', 'seconds per request before it is retried (with --endpoint)', floatArg('--timeout'), REMOTE_DEFAULTS.timeout)
     .option('--retries <n>', 'retries on 429/5xx/timeouts/connection errors (with --endpoint)', intArg('--retries', 0), REMOTE_DEFAULTS.retries)
-    .option('--logprobs', 'also write per-token log-probs (with --endpoint, where the engine offers them)')
+    .option('--logprobs', 'also write per-token log-probs of the sampled tokens (locally: computed in the same pass, with token_ids; with --endpoint: where the engine offers them)')
+    .option('--token-ids', 'also write the sampled token ids (local sampling)')
     .option('--group-samples', 'one request with n per prompt instead of one per sample (with --endpoint)')
     .option('--extra <json>', 'JSON object merged into every request body, e.g. \'{"lora":[{"id":0,"scale":1}]}\' (with --endpoint)')
     .requiredOption('--prompts <file>', 'JSONL (or JSON array) of objects holding the prompt')
@@ -69,6 +70,7 @@ export function registerInferCommands(program: Command): void {
           return await model.sample(prompts, {
             n: o.n, temperature: o.temperature, topP: o.topP, topK: o.topK, seed: o.seed, maxTokens: o.maxTokens,
             stop: o.stop, parallel: o.parallel, threads: o.threads, contextSize: o.context, lora, signal,
+            tokenIds: Boolean(o.tokenIds), logprobs: Boolean(o.logprobs),
             onProgress: (p) => bar.update(p.finished, `${p.tokens} tokens`),
           });
         } finally {

@@ -16,12 +16,15 @@ export interface SampleRow {
   tokens: number;
   finish_reason: GeneratedSample['finishReason'];
   logprobs?: number[];
+  /** Local sampling with `tokenIds` / `logprobs` (Sample.tokenIds). */
+  token_ids?: number[];
 }
 
 export function toRow(s: GeneratedSample): SampleRow {
   return {
     prompt_index: s.promptIndex, sample_index: s.sampleIndex, text: s.text, tokens: s.tokens, finish_reason: s.finishReason,
     ...(s.logprobs ? { logprobs: s.logprobs } : {}),
+    ...('tokenIds' in s && Array.isArray(s.tokenIds) ? { token_ids: s.tokenIds } : {}),
   };
 }
 

@@ -65,8 +65,9 @@ const FULL: WorldSpec = {
   threads: 1,
   gate: { questions: 200, maxTokens: 48, bands: { weak: [0.2, 1], strongZeroShot: [0, 0.05], strongOwnPhrase: [0.4, 1], strongFewShot: [0.4, 1] } },
   run: {
-    // 4 sequences in flight, not the sampler's default 64: with tiny models, attention over the shared KV
-    // cache of 64 long (few-shot) prompts dominates; 4 made weak-ICL 3× and greedy passes ~1.5× faster.
+    // 4 sequences in flight, not the sampler's default 64: measured when all sequences shared one KV cache
+    // (each token attended over every cell), 4 made weak-ICL 3× and greedy passes ~1.5× faster. The table
+    // in the README was measured with 4 and today's per-sequence KV streams (docs/demo.md).
     generation: { maxTokens: 48, parallel: 4 },
     train: { weak: { ...methodTrain, lr: 1e-3, epochs: 2 }, strong: methodTrain, preference: { ...methodTrain, lr: 1e-5 } },
     stage2: { samples: 10, algorithm: 'dpo' },

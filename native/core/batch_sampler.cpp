@@ -17,6 +17,7 @@
 #include "batch_sampler.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <functional>
 #include <thread>
@@ -51,7 +52,19 @@ struct slot {
     rng r;
     std::string text;
     int32_t n_tokens = 0;
+    std::vector<llama_token> token_ids;  // with want_token_ids / want_logprobs
+    std::vector<float> logprobs;         // with want_logprobs
+    std::vector<uint32_t> starts;        // byte offset in `text` where each kept token's piece starts
 };
+
+// log softmax(logits)[tok] in nats, from a pass over the row (max-shifted, in double).
+float log_prob_of(const float * logits, int32_t n_vocab, llama_token tok) {
+    float mx = logits[0];
+    for (int32_t i = 1; i < n_vocab; ++i) mx = std::max(mx, logits[i]);
+    double sum = 0.0;
+    for (int32_t i = 0; i < n_vocab; ++i) sum += std::exp(static_cast<double>(logits[i] - mx));
+    return static_cast<float>(static_cast<double>(logits[tok] - mx) - std::log(sum));
+}
 
 size_t longest_prompt(const batch_sample_request & req) {
     size_t longest = 0;
@@ -153,6 +166,8 @@ bool run_batch_sampler(llama_model * model, const batch_sample_request & req, co
         o.text = std::move(s.text);
         o.n_tokens = s.n_tokens;
         o.reason = why;
+        o.token_ids = std::move(s.token_ids);
+        o.logprobs = std::move(s.logprobs);
         out.push_back(std::move(o));
         llama_memory_seq_rm(mem, static_cast<llama_seq_id>(&s - slots.data()), -1, -1);
         s = slot();
@@ -161,20 +176,32 @@ bool run_batch_sampler(llama_model * model, const batch_sample_request & req, co
         maybe_close_group(g);
     };
     // Feeds one sampled token to a slot: EOS, stop strings and limits end it; otherwise it becomes pending.
+    // `lp`: its log-prob (with want_logprobs).
+    const bool keep_ids = req.want_token_ids || req.want_logprobs;
     char piece[256];
-    auto accept = [&](slot & s, llama_token tok) {
+    auto accept = [&](slot & s, llama_token tok, float lp) {
         if (llama_vocab_is_eog(vocab, tok)) return finish(s, finish_reason::eos);
         s.n_tokens += 1;
         prog.tokens += 1;
         const int32_t n = llama_token_to_piece(vocab, tok, piece, sizeof(piece), 0, false);
         const size_t before = s.text.size();
         if (n > 0) s.text.append(piece, static_cast<size_t>(n));
+        if (keep_ids) {
+            s.token_ids.push_back(tok);
+            s.starts.push_back(static_cast<uint32_t>(before));
+            if (req.want_logprobs) s.logprobs.push_back(lp);
+        }
         for (const auto & stop : req.stops) {
             // Only the tail can hold a new match: start just before the appended piece.
             const size_t from = before >= stop.size() ? before - stop.size() + 1 : 0;
             const size_t at = s.text.find(stop, from);
             if (at != std::string::npos) {
                 s.text.resize(at);
+                // Tokens that start inside the stop string are not part of the sample.
+                size_t keep = s.starts.size();
+                while (keep > 0 && s.starts[keep - 1] >= at) --keep;
+                s.token_ids.resize(std::min(s.token_ids.size(), keep));
+                if (req.want_logprobs) s.logprobs.resize(std::min(s.logprobs.size(), keep));
                 return finish(s, finish_reason::stop);
             }
         }
@@ -203,7 +230,8 @@ bool run_batch_sampler(llama_model * model, const batch_sample_request & req, co
             }
         }
         if (s.budget == 0) return finish(s, finish_reason::length);
-        accept(s, sample_token(logits, n_vocab, req.sampling, s.r, scratch));
+        const llama_token tok = sample_token(logits, n_vocab, req.sampling, s.r, scratch);
+        accept(s, tok, req.want_logprobs ? log_prob_of(logits, n_vocab, tok) : 0.0f);
     };
 
     for (;;) {
@@ -323,10 +351,12 @@ bool run_batch_sampler(llama_model * model, const batch_sample_request & req, co
         // over the job's threads (ggml's workers are idle between decodes). Each slot draws from its own
         // stream, so the split does not change any result; accepting tokens stays sequential.
         std::vector<llama_token> drawn(live.size());
+        std::vector<float> drawn_lp(live.size(), 0.0f);
         const int32_t n_workers = std::max<int32_t>(1, std::min<int32_t>(req.n_threads, static_cast<int32_t>(live.size()) / 8));
         auto draw = [&](int32_t w, sampling_scratch & sc) {
             for (size_t k = static_cast<size_t>(w); k < live.size(); k += static_cast<size_t>(n_workers)) {
                 drawn[k] = sample_token(rows[k], n_vocab, req.sampling, slots[live[k]].r, sc);
+                if (req.want_logprobs) drawn_lp[k] = log_prob_of(rows[k], n_vocab, drawn[k]);
             }
         };
         std::vector<std::thread> helpers;
@@ -337,7 +367,7 @@ bool run_batch_sampler(llama_model * model, const batch_sample_request & req, co
             slot & s = slots[live[k]];
             s.batch_at = -1;
             s.pos += 1;
-            accept(s, drawn[k]);
+            accept(s, drawn[k], drawn_lp[k]);
         }
         if (on_progress) on_progress(prog);
     }

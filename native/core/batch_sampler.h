@@ -29,6 +29,8 @@ struct batch_sample_request {
     int32_t n_threads = 1;
     std::vector<adapter_ref> adapters;
     bool high_precision = false;                    // F32 KV cache, no flash attention (see context_request)
+    bool want_token_ids = false;                    // keep each sample's token ids
+    bool want_logprobs = false;                     // keep log p(token) of each sampled token (see sample_output)
 };
 
 struct sample_output {
@@ -37,6 +39,11 @@ struct sample_output {
     std::string text;      // UTF-8 bytes, stop string and EOS excluded
     int32_t n_tokens = 0;  // generated tokens (EOS not counted)
     finish_reason reason = finish_reason::length;
+    // With want_token_ids / want_logprobs: the tokens whose text starts inside `text` (a stop string's tokens
+    // are dropped; a token that straddles the stop's start is kept), and for each, log p under the model's
+    // raw distribution (softmax of the logits at temperature 1, before top-k/top-p), in nats.
+    std::vector<llama_token> token_ids;
+    std::vector<float> logprobs;
 };
 
 struct sample_progress {
