@@ -8,6 +8,7 @@ import { checkGgufMetadata, type GgufPurpose } from './model/check.js';
 import { maxTokenBytes } from './model/token-bound.js';
 import { addon, cancelTokenFor, mapNativeError, type NativeCancelToken, type NativeLora, type NativeModel, type NativeModelInfo } from './native.js';
 import { normalizeSampleOptions, type Sample, type SampleOptions } from './sample-options.js';
+import { calibratedThreads, calibrationEnabled, type ThreadCalibration } from './thread-calibration.js';
 import { normalizeScoreOptions, type ScoreItem, type ScoreOptions, type ScoreResult } from './score-options.js';
 import * as v from './validate.js';
 
@@ -79,6 +80,8 @@ export class Model {
   readonly info: ModelInfo;
   #native: NativeModel | undefined;
   readonly #adapters = new Set<LoraAdapter>();
+  /** sample() and score() calls not settled yet (they hold native handles; see afterJobs). */
+  readonly #inFlight = new Set<Promise<unknown>>();
 
   /**
    * The most text bytes one token stands for (lib/model/token-bound.ts), or undefined when the tokenizer may
@@ -209,7 +212,38 @@ export class Model {
     const { request, signal, onProgress } = normalizeSampleOptions(prompts, options, this.info, this);
     if (signal?.aborted) return Promise.reject(new AbortError());
     if (prompts.length === 0) return Promise.resolve([]);
-    return this.#runJob(signal, request.threads, 'sample', (token) => native.sample(request, onProgress, token));
+    return this.#track(this.#threads(options.threads, request.threads, signal).then((threads) =>
+      this.#runJob(signal, threads, 'sample', (token) => native.sample({ ...request, threads }, onProgress, token))));
+  }
+
+  /**
+   * The default thread count for this model on this machine (lib/thread-calibration.ts): measured by a short
+   * probe the first time, then cached. sample() and score() use it when `threads` is not given.
+   */
+  calibrateThreads(options: { signal?: AbortSignal } = {}): Promise<ThreadCalibration> {
+    const native = this.#use();
+    const probe = (threads: number) => this.#runJob(options.signal, threads, 'thread calibration', (token) => native.sample({
+      prompts: ['Once upon a time'], n: 8, temperature: 1, topP: 1, topK: 0, seed: 0, maxTokens: 16, stops: [], parallel: 8,
+      contextSize: Math.min(this.info.nCtxTrain, 128), kvCells: 0, batchSize: 512, threads, adapters: [], parseSpecial: false, highPrecision: false,
+    }, undefined, token)).then(() => undefined);
+    return this.#track(calibratedThreads(fs.statSync(this.path).size, probe));
+  }
+
+  /** `given` when the caller set threads; else the calibrated default (`fallback` where calibration is off). */
+  #threads(given: number | undefined, fallback: number, signal: AbortSignal | undefined): Promise<number> {
+    if (given !== undefined || !calibrationEnabled()) return Promise.resolve(fallback);
+    // A probe that cannot run on this model (e.g. a context too small for it) leaves the plain default.
+    return this.calibrateThreads({ signal }).then((c) => c.threads, (err: unknown) => {
+      if (signal?.aborted || (err as { name?: string }).name === 'AbortError') throw err;
+      return fallback;
+    });
+  }
+
+  /** Keeps `p` in the set of calls that hold this model's native handles until it settles (see afterJobs). */
+  #track<T>(p: Promise<T>): Promise<T> {
+    this.#inFlight.add(p);
+    p.then(() => this.#inFlight.delete(p), () => this.#inFlight.delete(p));
+    return p;
   }
 
   /**
@@ -221,15 +255,17 @@ export class Model {
     const native = this.#use();
     const { request, signal, onProgress } = normalizeScoreOptions(items, options, this.info, this);
     if (signal?.aborted) return Promise.reject(new AbortError());
-    return this.#runJob(signal, request.threads, 'score', (token) => native.score(request, onProgress, token));
+    return this.#track(this.#threads(options.threads, request.threads, signal).then((threads) =>
+      this.#runJob(signal, threads, 'score', (token) => native.score({ ...request, threads }, onProgress, token))));
   }
 
   /**
-   * @internal Runs `free` once every job queued so far has finished: a job holds the native handles it was
-   * given at call time, so they must outlive dispose() calls made while it waits in the queue.
+   * @internal Runs `free` once every call made so far has settled and every job queued so far has finished:
+   * a call holds the native handles it was given, so they must outlive dispose() calls made while it waits
+   * (for its thread calibration, or in the queue).
    */
   afterJobs(free: () => void): void {
-    void computeQueue.run(async () => free()).catch(() => undefined);
+    void Promise.allSettled([...this.#inFlight]).then(() => computeQueue.run(async () => free())).catch(() => undefined);
   }
 
   /** Frees the model once running and queued jobs finish; adapters loaded from it are disposed too. */

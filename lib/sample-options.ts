@@ -98,12 +98,15 @@ export const MAX_DEFAULT_PARALLEL = 64;
 
 /**
  * Default sequences in flight: wide batches amortize reading the weights (measured on a 25M model, 2 cores:
- * 64 sequences give 1.3× the tokens/s of 16), bounded by the KV memory they would need.
+ * 64 sequences give 1.3× the tokens/s of 16), bounded by the KV memory they would need. Every sequence has
+ * its own KV stream of (longest prompt + maxTokens) cells rounded up to 256 (native/core/batch_sampler.cpp),
+ * F16 K and V per layer; the budget is min(4 GiB, RAM / 4).
  */
-export function defaultParallel(info: Pick<ModelInfo, 'nLayer' | 'nEmbd' | 'nHead' | 'nHeadKv'>, total: number, maxTokens: number): number {
-  const kvBytesPerToken = 2 * info.nLayer * (info.nEmbd / info.nHead) * info.nHeadKv * 2; // K and V, F16
+export function defaultParallel(info: Pick<ModelInfo, 'nLayer' | 'nEmbd' | 'nHead' | 'nHeadKv'>, total: number, maxTokens: number, longestPrompt = 256): number {
+  const kvBytesPerCell = 2 * info.nLayer * (info.nEmbd / info.nHead) * info.nHeadKv * 2;
+  const cellsPerSequence = Math.ceil((longestPrompt + maxTokens) / 256) * 256;
   const budget = Math.min(4 * 2 ** 30, os.totalmem() / 4);
-  const byMemory = Math.floor(budget / (kvBytesPerToken * (maxTokens + 256)));
+  const byMemory = Math.floor(budget / (kvBytesPerCell * cellsPerSequence));
   return Math.max(1, Math.min(MAX_DEFAULT_PARALLEL, total, byMemory));
 }
 
@@ -121,6 +124,18 @@ export function adapterRefs(lora: SampleOptions['lora'], model: Model): NativeAd
     const scale = v.numberIn(`lora[${i}].scale`, use.scale ?? 1, -100, 100);
     return { lora: use.adapter.nativeHandle(), scale };
   });
+}
+
+/** Tokens of the longest prompt (by bytes), for sizing: one tokenization, not one per prompt. */
+function longestPromptTokens(prompts: readonly string[], model: Model): number {
+  let longest = '';
+  for (const p of prompts) if (typeof p === 'string' && p.length > longest.length) longest = p;
+  if (longest.length > 1 << 20) return Number.MAX_SAFE_INTEGER; // refused below as too long anyway
+  try {
+    return model.tokenize(longest, { addSpecial: true }).length;
+  } catch {
+    return 256; // tokenization errors are reported by the job itself
+  }
 }
 
 export function normalizeSampleOptions(prompts: readonly string[], o: SampleOptions, info: ModelInfo, model: Model) {
@@ -141,7 +156,7 @@ export function normalizeSampleOptions(prompts: readonly string[], o: SampleOpti
     seed: v.integer('seed', o.seed ?? 0, 0),
     maxTokens: v.positiveInt('maxTokens', o.maxTokens ?? SAMPLE_DEFAULTS.maxTokens),
     stops: v.stringArray('stop', o.stop ?? []),
-    parallel: v.integer('parallel', o.parallel ?? defaultParallel(info, total, o.maxTokens ?? SAMPLE_DEFAULTS.maxTokens), 1, 128),
+    parallel: v.integer('parallel', o.parallel ?? defaultParallel(info, total, o.maxTokens ?? SAMPLE_DEFAULTS.maxTokens, longestPromptTokens(prompts, model)), 1, 128),
     contextSize: v.contextSizeOption(o.contextSize, info.nCtxTrain, info.path),
     kvCells: v.integer('kvCells', o.kvCells ?? 0, 0, 1 << 26),
     batchSize: v.integer('batchSize', o.batchSize ?? SAMPLE_DEFAULTS.batchSize, 1, 1 << 16),

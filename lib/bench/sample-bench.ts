@@ -73,7 +73,7 @@ export async function runSampleBench(o: SampleBenchOptions = {}): Promise<Sample
   const promptTokens = prompts.map((p) => model.tokenize(p).length);
   log(`model ${modelFile}; ${prompts.length} prompts (${Math.min(...promptTokens)}–${Math.max(...promptTokens)} tokens) × ${n} samples × ${maxTokens} new tokens, ` +
     `temperature 1; ${cores} physical cores; CPU ${os.cpus()[0]?.model ?? 'unknown'}`);
-  const byDefault = defaultParallel(model.info, prompts.length * n, maxTokens);
+  const byDefault = defaultParallel(model.info, prompts.length * n, maxTokens, Math.max(...promptTokens) + 1);
   const parallels = o.parallel ?? [byDefault];
   try {
     await model.sample(prompts.slice(0, 2), { n: 1, maxTokens: 4 }); // warm-up: page in the weights
@@ -109,6 +109,15 @@ export async function runSampleBench(o: SampleBenchOptions = {}): Promise<Sample
     const res = JSON.parse(r.stdout.trim().split('\n').pop()!) as Omit<SampleBenchRow, 'engine' | 'threads'>;
     rows.push({ engine: 'node-llama-cpp', threads, ...res });
     log(`node-llama-cpp  threads ${threads}: ${res.generated} tokens in ${res.seconds.toFixed(2)} s = ${res.tokensPerSecond.toFixed(1)} tokens/s (${res.sequences} sequences)`);
+  }
+
+  // The default a user gets without `threads` (lib/thread-calibration.ts), beside the counts measured above.
+  const calModel = await loadModel(modelFile);
+  try {
+    const cal = await calModel.calibrateThreads();
+    log(`default threads (calibrated${cal.cached ? ', from the cache' : ''}): ${cal.threads}; probe best seconds ${Object.entries(cal.seconds).map(([t, s]) => `${t} thread(s) ${s.toFixed(3)}`).join(', ') || '(no calibration on one core)'}`);
+  } finally {
+    calModel.dispose();
   }
 
   const best = (engine: SampleBenchRow['engine']) => rows.filter((r) => r.engine === engine).sort((a, b) => b.tokensPerSecond - a.tokensPerSecond)[0];
