@@ -24,6 +24,9 @@ export interface ThreadCalibration {
 /** A probe runner: one small sampling job with `threads` threads (the model's own, through the compute queue). */
 export type ProbeJob = (threads: number) => Promise<void>;
 
+/** Bumped when the probe (Model.calibrateThreads) changes: older measurements are not reused. */
+const PROBE_VERSION = 3;
+
 /** More threads must be this much faster than one to be the default. */
 const MARGIN = 1.15;
 
@@ -35,7 +38,7 @@ const cacheFile = () => path.join(cacheDir(), 'thread-calibration.json');
 /** The cache key: this machine (CPU model, logical and physical counts) and the model's size class. */
 export function calibrationKey(modelBytes: number): string {
   const size = `2^${Math.round(Math.log2(Math.max(1, modelBytes)))}B`;
-  return `${os.cpus()[0]?.model ?? 'unknown'}|${os.availableParallelism()} cpus|${physicalCores()} cores|${size}`;
+  return `probe ${PROBE_VERSION}|${os.cpus()[0]?.model ?? 'unknown'}|${os.availableParallelism()} cpus|${physicalCores()} cores|${size}`;
 }
 
 function readCache(): Record<string, Omit<ThreadCalibration, 'cached'>> {

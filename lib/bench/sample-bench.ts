@@ -115,7 +115,7 @@ export async function runSampleBench(o: SampleBenchOptions = {}): Promise<Sample
   const calModel = await loadModel(modelFile);
   try {
     const cal = await calModel.calibrateThreads();
-    log(`default threads (calibrated${cal.cached ? ', from the cache' : ''}): ${cal.threads}; probe best seconds ${Object.entries(cal.seconds).map(([t, s]) => `${t} thread(s) ${s.toFixed(3)}`).join(', ') || '(no calibration on one core)'}`);
+    log(`default threads (calibrated${cal.cached ? ', from the cache' : ''}): ${cal.threads}; probe best seconds ${Object.entries(cal.seconds).map(([t, s]) => `${t} thread(s) ${s.toFixed(3)}`).join(', ') || '(none: one core, or W2S_THREAD_CALIBRATION=0)'}`);
   } finally {
     calModel.dispose();
   }
