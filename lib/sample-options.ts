@@ -43,7 +43,7 @@ export interface SampleOptions {
   kvCells?: number;
   /** Tokens per llama_decode call. Defaults to 512. */
   batchSize?: number;
-  /** CPU threads. Defaults to the number of physical cores. */
+  /** CPU threads. Defaults to a count measured once per machine and model size (lib/thread-calibration.ts). */
   threads?: number;
   /** LoRA adapter(s) to apply on top of the base model. */
   lora?: LoraAdapter | readonly (LoraAdapter | AdapterUse)[];

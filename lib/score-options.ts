@@ -19,7 +19,7 @@ export interface ScoreOptions {
   batchSize?: number;
   /** Longest prompt + completion in tokens. Defaults to the model's training context. */
   contextSize?: number;
-  /** CPU threads. Defaults to the number of physical cores. */
+  /** CPU threads. Defaults to a count measured once per machine and model size (lib/thread-calibration.ts). */
   threads?: number;
   lora?: SampleOptions['lora'];
   /** Parse special-token text in prompts and completions. Defaults to false. */

@@ -52,7 +52,7 @@ export function registerInferCommands(program: Command): void {
     .option('--max-tokens <n>', 'new tokens per sample at most', intArg('--max-tokens', 1), 256)
     .option('--stop <str>', 'stop string (repeatable)', collect, [])
     .option('--parallel <n>', 'sequences decoded together', intArg('--parallel', 1))
-    .option('--threads <n>', 'CPU threads (default: physical cores)', intArg('--threads', 1))
+    .option('--threads <n>', 'CPU threads (default: measured once per machine and model size; see README, "Default threads")', intArg('--threads', 1))
     .option('--context <n>', 'positions per sequence (default: the model\'s)', intArg('--context', 2))
     .requiredOption('--out <file>', 'output JSONL: {prompt_index, sample_index, text, tokens, finish_reason}')
     .action(async (o) => {
@@ -90,7 +90,7 @@ export function registerInferCommands(program: Command): void {
     .option('--lora <file>', 'GGUF LoRA adapter to apply')
     .requiredOption('--data <file>', 'JSONL (or JSON array) of {prompt, completion}')
     .option('--per-token', 'also write token_logprobs (one per completion token)')
-    .option('--threads <n>', 'CPU threads (default: physical cores)', intArg('--threads', 1))
+    .option('--threads <n>', 'CPU threads (default: measured once per machine and model size; see README, "Default threads")', intArg('--threads', 1))
     .option('--out <file>', 'output JSONL (default: stdout)')
     .action(async (o) => {
       if (o.out) await checkOutputPaths([{ name: '--out', path: o.out }], modelInputs(o, { name: '--data', path: o.data }));
