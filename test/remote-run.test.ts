@@ -13,7 +13,7 @@ import { runMethod } from '../lib/pipeline/run/method.js';
 import type { StepEvents } from '../lib/pipeline/run/steps.js';
 import { faultProxy, llamaServerBinary } from './helpers/llama-server.js';
 import { TMP, tinyModel } from './helpers/models.js';
-import { dataPath, dataTest } from './helpers/shared-data.js';
+import { dataTest, gsm8kDataYaml } from './helpers/shared-data.js';
 
 const quiet: StepEvents = { start() {}, progress() {}, end() {} };
 const SECRET = 'sk-run-secret-0123456789';
@@ -71,11 +71,7 @@ dataTest('w2s run: Stage I with the weak model on llama-server (adapter hook), e
     `  model: ${JSON.stringify(weak)}`,
     `  endpoint: { url: "${proxy.url}/v1", model: weak, concurrency: 2, retries: 2, adapters: { hook: ${JSON.stringify(`node ${hook} ${binary} ${weak} ${port} ${dir}`)} } }`,
     `strong: { model: ${JSON.stringify(strong)} }`,
-    'data:',
-    `  train1: ${JSON.stringify(dataPath('gsm8k', 'train_1.jsonl'))}`,
-    `  train2: ${JSON.stringify(dataPath('gsm8k', 'train_2.jsonl'))}`,
-    `  test: ${JSON.stringify(dataPath('gsm8k', 'test.jsonl'))}`,
-    '  limit: { train1: 30, train2: 30, test: 20 }',
+    ...gsm8kDataYaml({ train1: 30, train2: 30, test: 20 }),
     'generation: { maxTokens: 24, threads: 1 }',
     'train:',
     '  weak: { epochs: 1, batch: 8, lr: 0.001, maxLen: 256 }',

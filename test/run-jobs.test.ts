@@ -9,7 +9,7 @@ import { computeQueue } from '../lib/job-queue.js';
 import { runMethod } from '../lib/pipeline/run/method.js';
 import type { StepEvents } from '../lib/pipeline/run/steps.js';
 import { TMP, tinyModel } from './helpers/models.js';
-import { dataPath, dataTestSerial } from './helpers/shared-data.js';
+import { dataTestSerial, gsm8kDataYaml } from './helpers/shared-data.js';
 
 async function config(name: string, jobs: number): Promise<RunConfig> {
   const weak = await tinyModel({ ctx: 1024, seed: 21 });
@@ -20,11 +20,7 @@ async function config(name: string, jobs: number): Promise<RunConfig> {
     `jobs: ${jobs}`,
     `weak: { model: ${JSON.stringify(weak)} }`,
     `strong: { model: ${JSON.stringify(strong)} }`,
-    'data:',
-    `  train1: ${JSON.stringify(dataPath('gsm8k', 'train_1.jsonl'))}`,
-    `  train2: ${JSON.stringify(dataPath('gsm8k', 'train_2.jsonl'))}`,
-    `  test: ${JSON.stringify(dataPath('gsm8k', 'test.jsonl'))}`,
-    '  limit: { train1: 16, train2: 16, test: 16 }',
+    ...gsm8kDataYaml({ train1: 16, train2: 16, test: 16 }),
     // One thread per step: two jobs then use two cores, and results do not depend on a thread count.
     'generation: { maxTokens: 16, threads: 1, parallel: 8 }',
     'train:',

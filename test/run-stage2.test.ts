@@ -10,7 +10,7 @@ import { runMethod } from '../lib/pipeline/run/method.js';
 import { trainSft } from '../lib/train/sft.js';
 import { mergeAdapterFile } from './helpers/lora.js';
 import { TMP, tinyModel } from './helpers/models.js';
-import { dataPath, dataTest } from './helpers/shared-data.js';
+import { dataTest, gsm8kDataYaml } from './helpers/shared-data.js';
 
 async function answeringModel(): Promise<string> {
   const base = await tinyModel({ ctx: 1024, seed: 21 });
@@ -29,11 +29,7 @@ dataTest('w2s run reaches Stage II: pairs from majority votes, ORPO from M_plus,
     `out: ${JSON.stringify(path.join(TMP, 'stage2-run'))}`,
     `weak: { model: ${JSON.stringify(model)} }`,
     `strong: { model: ${JSON.stringify(model)} }`,
-    'data:',
-    `  train1: ${JSON.stringify(dataPath('gsm8k', 'train_1.jsonl'))}`,
-    `  train2: ${JSON.stringify(dataPath('gsm8k', 'train_2.jsonl'))}`,
-    `  test: ${JSON.stringify(dataPath('gsm8k', 'test.jsonl'))}`,
-    '  limit: { train1: 8, train2: 16, test: 8 }',
+    ...gsm8kDataYaml({ train1: 8, train2: 16, test: 8 }),
     'prompt: { shots: 0 }',
     'generation: { maxTokens: 12, threads: 2 }',
     'train: { weak: { lr: 1.0e-6, maxLen: 256 }, strong: { lr: 1.0e-6, maxLen: 256 }, preference: { batch: 2, maxLen: 256 } }',

@@ -10,7 +10,7 @@ import { parseConfig } from '../lib/pipeline/run/config.js';
 import { runMethod } from '../lib/pipeline/run/method.js';
 import type { StepEvents } from '../lib/pipeline/run/steps.js';
 import { TMP, tinyModel } from './helpers/models.js';
-import { dataPath, dataTest } from './helpers/shared-data.js';
+import { dataTest, gsm8kDataYaml } from './helpers/shared-data.js';
 
 const cli = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../lib/cli/main.js');
 const quiet: StepEvents = { start() {}, progress() {}, end() {} };
@@ -23,11 +23,7 @@ async function writeConfig(name: string): Promise<string> {
     `out: ${JSON.stringify(path.join(TMP, name))}`,
     `weak: { model: ${JSON.stringify(weak)} }`,
     `strong: { model: ${JSON.stringify(strong)} }`,
-    'data:',
-    `  train1: ${JSON.stringify(dataPath('gsm8k', 'train_1.jsonl'))}`,
-    `  train2: ${JSON.stringify(dataPath('gsm8k', 'train_2.jsonl'))}`,
-    `  test: ${JSON.stringify(dataPath('gsm8k', 'test.jsonl'))}`,
-    '  limit: { train1: 30, train2: 30, test: 30 }',
+    ...gsm8kDataYaml({ train1: 30, train2: 30, test: 30 }),
     'generation: { maxTokens: 24, threads: 2 }',
     'train:',
     '  weak: { epochs: 1, batch: 8, lr: 0.001, maxLen: 256 }',

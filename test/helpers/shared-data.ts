@@ -22,6 +22,17 @@ export function dataPath(...parts: string[]): string {
   return join(SHARED_DATA, ...parts);
 }
 
+/** The `data:` block of a `w2s run` YAML config on the shared GSM8K splits, the first N questions of each. */
+export function gsm8kDataYaml(limit: { train1: number; train2: number; test: number }): string[] {
+  return [
+    'data:',
+    `  train1: ${JSON.stringify(dataPath('gsm8k', 'train_1.jsonl'))}`,
+    `  train2: ${JSON.stringify(dataPath('gsm8k', 'train_2.jsonl'))}`,
+    `  test: ${JSON.stringify(dataPath('gsm8k', 'test.jsonl'))}`,
+    `  limit: { train1: ${limit.train1}, train2: ${limit.train2}, test: ${limit.test} }`,
+  ];
+}
+
 export function readJsonl<T = Record<string, unknown>>(...parts: string[]): T[] {
   return readFileSync(dataPath(...parts), 'utf8').split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as T);
 }
