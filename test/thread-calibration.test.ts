@@ -9,6 +9,7 @@ import { calibratedThreads, calibrationKey, resetThreadCalibration } from '../li
 import { loadModel } from '../lib/model.js';
 import { physicalCores } from '../lib/threads.js';
 import { PROMPTS, TMP, tinyModel } from './helpers/models.js';
+import { trainSft } from '../lib/train/sft.js';
 
 const cache = fs.mkdtempSync(path.join(TMP, 'cache-'));
 process.env.W2S_CACHE_DIR = cache;
@@ -91,4 +92,18 @@ test.serial('sample() without threads runs the probe once per model size; explic
   } finally {
     model.dispose();
   }
+});
+
+test.serial('training without threads uses the model\'s calibrated count (probed once, then from the cache)', async (t) => {
+  fs.rmSync(file, { force: true });
+  resetThreadCalibration();
+  const modelFile = await tinyModel({ seed: 32, embd: 96, heads: 4, kvHeads: 2 });
+  const rows = Array.from({ length: 4 }, (_, i) => ({ prompt: `Question: ${i} + 1?\nAnswer:`, response: ` ${i + 1}` }));
+  const r = await trainSft({ model: modelFile, out: path.join(TMP, 'calibrated-sft.gguf'), data: rows, epochs: 1, batch: 4, maxLen: 64 });
+  t.is(r.steps, 1);
+  if (cores === 1) return;
+  const saved = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, { threads: number }>;
+  const entry = saved[calibrationKey(fs.statSync(modelFile).size)];
+  t.truthy(entry, 'the training run calibrated this model size');
+  t.true(entry!.threads === 1 || entry!.threads === cores);
 });

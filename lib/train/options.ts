@@ -73,7 +73,10 @@ export interface TrainOptions {
   resume?: string;
   /** JSON training log. Defaults to `<out>.log.json`. */
   log?: string;
-  /** CPU threads. Defaults to the number of physical cores. */
+  /**
+   * CPU threads. Defaults to the count measured for this model on this machine (lib/thread-calibration.ts:
+   * the sampling probe, whose choice is never much slower than one thread), else the physical cores.
+   */
   threads?: number;
   /**
    * Tokenize control-token text in the data (`<|im_end|>`, `</s>`) as the control tokens, as chat-formatted rows
@@ -85,7 +88,10 @@ export interface TrainOptions {
 }
 
 export type ResolvedTrainOptions = Required<Omit<TrainOptions, 'lora' | 'resume' | 'onProgress' | 'signal'>> &
-  Pick<TrainOptions, 'lora' | 'resume' | 'onProgress' | 'signal'>;
+  Pick<TrainOptions, 'lora' | 'resume' | 'onProgress' | 'signal'> & {
+    /** Whether the caller set `threads`; otherwise openTrainer replaces it with the model's calibrated count. */
+    threadsGiven: boolean;
+  };
 
 export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
   if (typeof o !== 'object' || o === null) throw InvalidArgumentError.expected('options object', 'options', o);
@@ -124,6 +130,7 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
     resume: o.resume === undefined ? undefined : v.nonEmptyString('resume', o.resume),
     log: o.log === undefined ? `${out}.log.json` : v.nonEmptyString('log', o.log),
     threads: threadsOption(o.threads),
+    threadsGiven: o.threads !== undefined,
     parseSpecial: Boolean(o.parseSpecial),
     onProgress: o.onProgress,
     signal: v.abortSignal('signal', o.signal),

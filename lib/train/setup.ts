@@ -2,6 +2,7 @@
 // vocabulary alone, and open the native trainer (which reads the weights itself).
 import { checkGgufFile, loadModel, type Model } from '../model.js';
 import { addon, mapNativeError, type NativeTrainer } from '../native.js';
+import { calibrationEnabled } from '../thread-calibration.js';
 import { targetMask, type ResolvedTrainOptions } from './options.js';
 
 export async function tokenizeWithVocab<T>(o: ResolvedTrainOptions, tokenize: (vocab: Model) => T): Promise<T> {
@@ -14,6 +15,20 @@ export async function tokenizeWithVocab<T>(o: ResolvedTrainOptions, tokenize: (v
   }
 }
 
+/**
+ * The calibrated default for training on `file`: the sampling probe's choice (cached per machine and model
+ * size; a probe runs only the first time). Training's graphs are larger than the probe's, so a second thread
+ * pays there at least as well: the choice is conservative, never the collapsing one.
+ */
+async function calibratedThreadsOf(file: string, signal?: AbortSignal): Promise<number> {
+  const m = await loadModel(file);
+  try {
+    return (await m.calibrateThreads({ signal })).threads;
+  } finally {
+    m.dispose();
+  }
+}
+
 /** The metadata gate (lib/model/check.ts) on the model and init adapter: the trainer's loader must never see less. */
 async function checkTrainFiles(o: ResolvedTrainOptions): Promise<void> {
   await checkGgufFile(o.model, 'model file', 'model');
@@ -23,6 +38,7 @@ async function checkTrainFiles(o: ResolvedTrainOptions): Promise<void> {
 /** A native trainer for the run's model and LoRA options (continuing `o.lora` when given). */
 export async function openTrainer(o: ResolvedTrainOptions): Promise<NativeTrainer> {
   await checkTrainFiles(o);
+  if (!o.threadsGiven && calibrationEnabled()) o.threads = await calibratedThreadsOf(o.model, o.signal);
   try {
     return await addon().createTrainer(o.model, {
       rank: o.rank, alpha: o.alpha, dropout: o.dropout, targets: targetMask(o.targets), seed: o.seed, threads: o.threads,
