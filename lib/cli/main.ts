@@ -9,6 +9,7 @@ import { W2sError } from '../errors.js';
 import { registerBenchCommands } from './commands-bench.js';
 import { registerDemoCommand } from './commands-demo.js';
 import { registerInferCommands } from './commands-infer.js';
+import { registerInfoCommand } from './commands-info.js';
 import { registerEvalCommands } from './commands-eval.js';
 import { registerLoraCommands } from './commands-lora.js';
 import { registerModelCommands } from './commands-model.js';
@@ -34,6 +35,7 @@ registerEvalCommands(program);
 registerRunCommand(program);
 registerDemoCommand(program);
 registerBenchCommands(program);
+registerInfoCommand(program);
 
 const USER_ERRORS = new Set(['ERR_W2S_INVALID_ARGUMENT', 'ERR_W2S_FILE_NOT_FOUND', 'ERR_W2S_GGUF_FORMAT', 'ERR_W2S_DATA_FORMAT',
   'ERR_W2S_CONTEXT_OVERFLOW', 'ERR_W2S_UNSUPPORTED_MODEL', 'ERR_W2S_ADAPTER', 'ERR_W2S_CHECKPOINT', 'ERR_W2S_OUTPUT',
