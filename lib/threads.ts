@@ -45,3 +45,13 @@ export function threadsOption(value: unknown): number {
   }
   return value;
 }
+
+/** The vector extensions ggml's CPU backend picks kernels by, as /proc/cpuinfo lists them. */
+export function simdFlags(): string[] {
+  try {
+    const flags = new Set(/^flags\s*:(.*)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim().split(/\s+/) ?? []);
+    return ['sse4_2', 'avx', 'avx2', 'fma', 'f16c', 'avx512f', 'avx512bw', 'avx512vnni', 'avx512_bf16', 'amx_tile'].filter((f) => flags.has(f));
+  } catch {
+    return [];
+  }
+}

@@ -9,22 +9,13 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { addonLocation, packageRoot } from '../native.js';
 import { cacheDir } from '../thread-calibration.js';
-import { physicalCores } from '../threads.js';
+import { physicalCores, simdFlags } from '../threads.js';
 
 function readJson(file: string): Record<string, unknown> | undefined {
   try {
     return JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
   } catch {
     return undefined;
-  }
-}
-
-function simd(): string[] {
-  try {
-    const flags = new Set(/^flags\s*:(.*)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim().split(/\s+/) ?? []);
-    return ['sse4_2', 'avx', 'avx2', 'fma', 'f16c', 'avx512f', 'avx512bw', 'avx512vnni', 'avx512_bf16', 'amx_tile'].filter((f) => flags.has(f));
-  } catch {
-    return [];
   }
 }
 
@@ -42,7 +33,7 @@ export function collectInfo(): Record<string, unknown> {
     package: { name: 'weak2strong', version: (readJson(path.join(root, 'package.json'))?.version as string | undefined) ?? 'unknown', root },
     node: process.version,
     platform: `${process.platform}-${process.arch}`,
-    cpu: { model: cpu, logical: os.availableParallelism(), physicalCores: physicalCores(), simd: simd(), memoryGiB: +(os.totalmem() / 2 ** 30).toFixed(1) },
+    cpu: { model: cpu, logical: os.availableParallelism(), physicalCores: physicalCores(), simd: simdFlags(), memoryGiB: +(os.totalmem() / 2 ** 30).toFixed(1) },
     addon: { path: loc.addonPath, build: readJson(path.join(path.dirname(loc.addonPath), 'weak2strong.build.json')) ?? null, libDir: loc.libDir, gpuVariants: 'none yet (CPU build only)' },
     llamaCpp: {
       nodeLlamaCpp: (readJson(path.join(nlcDir, 'package.json'))?.version as string | undefined) ?? 'unknown',

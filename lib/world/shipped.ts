@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { writeFileAtomic } from '../io/atomic.js';
 import { sha256 } from '../pipeline/run/steps.js';
 import { W2sError } from '../errors.js';
+import { simdFlags } from '../threads.js';
 import type { GateFigures } from './gate.js';
 
 export const MANIFEST = 'manifest.json';
@@ -94,16 +95,6 @@ export function verifiedShippedFile(dir: string, f: ShippedFile): string {
       `(sha256 ${got.slice(0, 12)}…, ${data.length} bytes; expected ${f.sha256.slice(0, 12)}…, ${f.bytes} bytes): ${hint}`);
   }
   return file;
-}
-
-/** The vector extensions ggml's CPU backend picks kernels by, as /proc/cpuinfo lists them. */
-function simdFlags(): string[] {
-  try {
-    const flags = new Set(/^flags\s*:(.*)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim().split(/\s+/) ?? []);
-    return ['sse4_2', 'avx', 'avx2', 'fma', 'f16c', 'avx512f', 'avx512bw', 'avx512vnni', 'avx512_bf16', 'amx_tile'].filter((f) => flags.has(f));
-  } catch {
-    return [];
-  }
 }
 
 /** `git describe --always --dirty` of the package's tree, or null outside a git clone. */
