@@ -136,6 +136,21 @@ export interface NativeTrainerOptions {
   seed: number;
   threads: number;
   initAdapter?: string;
+  /**
+   * Input gradients through the frozen weights: 'mul_mat' (default; MUL_MAT with a transient F32 transpose,
+   * runs on every backend) or 'out_prod' (ggml's autodiff as is: the reference the tests compare against).
+   */
+  frozenGrad?: 'mul_mat' | 'out_prod';
+  /**
+   * The output head: 'chunked' (default; rows in chunks, gradient written out, no [n_vocab × rows] logits or
+   * labels) or 'dense' (all logits + one-hot cross-entropy through autodiff: the reference; also what a LoRA
+   * on the head uses).
+   */
+  head?: 'chunked' | 'dense';
+  /** Bytes of logits + probabilities per head chunk (default 256 MiB). */
+  headChunkBytes?: number;
+  /** Bytes of one transposed chunk of a frozen weight (default 64 MiB). */
+  transposeChunkBytes?: number;
 }
 
 export interface NativeTrainerInfo {
@@ -169,6 +184,11 @@ export interface NativeTrainer {
   setParams(values: Float32Array): void;
   getGrads(): Float32Array;
   clearGrads(): void;
+  /**
+   * The ops ("OP src0-type src1-type" → count) of the last forward + backward graph, its largest transient
+   * weight transpose, and the scheduler's compute buffer (activations, gradients, head chunks) in bytes.
+   */
+  graphOps(): { ops: Record<string, number>; transientBytes: number; computeBytes: number };
   dispose(): void;
 }
 

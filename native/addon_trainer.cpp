@@ -83,6 +83,7 @@ public:
             InstanceMethod("setParams", &AddonTrainer::set_params),
             InstanceMethod("getGrads", &AddonTrainer::get_grads),
             InstanceMethod("clearGrads", &AddonTrainer::clear_grads),
+            InstanceMethod("graphOps", &AddonTrainer::graph_ops),
             InstanceMethod("dispose", &AddonTrainer::dispose),
         });
     }
@@ -108,6 +109,19 @@ private:
         o.Set("nLayer", hp.n_layer);
         o.Set("nEmbd", hp.n_embd);
         o.Set("nCtxTrain", hp.n_ctx_train);
+        return o;
+    }
+    // { ops: { "OP type type": count }, transientBytes } of the last training graph.
+    Napi::Value graph_ops(const Napi::CallbackInfo & info) {
+        Napi::Env env = info.Env();
+        trainer_ptr h = use(env);
+        std::lock_guard<std::mutex> lock(h->mu);
+        Napi::Object ops = Napi::Object::New(env);
+        for (const auto & [sig, n] : h->t->last_graph_ops()) ops.Set(sig, n);
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("ops", ops);
+        o.Set("transientBytes", static_cast<double>(h->t->last_transient_bytes()));
+        o.Set("computeBytes", static_cast<double>(h->t->compute_bytes()));
         return o;
     }
     Napi::Value accumulate(const Napi::CallbackInfo & info) {
@@ -311,6 +325,24 @@ Napi::Value create_trainer(const Napi::CallbackInfo & info) {
     p.seed = static_cast<uint64_t>(o.Get("seed").As<Napi::Number>().DoubleValue());
     p.n_threads = o.Get("threads").As<Napi::Number>().Int32Value();
     if (o.Get("initAdapter").IsString()) p.init_adapter = o.Get("initAdapter").As<Napi::String>().Utf8Value();
+    if (o.Get("frozenGrad").IsString()) {
+        const std::string m = o.Get("frozenGrad").As<Napi::String>().Utf8Value();
+        if (m != "mul_mat" && m != "out_prod") throw make_error(env, ERR_INVALID, "frozenGrad must be 'mul_mat' or 'out_prod', got '" + m + "'");
+        p.frozen_grad = m == "out_prod" ? frozen_grad_mode::out_prod : frozen_grad_mode::mul_mat;
+    }
+    if (o.Get("head").IsString()) {
+        const std::string m = o.Get("head").As<Napi::String>().Utf8Value();
+        if (m != "chunked" && m != "dense") throw make_error(env, ERR_INVALID, "head must be 'chunked' or 'dense', got '" + m + "'");
+        p.head = m == "dense" ? head_mode::dense : head_mode::chunked;
+    }
+    for (const auto & [key, field] : {std::pair<const char *, size_t *>{"headChunkBytes", &p.head_chunk_bytes},
+                                      std::pair<const char *, size_t *>{"transposeChunkBytes", &p.transpose_chunk_bytes}}) {
+        Napi::Value v = o.Get(key);
+        if (v.IsUndefined()) continue;
+        const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+        if (!(d >= 1 && d <= 9.0e15)) throw make_error(env, ERR_INVALID, std::string(key) + " must be a positive number of bytes");
+        *field = static_cast<size_t>(d);
+    }
     auto out = std::make_shared<trainer_ptr>();
     Napi::FunctionReference * ctor = &env.GetInstanceData<instance_data>()->trainer_ctor;
     return queue(env, "TrainerCreateWorker", "ERR_W2S_TRAIN_SETUP",

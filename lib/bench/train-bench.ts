@@ -1,5 +1,7 @@
-// `w2s bench train`: LoRA SFT tokens/s and peak RSS of weak2strong (F32 and Q8_0 base) against llama.cpp's own
-// trainer (llama_opt_epoch, full fine-tune of the F32 model) measured in the same run, each in its own process.
+// `w2s bench train`: LoRA SFT tokens/s and peak RSS of weak2strong (F32, F16 and Q8_0 bases; input gradients
+// through the frozen weights as MUL_MAT, the default, and as ggml autodiff's OUT_PROD, the old path) against
+// llama.cpp's own trainer (llama_opt_epoch, full fine-tune of the F32 model) measured in the same run, each in
+// its own process.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -34,7 +36,7 @@ export interface TrainBenchOptions {
 
 export interface TrainBenchRow extends TrainRunResult {
   engine: string;
-  base: 'f32' | 'q8_0';
+  base: 'f32' | 'f16' | 'q8_0';
   /** Whole run: tokens / seconds. */
   tokensPerSecond: number;
   /** Tokens per step / the median step time: robust to a few steps slowed by other load. */
@@ -43,11 +45,11 @@ export interface TrainBenchRow extends TrainRunResult {
   estimateBytes: number;
 }
 
-async function modelFile(dir: string, type: 'f32' | 'q8_0'): Promise<string> {
+async function modelFile(dir: string, type: 'f32' | 'f16' | 'q8_0'): Promise<string> {
   if (type === 'q8_0') return benchModel(dir);
-  const file = path.join(dir, 'bench-llama-25m-32k-f32.gguf');
+  const file = path.join(dir, `bench-llama-25m-32k-${type}.gguf`);
   if (!fs.existsSync(file)) {
-    await createModel({ arch: 'llama', ...CFG, ctx: 2048, type: 'f32', seed: 7, out: file });
+    await createModel({ arch: 'llama', ...CFG, ctx: 2048, type, seed: 7, out: file });
   }
   return file;
 }
@@ -110,7 +112,7 @@ export async function runTrainBench(o: TrainBenchOptions = {}): Promise<TrainBen
   if (seqLen % 256 !== 0) throw InvalidArgumentError.expected('multiple of 256', 'seqLen', seqLen);
   if (promptLen < 1 || promptLen > seqLen - 2) throw InvalidArgumentError.expected(`integer in [1, ${seqLen - 2}]`, 'promptLen', promptLen);
   const dir = path.join(os.tmpdir(), 'weak2strong-bench');
-  const models = { f32: await modelFile(dir, 'f32'), q8_0: await modelFile(dir, 'q8_0') };
+  const models = { f32: await modelFile(dir, 'f32'), f16: await modelFile(dir, 'f16'), q8_0: await modelFile(dir, 'q8_0') };
   const stepTokens = batch * seqLen;
   const tokensFile = await tokenStream(models.f32, dir, steps * stepTokens + 1);
   const runner = path.join(path.dirname(fileURLToPath(import.meta.url)), 'train-runner.js');
@@ -143,15 +145,18 @@ export async function runTrainBench(o: TrainBenchOptions = {}): Promise<TrainBen
   const baseline = run({ ...base, engine: 'baseline' });
   log(`baseline (Node + addon, no model): peak RSS ${MiB(baseline.maxRssKiB * 1024).toFixed(0)} MiB`);
   const rows: TrainBenchRow[] = [];
-  const add = (engine: string, type: 'f32' | 'q8_0', r: TrainRunResult, estimateBytes: number) => {
+  const add = (engine: string, type: 'f32' | 'f16' | 'q8_0', r: TrainRunResult, estimateBytes: number) => {
     const median = [...r.stepSeconds].sort((a, b) => a - b)[Math.floor(r.stepSeconds.length / 2)]!;
     rows.push({ engine, base: type, ...r, tokensPerSecond: r.tokens / r.seconds, medianStepTokensPerSecond: r.tokens / r.steps / median, estimateBytes });
     log(`  ${engine} ${type}: ${r.tokens} tokens in ${r.seconds.toFixed(1)} s, mean loss ${r.loss.toFixed(3)}`);
   };
-  for (const type of ['f32', 'q8_0'] as const) {
-    const r = run({ ...base, model: models[type] });
-    // LoRA optimizer state: A/B values, gradient accumulators, AdamW m and v, F32.
-    add('weak2strong LoRA', type, r, fs.statSync(models[type]).size + activationBytes(stepTokens, seqLen) + r.nParams * 4 * 4);
+  for (const type of ['f32', 'f16', 'q8_0'] as const) {
+    for (const frozenGrad of ['mul_mat', 'out_prod'] as const) {
+      const r = run({ ...base, model: models[type], frozenGrad });
+      // LoRA optimizer state: A/B values, gradient accumulators, AdamW m and v, F32.
+      add(`weak2strong LoRA ${frozenGrad === 'mul_mat' ? '(MUL_MAT)' : '(OUT_PROD, old)'}`, type, r,
+        fs.statSync(models[type]).size + activationBytes(stepTokens, seqLen) + r.nParams * 4 * 4);
+    }
   }
 
   // llama_opt_epoch feeds one causal sequence of n_ctx tokens per datapoint, and an AdamW step covers at
@@ -193,8 +198,13 @@ export async function runTrainBench(o: TrainBenchOptions = {}): Promise<TrainBen
     const speed = r.tokensPerSecond / peer.tokensPerSecond;
     const speedMedian = r.medianStepTokensPerSecond / peerMedian.medianStepTokensPerSecond;
     const mem = (r.maxRssKiB * 1024) / r.estimateBytes;
-    log(`weak2strong LoRA ${r.base}: ${speed.toFixed(2)}× the peer's tokens/s (median step ${speedMedian.toFixed(2)}×; target >= 1.5: ` +
+    log(`${r.engine} ${r.base}: ${speed.toFixed(2)}× the peer's tokens/s (median step ${speedMedian.toFixed(2)}×; target >= 1.5: ` +
       `${speed >= 1.5 ? 'met' : 'missed'}); peak RSS ${mem.toFixed(2)}× the estimate (target <= 1.3: ${mem <= 1.3 ? 'met' : 'missed'})`);
+  }
+  for (const type of ['f32', 'f16', 'q8_0'] as const) {
+    const [now, old] = ['(MUL_MAT)', '(OUT_PROD, old)'].map((e) => rows.find((r) => r.base === type && r.engine.endsWith(e))!);
+    log(`${type}: MUL_MAT path ${(now!.tokensPerSecond / old!.tokensPerSecond).toFixed(2)}× the OUT_PROD path's tokens/s ` +
+      `(median step ${(now!.medianStepTokensPerSecond / old!.medianStepTokensPerSecond).toFixed(2)}×), peak RSS ${MiB(now!.maxRssKiB * 1024).toFixed(0)} vs ${MiB(old!.maxRssKiB * 1024).toFixed(0)} MiB`);
   }
   return rows;
 }

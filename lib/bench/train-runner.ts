@@ -24,6 +24,8 @@ export interface TrainRunJob {
   nUbatch: number;
   /** llama-opt: a LoRA adapter of the model, loaded (never applied) only to raise llama.cpp's graph node budget. */
   budgetAdapter: string;
+  /** lora: how input gradients through the frozen weights are computed (default 'mul_mat'). */
+  frozenGrad?: 'mul_mat' | 'out_prod';
 }
 
 export interface TrainRunResult {
@@ -46,7 +48,7 @@ function readTokens(file: string): Int32Array {
 }
 
 async function runLora(job: TrainRunJob, stream: Int32Array): Promise<Omit<TrainRunResult, 'maxRssKiB' | 'cpuSeconds'>> {
-  const trainer = await addon().createTrainer(job.model, { rank: job.rank, alpha: 2 * job.rank, dropout: 0, targets: 0x7f, seed: 0, threads: job.threads });
+  const trainer = await addon().createTrainer(job.model, { rank: job.rank, alpha: 2 * job.rank, dropout: 0, targets: 0x7f, seed: 0, threads: job.threads, frozenGrad: job.frozenGrad ?? 'mul_mat' });
   try {
     // Sequence k = stream[k·seqLen, +seqLen): every token is real (no padding), the first promptLen carry no loss.
     const seq = (k: number): Sequence => ({ tokens: Array.from(stream.subarray(k * job.seqLen, (k + 1) * job.seqLen)), nPrompt: job.promptLen });

@@ -89,9 +89,9 @@ bool widen_vector(ggml_tensor * t) {
     return true;
 }
 
-// Whether `backend` (or the CPU, where the scheduler falls back) runs forward and backward matmuls with a
-// frozen weight of type `type`: MUL_MAT forward, OUT_PROD for the input gradient.
-bool type_trainable(ggml_backend_t backend, ggml_type type) {
+// Whether `backend` runs the ops that touch a frozen weight of type `type`: MUL_MAT forward, and for the
+// input gradient either the dequantizing GET_ROWS of frozen_grad.h or (reference mode) OUT_PROD.
+bool type_trainable(ggml_backend_t backend, ggml_type type, bool out_prod_grads) {
     // Q8_1 / Q8_K are activation-only types: no dot product or dequantization, yet "supported" on paper.
     if (ggml_is_quantized(type) && ggml_get_type_traits(type)->to_float == nullptr) return false;
     ggml_init_params ip = {ggml_tensor_overhead() * 8, nullptr, true};
@@ -101,7 +101,8 @@ bool type_trainable(ggml_backend_t backend, ggml_type type) {
     ggml_tensor * x = ggml_new_tensor_2d(c, GGML_TYPE_F32, k, 4);
     ggml_tensor * dy = ggml_new_tensor_2d(c, GGML_TYPE_F32, 8, 4);
     ggml_tensor * mm = ggml_mul_mat(c, w, x);
-    ggml_tensor * op = ggml_out_prod(c, w, ggml_transpose(c, dy));  // dx = W·dy as ggml's MUL_MAT backward builds it
+    ggml_tensor * op = out_prod_grads ? ggml_out_prod(c, w, ggml_transpose(c, dy))  // dx = W·dy as ggml's autodiff builds it
+                                      : ggml_get_rows(c, w, ggml_new_tensor_1d(c, GGML_TYPE_I32, 8));
     const bool ok = ggml_backend_supports_op(backend, mm) && ggml_backend_supports_op(backend, op);
     ggml_free(c);
     return ok;
@@ -109,7 +110,8 @@ bool type_trainable(ggml_backend_t backend, ggml_type type) {
 
 }  // namespace
 
-std::unique_ptr<train_model> load_train_model(const std::string & path, ggml_backend_t backend, std::string & err) {
+std::unique_ptr<train_model> load_train_model(const std::string & path, ggml_backend_t backend, bool out_prod_grads,
+                                              std::string & err) {
     auto m = std::make_unique<train_model>();
     gguf_init_params gp = {true, &m->ctx};
     gguf_context * g = gguf_init_from_file(path.c_str(), gp);
@@ -319,7 +321,7 @@ std::unique_ptr<train_model> load_train_model(const std::string & path, ggml_bac
         if (ggml_n_dims(t) >= 2) types.insert(t->type);
     }
     for (ggml_type t : types) {
-        if (!type_trainable(backend, t)) {
+        if (!type_trainable(backend, t, out_prod_grads)) {
             err = std::string("frozen weights of type ") + ggml_type_name(t) + " cannot be trained on " +
                   ggml_backend_name(backend) + " (no backward matmul for this type); convert the model to F16, Q8_0 or Q4_0";
             return nullptr;

@@ -54,7 +54,9 @@ struct train_model {
 };
 
 // Reads and checks the model; every unsupported case (architecture, weight type without a backward pass
-// on `backend`, missing tensor) is an error here, before any graph is built.
-std::unique_ptr<train_model> load_train_model(const std::string & path, ggml_backend_t backend, std::string & err);
+// on `backend`, missing tensor) is an error here, before any graph is built. `out_prod_grads`: the input
+// gradients will be ggml's OUT_PROD on the stored type (the reference mode) rather than MUL_MAT.
+std::unique_ptr<train_model> load_train_model(const std::string & path, ggml_backend_t backend, bool out_prod_grads,
+                                              std::string & err);
 
 }  // namespace w2s

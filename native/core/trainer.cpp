@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "backend.h"
+#include "frozen_grad.h"
 #include "ggml-alloc.h"
 #include "ggml-backend.h"
 #include "train_graph.h"
@@ -13,11 +14,12 @@
 namespace w2s {
 namespace {
 
-// A no_alloc context for one graph's tensor metadata, freed at scope exit.
+// A no_alloc context for the tensor metadata of one graph (and of its frozen-gradient rewrite: a second
+// graph and 4 tensors per rewritten node), freed at scope exit.
 struct compute_ctx {
     ggml_context * ctx;
     explicit compute_ctx(size_t graph_size)
-        : ctx(ggml_init({ggml_tensor_overhead() * graph_size * 2 + ggml_graph_overhead_custom(graph_size, true), nullptr, true})) {}
+        : ctx(ggml_init({ggml_tensor_overhead() * graph_size * 3 + ggml_graph_overhead_custom(graph_size, true) * 2, nullptr, true})) {}
     ~compute_ctx() { ggml_free(ctx); }
 };
 
@@ -62,7 +64,7 @@ std::unique_ptr<trainer> trainer::create(const std::string & model_path, const t
     t->backend_ = gpu ? ggml_backend_dev_init(gpu, nullptr) : nullptr;
     if (!t->backend_) t->backend_ = t->cpu_;
 
-    t->model_ = load_train_model(model_path, t->backend_, err);
+    t->model_ = load_train_model(model_path, t->backend_, p.frozen_grad == frozen_grad_mode::out_prod, err);
     if (!t->model_) return nullptr;
     if (!p.init_adapter.empty()) {
         t->lora_ = load_lora_adapter(*t->model_, p.init_adapter, t->backend_, err);
@@ -83,6 +85,12 @@ std::unique_ptr<trainer> trainer::create(const std::string & model_path, const t
 }
 
 std::string trainer::backend_name() const { return ggml_backend_name(backend_); }
+
+size_t trainer::compute_bytes() const {
+    size_t n = ggml_backend_sched_get_buffer_size(sched_, backend_);
+    if (cpu_ != backend_) n += ggml_backend_sched_get_buffer_size(sched_, cpu_);
+    return n;
+}
 
 size_t trainer::n_params() const {
     size_t n = 0;
@@ -109,6 +117,7 @@ bool trainer::check_batch(const train_batch & b, std::string & err) const {
 
 bool trainer::accumulate(const train_batch & batch, float loss_scale, double & loss_sum, int64_t & n_targets, std::string & err) {
     if (!check_batch(batch, err)) return false;
+    if (chunked_head()) return accumulate_chunked(batch, loss_scale, loss_sum, n_targets, err);
     const int64_t V = model_->hp.n_vocab;
     const std::vector<int32_t> rows = target_rows(batch);
     const int64_t N = static_cast<int64_t>(rows.size());
@@ -143,28 +152,46 @@ bool trainer::accumulate(const train_batch & batch, float loss_scale, double & l
 }
 
 bool trainer::run_backward(ggml_context * ctx, ggml_tensor * loss, size_t graph_size, const std::function<void()> & set_inputs,
-                           const std::string & what, std::string & err) {
+                           const std::string & what, std::string & err, const std::vector<ggml_tensor *> & order,
+                           ggml_tensor * hidden, ggml_tensor * dh, ggml_tensor * iota) {
     ggml_cgraph * gf = ggml_new_graph_custom(ctx, graph_size, true);
+    for (ggml_tensor * t : order) ggml_build_forward_expand(gf, t);
+    if (dh) ggml_build_forward_expand(gf, dh);
     ggml_build_forward_expand(gf, loss);
-    // Gradients of our parameters go straight into the persistent accumulators (added in place).
+    // Gradients of our parameters go straight into the persistent accumulators (added in place). A node's
+    // entry in `accs` becomes its gradient: for `hidden` that is `dh`, so autodiff starts the body's
+    // backward there (nothing after `hidden` gets a gradient: `loss` does not depend on it).
     std::vector<ggml_tensor *> accs(ggml_graph_n_nodes(gf), nullptr);
     for (int i = 0; i < ggml_graph_n_nodes(gf); ++i) {
         ggml_tensor * node = ggml_graph_node(gf, i);
+        if (hidden && node == hidden) accs[i] = dh;
         for (const auto & p : lora_->pairs) {
             if (node == p.a) accs[i] = p.ga;
             if (node == p.b) accs[i] = p.gb;
         }
     }
     ggml_build_backward_expand(ctx, gf, accs.data());
+    ggml_tensor * loss_grad = ggml_graph_get_grad_acc(gf, loss);
+    frozen_grad_graph fg;
+    fg.graph = gf;
+    if (params_.frozen_grad == frozen_grad_mode::mul_mat) {
+        std::vector<ggml_tensor *> frozen{model_->output};
+        for (const auto & L : model_->layers) frozen.insert(frozen.end(), std::begin(L.w), std::end(L.w));
+        fg = rewrite_frozen_grads(ctx, gf, frozen, graph_size, params_.transpose_chunk_bytes, iota);
+    }
+    last_graph_ops_ = graph_op_signatures(fg.graph);
+    last_transient_bytes_ = fg.transient_bytes;
     ggml_backend_sched_reset(sched_);
-    if (!ggml_backend_sched_alloc_graph(sched_, gf)) {
+    if (!ggml_backend_sched_alloc_graph(sched_, fg.graph)) {
         err = "ggml_backend_sched_alloc_graph failed (out of memory for " + what + "?)";
         return false;
     }
     set_inputs();
+    set_iota(fg.iota);
     const float one = 1.0f;
-    ggml_backend_tensor_set(ggml_graph_get_grad_acc(gf, loss), &one, 0, sizeof(float));
-    if (ggml_backend_sched_graph_compute(sched_, gf) != GGML_STATUS_SUCCESS) {
+    // (With a placeholder loss nothing reads its gradient, and it has no buffer.)
+    if (loss_grad->buffer) ggml_backend_tensor_set(loss_grad, &one, 0, sizeof(float));
+    if (ggml_backend_sched_graph_compute(sched_, fg.graph) != GGML_STATUS_SUCCESS) {
         err = "ggml_backend_sched_graph_compute failed";
         return false;
     }
@@ -236,6 +263,7 @@ void trainer::clear_grads() {
 
 bool trainer::logprobs(const train_batch & batch, bool use_lora, std::vector<double> & out, std::string & err) {
     if (!check_batch(batch, err)) return false;
+    if (chunked_head()) return row_logprobs_chunked(batch, use_lora, out, err);
     const int64_t V = model_->hp.n_vocab;
     const std::vector<int32_t> rows = target_rows(batch);
     const int64_t N = static_cast<int64_t>(rows.size());
@@ -433,6 +461,7 @@ bool trainer::accumulate_pairs(const train_batch & batch, const pref_params & p,
             return false;
         }
     }
+    if (chunked_head()) return accumulate_pairs_chunked(batch, p, ref_logps, loss_scale, out, err);
     const int64_t V = model_->hp.n_vocab, R = static_cast<int64_t>(L.rows.size()), P = batch.B / 2;
 
     const size_t cap = graph_size_ + 256 * static_cast<size_t>(batch.B);
@@ -498,6 +527,19 @@ bool trainer::accumulate_pairs(const train_batch & batch, const pref_params & p,
 
 bool trainer::sequence_logprobs(const train_batch & batch, bool use_lora, std::vector<double> & out, std::string & err) {
     if (!check_batch(batch, err)) return false;
+    if (chunked_head()) {
+        // Rows are in sequence order, so each sequence's log-probs are a contiguous run.
+        std::vector<double> rows;
+        if (!row_logprobs_chunked(batch, use_lora, rows, err)) return false;
+        out.assign(static_cast<size_t>(batch.B), 0.0);
+        size_t k = 0;
+        for (int64_t s = 0; s < batch.B; ++s) {
+            for (int64_t t = 0; t < batch.T; ++t) {
+                if (batch.targets[s * batch.T + t] >= 0) out[s] += rows[k++];
+            }
+        }
+        return true;
+    }
     const seq_layout L = layout_of(batch);
     const int64_t V = model_->hp.n_vocab, R = static_cast<int64_t>(L.rows.size());
     out.assign(static_cast<size_t>(batch.B), 0.0);

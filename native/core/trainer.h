@@ -14,6 +14,19 @@
 
 namespace w2s {
 
+// How the input gradient through a frozen weight is computed (see frozen_grad.h).
+enum class frozen_grad_mode {
+    mul_mat,   // MUL_MAT with a transient F32 transpose: runs on CPU, CUDA and Vulkan for every base type
+    out_prod,  // ggml autodiff as is (OUT_PROD with the stored type): the reference, CPU only for non-F32 bases
+};
+
+// How the output head and its log-softmax enter the graph (see loss_head.h).
+enum class head_mode {
+    chunked,  // rows in chunks, gradient written out: no [n_vocab, R] logits or labels (default)
+    dense,    // logits of all rows + CROSS_ENTROPY_LOSS on one-hot labels through autodiff: the reference,
+              // and the path used when the head itself has a LoRA pair
+};
+
 struct trainer_params {
     int rank = 8;
     float alpha = 16.0f;
@@ -22,6 +35,10 @@ struct trainer_params {
     uint64_t seed = 0;
     int n_threads = 1;
     std::string init_adapter;  // continue from this adapter instead of a fresh initialisation
+    frozen_grad_mode frozen_grad = frozen_grad_mode::mul_mat;
+    head_mode head = head_mode::chunked;
+    size_t head_chunk_bytes = size_t(256) << 20;      // logits + probabilities of one chunk of rows
+    size_t transpose_chunk_bytes = size_t(64) << 20;  // one transposed chunk of a frozen weight (frozen_grad.h)
 };
 
 // One micro-batch: B sequences padded to T tokens. targets[i] is the token that position i must predict
@@ -104,6 +121,14 @@ public:
     const train_hparams & hparams() const { return model_->hp; }
     size_t n_params() const;
     std::string backend_name() const;
+    // "OP src0-type src1-type" -> count over the last forward + backward graph (accumulate or
+    // accumulate_pairs): which ops, on which types, a backend must run to train this model.
+    const std::vector<std::pair<std::string, int>> & last_graph_ops() const { return last_graph_ops_; }
+    // Bytes of the largest transient weight transpose in the last backward graph (0 in out_prod mode).
+    size_t last_transient_bytes() const { return last_transient_bytes_; }
+    // Compute-buffer bytes the scheduler holds after the last graph (activations, gradients, head chunks;
+    // the largest graph so far, since buffers only grow).
+    size_t compute_bytes() const;
 
 private:
     trainer() = default;
@@ -112,8 +137,22 @@ private:
     bool ensure_sched(size_t graph_size, std::string & err);
     // Builds forward + backward of `loss` (gradients added into the LoRA accumulators), allocates it,
     // lets `set_inputs` fill the graph inputs, seeds d(loss) = 1 and runs it. `what` names the batch in errors.
+    // `order`: nodes to expand first, in order (the chunked head). `hidden`/`dh`: the body's backward starts
+    // at `hidden` with gradient `dh` (a node of the same graph) instead of coming from `loss`, which then only
+    // satisfies ggml's need for a loss node. `iota`: an existing index input for the frozen-weight rewrite.
     bool run_backward(ggml_context * ctx, ggml_tensor * loss, size_t graph_size, const std::function<void()> & set_inputs,
-                      const std::string & what, std::string & err);
+                      const std::string & what, std::string & err, const std::vector<ggml_tensor *> & order = {},
+                      ggml_tensor * hidden = nullptr, ggml_tensor * dh = nullptr, ggml_tensor * iota = nullptr);
+    bool chunked_head() const;
+    // Node capacity for a graph with R target rows: the body + the chunked head's nodes.
+    size_t graph_capacity(int64_t R, int64_t B) const;
+    // The chunked head over the batch's target rows: hidden states, head, inputs, and (when training) an
+    // index input for the transposes. Fills logp/u per row in row order.
+    bool accumulate_chunked(const train_batch & batch, float loss_scale, double & loss_sum, int64_t & n_targets, std::string & err);
+    bool accumulate_pairs_chunked(const train_batch & batch, const pref_params & p, const std::vector<double> & ref_logps,
+                                  float loss_scale, pref_result & out, std::string & err);
+    // Forward only: log p(target) of every target row, in row order.
+    bool row_logprobs_chunked(const train_batch & batch, bool use_lora, std::vector<double> & out, std::string & err);
     ggml_backend_t backend_ = nullptr;      // where weights and parameters live
     ggml_backend_t cpu_ = nullptr;          // fallback for ops the primary backend lacks
     ggml_backend_sched_t sched_ = nullptr;
@@ -124,6 +163,8 @@ private:
     uint64_t micro_ = 0;      // micro-batches since the last optimizer step (dropout mask stream)
     size_t graph_size_ = 0;
     size_t sched_size_ = 0;   // node capacity of sched_ when raised by ensure_sched (0 = graph_size_)
+    std::vector<std::pair<std::string, int>> last_graph_ops_;
+    size_t last_transient_bytes_ = 0;
 };
 
 }  // namespace w2s

@@ -1,0 +1,266 @@
+// The trainer's graphs with the chunked output head (loss_head.h): SFT, DPO/ORPO and forward log-probs.
+// The head's gradient enters autodiff at the hidden states (run_backward's `hidden`/`dh`), so the logits of
+// all rows and one-hot labels never exist. Shapes: R target rows, n_embd = E.
+#include <algorithm>
+#include <cmath>
+
+#include "frozen_grad.h"
+#include "ggml-backend.h"
+#include "loss_head.h"
+#include "train_graph.h"
+#include "trainer.h"
+
+namespace w2s {
+namespace {
+
+struct compute_ctx {
+    ggml_context * ctx;
+    explicit compute_ctx(size_t graph_size)
+        : ctx(ggml_init({ggml_tensor_overhead() * graph_size * 3 + ggml_graph_overhead_custom(graph_size, true) * 2, nullptr, true})) {}
+    ~compute_ctx() { ggml_free(ctx); }
+};
+
+// Positions (b*T + t) with a target, in order (sequence-major), and their target tokens.
+void rows_of(const train_batch & b, std::vector<int32_t> & rows, std::vector<int32_t> & targets) {
+    for (size_t i = 0; i < b.targets.size(); ++i) {
+        if (b.targets[i] < 0) continue;
+        rows.push_back(static_cast<int32_t>(i));
+        targets.push_back(b.targets[i]);
+    }
+}
+
+// The largest number of rows of any frozen matrix: the length of the transposes' index input.
+int64_t max_rows(const train_model & m) {
+    int64_t n = m.output->ne[1];
+    for (const auto & L : m.layers) {
+        for (const ggml_tensor * w : L.w) {
+            if (w) n = std::max(n, w->ne[1]);
+        }
+    }
+    return n;
+}
+
+std::vector<double> read_logp(ggml_tensor * logp) {
+    std::vector<float> f(static_cast<size_t>(ggml_nelements(logp)));
+    ggml_backend_tensor_get(logp, f.data(), 0, f.size() * sizeof(float));
+    return std::vector<double>(f.begin(), f.end());
+}
+
+// A scalar F32 [1] input leaf for the placeholder loss (see run_backward).
+ggml_tensor * placeholder_loss(ggml_context * ctx, ggml_tensor *& zero) {
+    zero = ggml_new_tensor_1d(ctx, GGML_TYPE_F32, 1);
+    ggml_set_input(zero);
+    ggml_tensor * loss = ggml_scale(ctx, zero, 1.0f);
+    ggml_set_loss(loss);
+    return loss;
+}
+
+void set_zero(ggml_tensor * zero) {
+    const float z = 0.0f;
+    ggml_backend_tensor_set(zero, &z, 0, sizeof(float));
+}
+
+double softplus(double x) { return x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x)); }
+
+// log odds(m) for m = min(ℓ̄, ORPO_MAX_MEAN_LOGP), as the dense graph computes it.
+double log_odds_host(double l) {
+    const double m = std::min(l, static_cast<double>(ORPO_MAX_MEAN_LOGP));
+    return m - std::log(-std::expm1(m));
+}
+
+}  // namespace
+
+bool trainer::chunked_head() const { return params_.head == head_mode::chunked && lora_->output() == nullptr; }
+
+size_t trainer::graph_capacity(int64_t R, int64_t B) const {
+    const int64_t V = model_->hp.n_vocab;
+    const int64_t chunks = (R + head_chunk_rows(V, R, params_.head_chunk_bytes) - 1) / head_chunk_rows(V, R, params_.head_chunk_bytes);
+    const int64_t k = std::max<int64_t>(1, static_cast<int64_t>(params_.transpose_chunk_bytes / (sizeof(float) * model_->output->ne[0])));
+    const int64_t t_chunks = (V + k - 1) / k;
+    // Per row chunk ~24 nodes + 7 per transpose chunk; pairs ~40 per sequence; the body's rewrite adds
+    // 7 per transpose chunk of each frozen matrix (bounded by 4 chunks per layer matrix at 64 MiB up to 16k×4k... use the layer count).
+    const int64_t body_t = 7 * 8 * static_cast<int64_t>(model_->hp.n_layer) *
+                           std::max<int64_t>(1, static_cast<int64_t>((static_cast<size_t>(model_->hp.n_ff) * model_->hp.n_embd * sizeof(float)) / params_.transpose_chunk_bytes + 1));
+    return graph_size_ + static_cast<size_t>(chunks * (24 + 7 * t_chunks) + 40 * B + body_t);
+}
+
+bool trainer::accumulate_chunked(const train_batch & batch, float loss_scale, double & loss_sum, int64_t & n_targets, std::string & err) {
+    std::vector<int32_t> rows, targets;
+    rows_of(batch, rows, targets);
+    const int64_t R = static_cast<int64_t>(rows.size());
+    n_targets = R;
+    loss_sum = 0.0;
+    if (R == 0) return true;
+    const size_t cap = graph_capacity(R, batch.B);
+    if (!ensure_sched(cap, err)) return false;
+    compute_ctx cc(cap);
+    graph_inputs in;
+    ggml_tensor * hidden = build_hidden(cc.ctx, *model_, lora_.get(), lora_->scale(), batch.T, batch.B, R, params_.dropout > 0.0f, in);
+    ggml_tensor * iota = new_iota(cc.ctx, max_rows(*model_));
+    head_inputs hin;
+    size_t transient = 0;
+    const head_out head = build_head(cc.ctx, *model_, hidden, head_chunk_rows(model_->hp.n_vocab, R, params_.head_chunk_bytes), true,
+                                     iota, params_.transpose_chunk_bytes, hin, transient);
+    ggml_set_output(head.logp);
+    // loss = loss_scale · Σ_r -log p_r  =>  ∂loss/∂h_r = -loss_scale · u_r
+    ggml_tensor * dh = ggml_scale(cc.ctx, head.u, -loss_scale);
+    ggml_tensor * zero = nullptr;
+    ggml_tensor * loss = placeholder_loss(cc.ctx, zero);
+    std::vector<ggml_tensor *> order = head.order;
+    order.push_back(head.logp);
+    const bool ok = run_backward(cc.ctx, loss, cap, [&]() {
+        set_graph_inputs(in, batch.tokens, rows, batch.T, batch.B, params_.dropout, params_.seed + static_cast<uint64_t>(step_), micro_);
+        set_head_inputs(hin, targets);
+        set_zero(zero);
+    }, "T " + std::to_string(batch.T) + " × B " + std::to_string(batch.B), err, order, hidden, dh, iota);
+    if (!ok) return false;
+    last_transient_bytes_ = std::max(last_transient_bytes_, transient);
+    for (double l : read_logp(head.logp)) loss_sum -= l;
+    micro_ += 1;
+    return true;
+}
+
+bool trainer::row_logprobs_chunked(const train_batch & batch, bool use_lora, std::vector<double> & out, std::string & err) {
+    std::vector<int32_t> rows, targets;
+    rows_of(batch, rows, targets);
+    const int64_t R = static_cast<int64_t>(rows.size());
+    out.clear();
+    if (R == 0) return true;
+    const size_t cap = graph_capacity(R, batch.B);
+    if (!ensure_sched(cap, err)) return false;
+    compute_ctx cc(cap);
+    graph_inputs in;
+    ggml_tensor * hidden = build_hidden(cc.ctx, *model_, use_lora ? lora_.get() : nullptr, lora_->scale(), batch.T, batch.B, R, false, in);
+    head_inputs hin;
+    size_t transient = 0;
+    const head_out head = build_head(cc.ctx, *model_, hidden, head_chunk_rows(model_->hp.n_vocab, R, params_.head_chunk_bytes), false,
+                                     nullptr, params_.transpose_chunk_bytes, hin, transient);
+    ggml_set_output(head.logp);
+    ggml_cgraph * gf = ggml_new_graph_custom(cc.ctx, cap, false);
+    for (ggml_tensor * t : head.order) ggml_build_forward_expand(gf, t);
+    ggml_build_forward_expand(gf, head.logp);
+    ggml_backend_sched_reset(sched_);
+    if (!ggml_backend_sched_alloc_graph(sched_, gf)) {
+        err = "ggml_backend_sched_alloc_graph failed (out of memory for T " + std::to_string(batch.T) + " × B " + std::to_string(batch.B) + "?)";
+        return false;
+    }
+    set_graph_inputs(in, batch.tokens, rows, batch.T, batch.B, 0.0f, 0, 0);
+    set_head_inputs(hin, targets);
+    if (ggml_backend_sched_graph_compute(sched_, gf) != GGML_STATUS_SUCCESS) {
+        err = "ggml_backend_sched_graph_compute failed";
+        return false;
+    }
+    out = read_logp(head.logp);
+    return true;
+}
+
+bool trainer::accumulate_pairs_chunked(const train_batch & batch, const pref_params & p, const std::vector<double> & ref_logps,
+                                       float loss_scale, pref_result & out, std::string & err) {
+    std::vector<int32_t> rows, targets;
+    rows_of(batch, rows, targets);
+    const int64_t R = static_cast<int64_t>(rows.size()), P = batch.B / 2;
+    std::vector<int64_t> count(static_cast<size_t>(batch.B), 0), offset(static_cast<size_t>(batch.B), 0);
+    for (int64_t s = 0, k = 0; s < batch.B; ++s) {
+        offset[s] = k;
+        for (int64_t t = 0; t < batch.T; ++t) count[s] += batch.targets[s * batch.T + t] >= 0 ? 1 : 0;
+        k += count[s];
+    }
+    const bool dpo = p.kind == pref_loss::dpo;
+    const size_t cap = graph_capacity(R, batch.B);
+    if (!ensure_sched(cap, err)) return false;
+    compute_ctx cc(cap);
+    ggml_context * ctx = cc.ctx;
+    graph_inputs in;
+    ggml_tensor * hidden = build_hidden(ctx, *model_, lora_.get(), lora_->scale(), batch.T, batch.B, R, params_.dropout > 0.0f, in);
+    ggml_tensor * iota = new_iota(ctx, max_rows(*model_));
+    head_inputs hin;
+    size_t transient = 0;
+    const head_out head = build_head(ctx, *model_, hidden, head_chunk_rows(model_->hp.n_vocab, R, params_.head_chunk_bytes), true,
+                                     iota, params_.transpose_chunk_bytes, hin, transient);
+    ggml_set_output(head.logp);
+    // Per sequence: l_s = Σ log p over its rows ([1]); per pair the loss's derivatives with respect to l_c
+    // and l_r (written out: autodiff does not see the head), times loss_scale.
+    std::vector<ggml_tensor *> l(static_cast<size_t>(batch.B));
+    for (int64_t s = 0; s < batch.B; ++s) l[s] = ggml_sum(ctx, ggml_view_1d(ctx, head.logp, count[s], offset[s] * sizeof(float)));
+    ggml_tensor * consts = dpo ? ggml_new_tensor_1d(ctx, GGML_TYPE_F32, P) : nullptr;  // DPO: -β·(ref_c - ref_r)
+    if (consts) ggml_set_input(consts);
+    std::vector<ggml_tensor *> coef(static_cast<size_t>(batch.B));
+    for (int64_t i = 0; i < P; ++i) {
+        const int64_t c = 2 * i, r = 2 * i + 1;
+        if (dpo) {
+            // z = β(l_c - l_r) + k; loss = softplus(-z): ∂/∂l_c = -β·σ(-z), ∂/∂l_r = β·σ(-z)
+            ggml_tensor * z = ggml_add(ctx, ggml_scale(ctx, ggml_sub(ctx, l[c], l[r]), p.beta), ggml_view_1d(ctx, consts, 1, i * sizeof(float)));
+            ggml_tensor * sg = ggml_sigmoid(ctx, ggml_scale(ctx, z, -1.0f));
+            coef[c] = ggml_scale(ctx, sg, -p.beta * loss_scale);
+            coef[r] = ggml_scale(ctx, sg, p.beta * loss_scale);
+        } else {
+            // ℓ̄ = l/n, m = min(ℓ̄, c0), LO(m) = m - log(1 - e^m), LO'(m) = 1/(1 - e^m), ratio = LO(m_c) - LO(m_r);
+            // loss = -ℓ̄_c + λ·softplus(-ratio): ∂/∂ℓ̄_c = -1 - λσ(-ratio)LO'(m_c)[ℓ̄_c < c0],
+            // ∂/∂ℓ̄_r = λσ(-ratio)LO'(m_r)[ℓ̄_r < c0]; ∂/∂l = (∂/∂ℓ̄)/n.
+            const float c0 = ORPO_MAX_MEAN_LOGP;
+            auto mean = [&](int64_t s) { return ggml_scale(ctx, l[s], 1.0f / static_cast<float>(count[s])); };
+            auto clamp = [&](ggml_tensor * x) { return ggml_scale_bias(ctx, ggml_relu(ctx, ggml_scale_bias(ctx, x, -1.0f, c0)), -1.0f, c0); };
+            auto log1m_exp = [&](ggml_tensor * m) { return ggml_log(ctx, ggml_scale_bias(ctx, ggml_exp(ctx, m), -1.0f, 1.0f)); };
+            ggml_tensor * lc = mean(c), * lr = mean(r);
+            ggml_tensor * mc = clamp(lc), * mr = clamp(lr);
+            ggml_tensor * ratio = ggml_sub(ctx, ggml_sub(ctx, mc, log1m_exp(mc)), ggml_sub(ctx, mr, log1m_exp(mr)));
+            ggml_tensor * sg = ggml_sigmoid(ctx, ggml_scale(ctx, ratio, -1.0f));
+            auto dlo = [&](ggml_tensor * m, ggml_tensor * lbar) {  // LO'(m)·[ℓ̄ < c0]
+                ggml_tensor * inv = ggml_exp(ctx, ggml_scale(ctx, log1m_exp(m), -1.0f));
+                return ggml_mul(ctx, inv, ggml_step(ctx, ggml_scale_bias(ctx, lbar, -1.0f, c0)));
+            };
+            ggml_tensor * gc = ggml_scale_bias(ctx, ggml_mul(ctx, sg, dlo(mc, lc)), -p.lambda, -1.0f);
+            ggml_tensor * gr = ggml_scale(ctx, ggml_mul(ctx, sg, dlo(mr, lr)), p.lambda);
+            coef[c] = ggml_scale(ctx, gc, loss_scale / static_cast<float>(count[c]));
+            coef[r] = ggml_scale(ctx, gr, loss_scale / static_cast<float>(count[r]));
+        }
+    }
+    // ∂loss/∂h: each sequence's columns of u times its coefficient.
+    ggml_tensor * dh = nullptr;
+    for (int64_t s = 0; s < batch.B; ++s) {
+        ggml_tensor * us = ggml_view_2d(ctx, head.u, head.u->ne[0], count[s], head.u->nb[1], offset[s] * head.u->nb[1]);
+        ggml_tensor * d = ggml_mul(ctx, us, coef[s]);
+        dh = dh ? ggml_concat(ctx, dh, d, 1) : d;
+    }
+    ggml_tensor * zero = nullptr;
+    ggml_tensor * loss = placeholder_loss(ctx, zero);
+    std::vector<ggml_tensor *> order = head.order;
+    order.push_back(head.logp);
+    const bool ok = run_backward(ctx, loss, cap, [&]() {
+        set_graph_inputs(in, batch.tokens, rows, batch.T, batch.B, params_.dropout, params_.seed + static_cast<uint64_t>(step_), micro_);
+        set_head_inputs(hin, targets);
+        set_zero(zero);
+        if (consts) {
+            std::vector<float> k(static_cast<size_t>(P));
+            for (int64_t i = 0; i < P; ++i) k[i] = static_cast<float>(-static_cast<double>(p.beta) * (ref_logps[2 * i] - ref_logps[2 * i + 1]));
+            ggml_backend_tensor_set(consts, k.data(), 0, k.size() * sizeof(float));
+        }
+    }, std::to_string(P) + " pairs, T " + std::to_string(batch.T), err, order, hidden, dh, iota);
+    if (!ok) return false;
+    last_transient_bytes_ = std::max(last_transient_bytes_, transient);
+    // The loss value from the same log-probs, in double on the host.
+    const std::vector<double> lp = read_logp(head.logp);
+    out.logps.assign(static_cast<size_t>(batch.B), 0.0);
+    out.n_targets = count;
+    for (int64_t s = 0; s < batch.B; ++s) {
+        for (int64_t k = 0; k < count[s]; ++k) out.logps[s] += lp[offset[s] + k];
+    }
+    double total = 0.0;
+    for (int64_t i = 0; i < P; ++i) {
+        const double lc = out.logps[2 * i], lr = out.logps[2 * i + 1];
+        if (dpo) {
+            total += softplus(-p.beta * ((lc - ref_logps[2 * i]) - (lr - ref_logps[2 * i + 1])));
+        } else {
+            const double mc = lc / count[2 * i], mr = lr / count[2 * i + 1];
+            total += -mc + p.lambda * softplus(-(log_odds_host(mc) - log_odds_host(mr)));
+        }
+    }
+    out.loss_sum = total;
+    for (double v : out.logps) {
+        if (!std::isfinite(v)) out.loss_sum = std::nan("");
+    }
+    micro_ += 1;
+    return true;
+}
+
+}  // namespace w2s

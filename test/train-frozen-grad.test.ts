@@ -1,0 +1,188 @@
+// Training engine v2 against ggml's own autodiff graph, kept as the reference mode ('out_prod' input
+// gradients through the frozen weights + the 'dense' head: all logits and one-hot cross-entropy): the
+// MUL_MAT input gradients (native/core/frozen_grad.h) and the chunked head with its written-out gradient
+// (native/core/loss_head.h) give the same losses and LoRA gradients on every base type the creator writes,
+// for SFT, DPO and ORPO, also when both are forced into many chunks; the compute buffer no longer holds
+// [n_vocab × rows] tensors; and an op audit: no OUT_PROD on a non-F32 source, and every op is one that the
+// pinned llama.cpp's CUDA and Vulkan backends list.
+import test from 'ava';
+import fs from 'node:fs';
+import path from 'node:path';
+import { loadModel, type Model } from '../lib/model.js';
+import { addon, type NativeTrainer, type NativeTrainerOptions } from '../lib/native.js';
+import { makeBatch } from '../lib/train/batches.js';
+import { packageRoot } from '../lib/native.js';
+import { tinyModel } from './helpers/models.js';
+
+const ITEMS = [
+  { prompt: 'Question: Natalia sold 48 clips in April and half as many in May. How many?\nAnswer:', completion: ' 48 / 2 = 24. 48 + 24 = 72. #### 72' },
+  { prompt: 'Question: What is 2 + 2?\nAnswer:', completion: ' 4' },
+  { prompt: 'Hi', completion: ' there, friend: é' },
+  { prompt: 'Q: 7 * 6?\nA:', completion: ' 42' },
+];
+const TYPES = ['f32', 'f16', 'q8_0', 'q4_0'] as const;
+
+function batchOf(model: Model) {
+  return makeBatch(ITEMS.map((it) => model.tokenizePair(it.prompt, it.completion)), 0);
+}
+
+type Engine = Pick<NativeTrainerOptions, 'frozenGrad' | 'head' | 'headChunkBytes' | 'transposeChunkBytes'>;
+const REFERENCE: Engine = { frozenGrad: 'out_prod', head: 'dense' };
+const DEFAULTS: Engine = {};
+
+function trainer(file: string, engine: Engine, targets = 0x7f): Promise<NativeTrainer> {
+  return addon().createTrainer(file, { rank: 4, alpha: 8, dropout: 0, targets, seed: 3, threads: 1, ...engine });
+}
+
+/** Random B too (B = 0 makes every A-gradient zero), identical in both trainers. */
+function randomize(tr: NativeTrainer): void {
+  const p = tr.getParams();
+  let s = 11;
+  for (let i = 0; i < p.length; i++) if (p[i] === 0) p[i] = (((s = (s * 16807) % 2147483647) / 2147483647) - 0.5) * 0.1;
+  tr.setParams(p);
+}
+
+/** max |a - b| / max |b|: the gradient's error relative to its scale. */
+function relDiff(a: Float32Array, b: Float32Array): { rel: number; scale: number } {
+  let d = 0;
+  let scale = 0;
+  for (let i = 0; i < a.length; i++) {
+    d = Math.max(d, Math.abs(a[i]! - b[i]!));
+    scale = Math.max(scale, Math.abs(b[i]!));
+  }
+  return { rel: d / scale, scale };
+}
+
+// Many chunks on a tiny model: 3 rows per head chunk (logits + p of a 320-token vocabulary = 2.5 KiB a row),
+// 8 rows per transposed chunk of a 64-wide weight.
+const CHUNKED: Engine = { headChunkBytes: 3 * 2 * 4 * 320, transposeChunkBytes: 8 * 64 * 4 };
+
+async function compare(t: import('ava').ExecutionContext, label: string, file: string, engine: Engine, targets: number) {
+  const model = await loadModel(file);
+  const batch = batchOf(model);
+  const [ours, ref] = [await trainer(file, engine, targets), await trainer(file, REFERENCE, targets)];
+  // The base model's Σ log p: ours against llama.cpp's inference path (the reference's cross-entropy sum is
+  // compared with ours through the losses below).
+  const scored = (await model.score(ITEMS)).reduce((x, sc) => x + sc.sum, 0);
+  const base = (await ours.logprobs({ ...batch, useLora: false })).reduce((x, y) => x + y, 0);
+  t.log(`${label} base Σ log p: ours - llama.cpp's scoring = ${(base - scored).toExponential(2)} (of ${scored.toFixed(3)})`);
+  t.true(Math.abs(base - scored) <= 1e-5 * Math.abs(scored));
+  randomize(ours);
+  ref.setParams(ours.getParams());
+  // DPO's gradient is σ(-z)·β times the log-prob gradients, z = β·(difference of two sums of F32 log-probs).
+  // The reference's sums drift: its CROSS_ENTROPY_LOSS is ~1e-7 per token off a double-precision log-softmax
+  // (checked below against llama.cpp's scoring: ours is within 1e-6 relative, the reference up to ~1e-5), and
+  // σ' passes that to every DPO gradient entry: 1.2e-5 relative measured on the qwen2 F16/Q8_0 bases.
+  const check = (what: string, a: number, b: number, tol = 1e-5) => {
+    const { rel, scale } = relDiff(ours.getGrads(), ref.getGrads());
+    t.log(`${label} ${what}: loss ${a.toFixed(6)} vs ${b.toFixed(6)}, max |Δgrad| / max |grad| = ${rel.toExponential(2)} (scale ${scale.toExponential(2)})`);
+    t.true(scale > 0);
+    t.true(Math.abs(a - b) <= 1e-5 * Math.abs(b), `${what} loss`);
+    t.true(rel < tol, `${what} gradients`);
+    ours.clearGrads();
+    ref.clearGrads();
+  };
+  const a = await ours.accumulate({ ...batch, lossScale: 0.5 });
+  const b = await ref.accumulate({ ...batch, lossScale: 0.5 });
+  t.is(a.nTargets, b.nTargets);
+  check('SFT', a.lossSum, b.lossSum);
+  // Pairs: sequences 0/1 and 2/3; DPO's reference log-probs a little off the policy's.
+  const refLogps = Float64Array.from(await ref.sequenceLogprobs({ ...batch, useLora: false }), (x, i) => x - 0.3 * (i % 2));
+  const mine = await ours.sequenceLogprobs({ ...batch, useLora: false });
+  t.true(maxAbs(mine, Float64Array.from(refLogps, (x, i) => x + 0.3 * (i % 2))) < 1e-4);
+  for (const kind of ['dpo', 'orpo'] as const) {
+    const o = { ...batch, kind, beta: 0.5, lambda: 0.7, refLogps, lossScale: 0.5 };
+    const pa = await ours.accumulatePairs(o);
+    const pb = await ref.accumulatePairs(o);
+    t.true(maxAbs(pa.logps, pb.logps) < 1e-4);
+    check(kind.toUpperCase(), pa.lossSum, pb.lossSum, kind === 'dpo' ? 3e-5 : 1e-5);
+  }
+  const lpa = await ours.logprobs({ ...batch, useLora: true });
+  const lpb = await ref.logprobs({ ...batch, useLora: true });
+  t.log(`${label} per-token log-probs: max |Δ| = ${maxAbs(lpa, lpb).toExponential(2)}`);
+  t.true(maxAbs(lpa, lpb) < 1e-5);
+  ours.dispose();
+  ref.dispose();
+  model.dispose();
+}
+
+const maxAbs = (a: ArrayLike<number>, b: ArrayLike<number>) => Array.from(a).reduce((m, x, i) => Math.max(m, Math.abs(x - b[i]!)), 0);
+
+for (const type of TYPES) {
+  for (const arch of ['llama', 'qwen2'] as const) {
+    test(`${arch} ${type}: SFT, DPO and ORPO losses and gradients of engine v2 equal ggml's autodiff graph within 1e-5 relative`, async (t) => {
+      await compare(t, `${arch} ${type}`, await tinyModel({ arch, type }), DEFAULTS, 0x7f);
+    });
+  }
+  test(`llama ${type}, forced into many head and transpose chunks: the same losses and gradients`, async (t) => {
+    await compare(t, `llama ${type} chunked`, await tinyModel({ arch: 'llama', type }), CHUNKED, 0x7f);
+  });
+}
+
+test('a LoRA on the output head keeps the dense head (MUL_MAT gradients still): the same gradients as the reference', async (t) => {
+  await compare(t, 'llama q8_0 head LoRA', await tinyModel({ arch: 'llama', type: 'q8_0' }), DEFAULTS, 0xff);
+});
+
+test('the compute buffer of the chunked head holds no [n_vocab × rows] tensors (dense: logits, labels and their gradients)', async (t) => {
+  const file = await tinyModel({ arch: 'llama', type: 'q8_0', vocab: 4096 });
+  const model = await loadModel(file);
+  const items = Array.from({ length: 8 }, (_, i) => ({ prompt: `Q: ${i} + ${i}?`, completion: ` ${i} + ${i} = ${2 * i}. #### ${2 * i} and a few more words of answer to make rows` }));
+  const batch = makeBatch(items.map((it) => model.tokenizePair(it.prompt, it.completion)), 0);
+  const bytes = async (engine: Engine) => {
+    const tr = await trainer(file, engine);
+    await tr.accumulate({ ...batch, lossScale: 1 });
+    const { computeBytes } = tr.graphOps();
+    tr.dispose();
+    return computeBytes;
+  };
+  const V = 4096, rowBytes = V * 4 * batch.nTargets;
+  const dense = await bytes(REFERENCE), chunked = await bytes({ headChunkBytes: 16 * 2 * 4 * V });
+  t.log(`${batch.nTargets} target rows × ${V} vocabulary (${(rowBytes / 2 ** 20).toFixed(2)} MiB per [n_vocab × rows] F32): ` +
+    `compute buffer dense ${(dense / 2 ** 20).toFixed(2)} MiB, chunked (16 rows) ${(chunked / 2 ** 20).toFixed(2)} MiB`);
+  t.true(dense - chunked >= 2 * rowBytes, 'at least the logits and the labels are gone');
+  model.dispose();
+});
+
+// ---- op audit against the pinned llama.cpp source ------------------------------------------------------------
+
+/** The body of a backend's supports_op function in the bundled llama.cpp source. */
+function supportsOpSource(rel: string, fn: string): string {
+  const src = fs.readFileSync(path.join(packageRoot(), 'deps', 'llama.cpp', 'ggml', 'src', rel), 'utf8');
+  const start = src.indexOf(`static bool ${fn}(`);
+  if (start < 0) throw new Error(`${fn} not found in ${rel}`);
+  const end = src.indexOf('\nstatic ', start + 10);
+  return src.slice(start, end);
+}
+
+/** Whether a backend's supports_op names the op ("MUL_MAT" → GGML_OP_MUL_MAT; unary ops like "SILU" → GGML_UNARY_OP_SILU). */
+const names = (body: string, op: string) => body.includes(`case GGML_OP_${op}:`) || body.includes(`case GGML_UNARY_OP_${op}:`);
+
+test('the training graph of a quantized base has no OUT_PROD on a non-F32 weight, and every op is one CUDA and Vulkan list (negative control: the autodiff graph)', async (t) => {
+  const cuda = supportsOpSource('ggml-cuda/ggml-cuda.cu', 'ggml_backend_cuda_device_supports_op');
+  const vulkan = supportsOpSource('ggml-vulkan/ggml-vulkan.cpp', 'ggml_backend_vk_device_supports_op');
+  const file = await tinyModel({ arch: 'llama', type: 'q8_0' });
+  const model = await loadModel(file);
+  const batch = batchOf(model);
+  const audit = async (engine: Engine) => {
+    const tr = await trainer(file, engine);
+    await tr.accumulate({ ...batch, lossScale: 1 });
+    const { ops, transientBytes } = tr.graphOps();
+    tr.dispose();
+    // OUT_PROD runs on CUDA and Vulkan only with F32 sources (their supports_op: src types F32).
+    const badOutProd = Object.keys(ops).filter((s) => s.startsWith('OUT_PROD ') && s !== 'OUT_PROD f32 f32');
+    const unlisted = [...new Set(Object.keys(ops).map((s) => s.split(' ')[0]!))].filter((op) => !names(cuda, op) || !names(vulkan, op));
+    return { ops, transientBytes, badOutProd, unlisted };
+  };
+  // SFT's graph; the pair graph adds only scalar ops (checked by the same rule below).
+  const ours = await audit(DEFAULTS);
+  t.log(`MUL_MAT path: ${Object.entries(ours.ops).map(([s, n]) => `${s} ×${n}`).join(', ')}; transient transpose ${ours.transientBytes} bytes`);
+  t.deepEqual(ours.badOutProd, []);
+  t.deepEqual(ours.unlisted, []);
+  t.true((ours.ops['GET_ROWS q8_0 i32'] ?? 0) > 0); // the dequantizing reads
+  t.true(ours.transientBytes > 0);
+  const ref = await audit(REFERENCE);
+  t.log(`autodiff path: OUT_PROD on ${ref.badOutProd.join(', ')}`);
+  t.true(ref.badOutProd.includes('OUT_PROD q8_0 f32'));
+  t.is(ref.transientBytes, 0);
+  model.dispose();
+});
