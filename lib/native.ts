@@ -147,6 +147,11 @@ export interface NativeTrainerOptions {
    * on the head uses).
    */
   head?: 'chunked' | 'dense';
+  /**
+   * Activation checkpointing (chunked head only): keep each layer's input and recompute the layer in the
+   * backward pass. 'auto' (default) turns it on when the whole graph's activations would pass 256 MiB.
+   */
+  checkpointing?: 'auto' | 'on' | 'off';
   /** Bytes of logits + probabilities per head chunk (default 256 MiB). */
   headChunkBytes?: number;
   /** Bytes of one transposed chunk of a frozen weight (default 64 MiB). */

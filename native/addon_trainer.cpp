@@ -335,6 +335,11 @@ Napi::Value create_trainer(const Napi::CallbackInfo & info) {
         if (m != "chunked" && m != "dense") throw make_error(env, ERR_INVALID, "head must be 'chunked' or 'dense', got '" + m + "'");
         p.head = m == "dense" ? head_mode::dense : head_mode::chunked;
     }
+    if (o.Get("checkpointing").IsString()) {
+        const std::string m = o.Get("checkpointing").As<Napi::String>().Utf8Value();
+        if (m != "auto" && m != "on" && m != "off") throw make_error(env, ERR_INVALID, "checkpointing must be 'auto', 'on' or 'off', got '" + m + "'");
+        p.checkpoint = m == "on" ? trainer_params::checkpointing::on : m == "off" ? trainer_params::checkpointing::off : trainer_params::checkpointing::auto_;
+    }
     for (const auto & [key, field] : {std::pair<const char *, size_t *>{"headChunkBytes", &p.head_chunk_bytes},
                                       std::pair<const char *, size_t *>{"transposeChunkBytes", &p.transpose_chunk_bytes}}) {
         Napi::Value v = o.Get(key);

@@ -26,12 +26,12 @@ function batchOf(model: Model) {
   return makeBatch(ITEMS.map((it) => model.tokenizePair(it.prompt, it.completion)), 0);
 }
 
-type Engine = Pick<NativeTrainerOptions, 'frozenGrad' | 'head' | 'headChunkBytes' | 'transposeChunkBytes'>;
-const REFERENCE: Engine = { frozenGrad: 'out_prod', head: 'dense' };
+type Engine = Pick<NativeTrainerOptions, 'frozenGrad' | 'head' | 'headChunkBytes' | 'transposeChunkBytes' | 'checkpointing'>;
+const REFERENCE: Engine = { frozenGrad: 'out_prod', head: 'dense', checkpointing: 'off' };
 const DEFAULTS: Engine = {};
 
-function trainer(file: string, engine: Engine, targets = 0x7f): Promise<NativeTrainer> {
-  return addon().createTrainer(file, { rank: 4, alpha: 8, dropout: 0, targets, seed: 3, threads: 1, ...engine });
+function trainer(file: string, engine: Engine, targets = 0x7f, dropout = 0): Promise<NativeTrainer> {
+  return addon().createTrainer(file, { rank: 4, alpha: 8, dropout, targets, seed: 3, threads: 1, ...engine });
 }
 
 /** Random B too (B = 0 makes every A-gradient zero), identical in both trainers. */
@@ -54,13 +54,13 @@ function relDiff(a: Float32Array, b: Float32Array): { rel: number; scale: number
 }
 
 // Many chunks on a tiny model: 3 rows per head chunk (logits + p of a 320-token vocabulary = 2.5 KiB a row),
-// 8 rows per transposed chunk of a 64-wide weight.
-const CHUNKED: Engine = { headChunkBytes: 3 * 2 * 4 * 320, transposeChunkBytes: 8 * 64 * 4 };
+// 8 rows per transposed chunk of a 64-wide weight; and every layer checkpointed (recomputed in the backward).
+const CHUNKED: Engine = { headChunkBytes: 3 * 2 * 4 * 320, transposeChunkBytes: 8 * 64 * 4, checkpointing: 'on' };
 
-async function compare(t: import('ava').ExecutionContext, label: string, file: string, engine: Engine, targets: number) {
+async function compare(t: import('ava').ExecutionContext, label: string, file: string, engine: Engine, targets: number, dropout = 0) {
   const model = await loadModel(file);
   const batch = batchOf(model);
-  const [ours, ref] = [await trainer(file, engine, targets), await trainer(file, REFERENCE, targets)];
+  const [ours, ref] = [await trainer(file, engine, targets, dropout), await trainer(file, REFERENCE, targets, dropout)];
   // The base model's Σ log p: ours against llama.cpp's inference path (the reference's cross-entropy sum is
   // compared with ours through the losses below).
   const scored = (await model.score(ITEMS)).reduce((x, sc) => x + sc.sum, 0);
@@ -114,8 +114,16 @@ for (const type of TYPES) {
       await compare(t, `${arch} ${type}`, await tinyModel({ arch, type }), DEFAULTS, 0x7f);
     });
   }
-  test(`llama ${type}, forced into many head and transpose chunks: the same losses and gradients`, async (t) => {
+  test(`llama ${type}, forced into many head and transpose chunks, every layer checkpointed: the same losses and gradients`, async (t) => {
     await compare(t, `llama ${type} chunked`, await tinyModel({ arch: 'llama', type }), CHUNKED, 0x7f);
+  });
+}
+
+for (const arch of ['llama', 'qwen2', 'qwen3'] as const) {
+  test(`${arch} f32 with dropout 0.2, checkpointed and not: the same masks, losses and gradients as the reference`, async (t) => {
+    const file = await tinyModel({ arch });
+    await compare(t, `${arch} dropout`, file, { checkpointing: 'off' }, 0x7f, 0.2);
+    await compare(t, `${arch} dropout checkpointed`, file, { checkpointing: 'on' }, 0x7f, 0.2);
   });
 }
 

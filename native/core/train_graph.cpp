@@ -49,10 +49,8 @@ ggml_tensor * build_logits(ggml_context * ctx, const train_model & m, const lora
     return project_output(ctx, m, lora, lora_scale, h);                                  // [n_vocab, R]
 }
 
-ggml_tensor * build_hidden(ggml_context * ctx, const train_model & m, const lora_set * lora, float lora_scale,
-                           int64_t T, int64_t B, int64_t R, bool with_dropout, graph_inputs & in) {
-    const train_hparams & hp = m.hp;
-    const int64_t N = T * B, hd = hp.head_dim(), nh = hp.n_head, nkv = hp.n_head_kv;
+void new_graph_inputs(ggml_context * ctx, int64_t T, int64_t B, int64_t R, graph_inputs & in) {
+    const int64_t N = T * B;
     in = graph_inputs();
     in.tokens = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, N);
     in.positions = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, N);
@@ -62,71 +60,85 @@ ggml_tensor * build_hidden(ggml_context * ctx, const train_model & m, const lora
     ggml_set_input(in.mask);
     in.rows = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, R);
     ggml_set_input(in.rows);
+}
 
-    ggml_tensor * x = ggml_get_rows(ctx, m.tok_embd, in.tokens);  // [n_embd, N]
+ggml_tensor * build_layer(ggml_context * ctx, const train_model & m, const lora_set * lora, float lora_scale, int il,
+                          ggml_tensor * x, int64_t T, int64_t B, bool with_dropout, graph_inputs & in) {
+    const train_hparams & hp = m.hp;
+    const int64_t N = T * B, hd = hp.head_dim(), nh = hp.n_head, nkv = hp.n_head_kv;
     const float kq_scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    for (int il = 0; il < hp.n_layer; ++il) {
-        const train_layer & L = m.layers[il];
-        ggml_tensor * h = rms_norm(ctx, x, L.attn_norm, hp.rms_eps);
-        ggml_tensor * q = proj(ctx, m, lora, lora_scale, il, T_Q, h, in, with_dropout);  // [hd*nh, N]
-        ggml_tensor * k = proj(ctx, m, lora, lora_scale, il, T_K, h, in, with_dropout);  // [hd*nkv, N]
-        ggml_tensor * v = proj(ctx, m, lora, lora_scale, il, T_V, h, in, with_dropout);  // [hd*nkv, N]
-        if (hp.traits.qkv_bias) {
-            q = ggml_add(ctx, q, L.bq);
-            k = ggml_add(ctx, k, L.bk);
-            v = ggml_add(ctx, v, L.bv);
-        }
-        q = ggml_reshape_3d(ctx, q, hd, nh, N);
-        k = ggml_reshape_3d(ctx, k, hd, nkv, N);
-        if (hp.traits.qk_norm) {
-            q = rms_norm(ctx, q, L.q_norm, hp.rms_eps);  // over head_dim, gain [hd] broadcast over heads and tokens
-            k = rms_norm(ctx, k, L.k_norm, hp.rms_eps);
-        }
-        // Llama 3.1's frequency factors divide each rotation frequency, as llama.cpp's inference graph does.
-        q = ggml_rope_ext(ctx, q, in.positions, m.rope_freqs, hp.n_rot, hp.traits.rope_mode,
-                          hp.n_ctx_train, hp.rope_base, 1.0f, 0.0f, 1.0f, 32.0f, 1.0f);
-        k = ggml_rope_ext(ctx, k, in.positions, m.rope_freqs, hp.n_rot, hp.traits.rope_mode,
-                          hp.n_ctx_train, hp.rope_base, 1.0f, 0.0f, 1.0f, 32.0f, 1.0f);
-        // Heads and batch share dim 2 (head-major within a sequence), so GQA is mul_mat broadcasting over
-        // dim 2 with dim 3 = 1: the case ggml's MUL_MAT backward supports.
-        ggml_tensor * q3 = ggml_reshape_3d(ctx, ggml_cont(ctx, ggml_permute(ctx, ggml_reshape_4d(ctx, q, hd, nh, T, B), 0, 2, 1, 3)), hd, T, nh * B);
-        ggml_tensor * k3 = ggml_reshape_3d(ctx, ggml_cont(ctx, ggml_permute(ctx, ggml_reshape_4d(ctx, k, hd, nkv, T, B), 0, 2, 1, 3)), hd, T, nkv * B);
-        // v as [T, hd, nkv*B]: keys along dim 0 so kqv = v^T·softmax(kq)
-        ggml_tensor * v3 = ggml_reshape_3d(ctx, ggml_cont(ctx, ggml_permute(ctx, ggml_reshape_4d(ctx, v, hd, nkv, T, B), 1, 2, 0, 3)), T, hd, nkv * B);
-        ggml_tensor * kq = ggml_mul_mat(ctx, k3, q3);                             // [T_k, T_q, nh*B]
-        kq = ggml_soft_max_ext(ctx, kq, in.mask, kq_scale, 0.0f);
-        ggml_tensor * kqv = ggml_mul_mat(ctx, v3, kq);                            // [hd, T_q, nh*B]
-        kqv = ggml_cont(ctx, ggml_permute(ctx, ggml_reshape_4d(ctx, kqv, hd, T, nh, B), 0, 2, 1, 3));  // [hd, nh, T, B]
-        ggml_tensor * attn = proj(ctx, m, lora, lora_scale, il, T_O, ggml_reshape_2d(ctx, kqv, hd * nh, N), in, with_dropout);
-        x = ggml_add(ctx, x, attn);
-
-        h = rms_norm(ctx, x, L.ffn_norm, hp.rms_eps);
-        ggml_tensor * gate = proj(ctx, m, lora, lora_scale, il, T_GATE, h, in, with_dropout);  // [n_ff, N]
-        ggml_tensor * up = proj(ctx, m, lora, lora_scale, il, T_UP, h, in, with_dropout);      // [n_ff, N]
-        ggml_tensor * act = ggml_mul(ctx, ggml_silu(ctx, gate), up);
-        x = ggml_add(ctx, x, proj(ctx, m, lora, lora_scale, il, T_DOWN, act, in, with_dropout));
+    const train_layer & L = m.layers[il];
+    ggml_tensor * h = rms_norm(ctx, x, L.attn_norm, hp.rms_eps);
+    ggml_tensor * q = proj(ctx, m, lora, lora_scale, il, T_Q, h, in, with_dropout);  // [hd*nh, N]
+    ggml_tensor * k = proj(ctx, m, lora, lora_scale, il, T_K, h, in, with_dropout);  // [hd*nkv, N]
+    ggml_tensor * v = proj(ctx, m, lora, lora_scale, il, T_V, h, in, with_dropout);  // [hd*nkv, N]
+    if (hp.traits.qkv_bias) {
+        q = ggml_add(ctx, q, L.bq);
+        k = ggml_add(ctx, k, L.bk);
+        v = ggml_add(ctx, v, L.bv);
     }
-    x = ggml_get_rows(ctx, x, in.rows);                   // [n_embd, R]
-    return rms_norm(ctx, x, m.output_norm, hp.rms_eps);  // [n_embd, R]
+    q = ggml_reshape_3d(ctx, q, hd, nh, N);
+    k = ggml_reshape_3d(ctx, k, hd, nkv, N);
+    if (hp.traits.qk_norm) {
+        q = rms_norm(ctx, q, L.q_norm, hp.rms_eps);  // over head_dim, gain [hd] broadcast over heads and tokens
+        k = rms_norm(ctx, k, L.k_norm, hp.rms_eps);
+    }
+    // Llama 3.1's frequency factors divide each rotation frequency, as llama.cpp's inference graph does.
+    q = ggml_rope_ext(ctx, q, in.positions, m.rope_freqs, hp.n_rot, hp.traits.rope_mode,
+                      hp.n_ctx_train, hp.rope_base, 1.0f, 0.0f, 1.0f, 32.0f, 1.0f);
+    k = ggml_rope_ext(ctx, k, in.positions, m.rope_freqs, hp.n_rot, hp.traits.rope_mode,
+                      hp.n_ctx_train, hp.rope_base, 1.0f, 0.0f, 1.0f, 32.0f, 1.0f);
+    // Heads and batch share dim 2 (head-major within a sequence), so GQA is mul_mat broadcasting over
+    // dim 2 with dim 3 = 1: the case ggml's MUL_MAT backward supports.
+    ggml_tensor * q3 = ggml_reshape_3d(ctx, ggml_cont(ctx, ggml_permute(ctx, ggml_reshape_4d(ctx, q, hd, nh, T, B), 0, 2, 1, 3)), hd, T, nh * B);
+    ggml_tensor * k3 = ggml_reshape_3d(ctx, ggml_cont(ctx, ggml_permute(ctx, ggml_reshape_4d(ctx, k, hd, nkv, T, B), 0, 2, 1, 3)), hd, T, nkv * B);
+    // v as [T, hd, nkv*B]: keys along dim 0 so kqv = v^T·softmax(kq)
+    ggml_tensor * v3 = ggml_reshape_3d(ctx, ggml_cont(ctx, ggml_permute(ctx, ggml_reshape_4d(ctx, v, hd, nkv, T, B), 1, 2, 0, 3)), T, hd, nkv * B);
+    ggml_tensor * kq = ggml_mul_mat(ctx, k3, q3);                             // [T_k, T_q, nh*B]
+    kq = ggml_soft_max_ext(ctx, kq, in.mask, kq_scale, 0.0f);
+    ggml_tensor * kqv = ggml_mul_mat(ctx, v3, kq);                            // [hd, T_q, nh*B]
+    kqv = ggml_cont(ctx, ggml_permute(ctx, ggml_reshape_4d(ctx, kqv, hd, T, nh, B), 0, 2, 1, 3));  // [hd, nh, T, B]
+    ggml_tensor * attn = proj(ctx, m, lora, lora_scale, il, T_O, ggml_reshape_2d(ctx, kqv, hd * nh, N), in, with_dropout);
+    x = ggml_add(ctx, x, attn);
+
+    h = rms_norm(ctx, x, L.ffn_norm, hp.rms_eps);
+    ggml_tensor * gate = proj(ctx, m, lora, lora_scale, il, T_GATE, h, in, with_dropout);  // [n_ff, N]
+    ggml_tensor * up = proj(ctx, m, lora, lora_scale, il, T_UP, h, in, with_dropout);      // [n_ff, N]
+    ggml_tensor * act = ggml_mul(ctx, ggml_silu(ctx, gate), up);
+    return ggml_add(ctx, x, proj(ctx, m, lora, lora_scale, il, T_DOWN, act, in, with_dropout));
+}
+
+ggml_tensor * build_final(ggml_context * ctx, const train_model & m, ggml_tensor * x, graph_inputs & in) {
+    x = ggml_get_rows(ctx, x, in.rows);                    // [n_embd, R]
+    return rms_norm(ctx, x, m.output_norm, m.hp.rms_eps);  // [n_embd, R]
+}
+
+ggml_tensor * build_hidden(ggml_context * ctx, const train_model & m, const lora_set * lora, float lora_scale,
+                           int64_t T, int64_t B, int64_t R, bool with_dropout, graph_inputs & in) {
+    new_graph_inputs(ctx, T, B, R, in);
+    ggml_tensor * x = ggml_get_rows(ctx, m.tok_embd, in.tokens);  // [n_embd, N]
+    for (int il = 0; il < m.hp.n_layer; ++il) x = build_layer(ctx, m, lora, lora_scale, il, x, T, B, with_dropout, in);
+    return build_final(ctx, m, x, in);
 }
 
 void set_graph_inputs(const graph_inputs & in, const std::vector<int32_t> & tokens, const std::vector<int32_t> & rows,
-                      int64_t T, int64_t B, float dropout, uint64_t seed, uint64_t step) {
-    ggml_backend_tensor_set(in.tokens, tokens.data(), 0, tokens.size() * sizeof(int32_t));
-    ggml_backend_tensor_set(in.rows, rows.data(), 0, rows.size() * sizeof(int32_t));
+                      int64_t T, int64_t B, float dropout, uint64_t seed, uint64_t step, size_t dropout_offset) {
+    // Inputs a partial graph (one checkpointed layer, the head) does not use have no buffer.
+    if (in.tokens->buffer) ggml_backend_tensor_set(in.tokens, tokens.data(), 0, tokens.size() * sizeof(int32_t));
+    if (in.rows->buffer) ggml_backend_tensor_set(in.rows, rows.data(), 0, rows.size() * sizeof(int32_t));
     std::vector<int32_t> pos(static_cast<size_t>(T * B));
     for (int64_t b = 0; b < B; ++b) {
         for (int64_t t = 0; t < T; ++t) pos[b * T + t] = static_cast<int32_t>(t);
     }
-    ggml_backend_tensor_set(in.positions, pos.data(), 0, pos.size() * sizeof(int32_t));
+    if (in.positions->buffer) ggml_backend_tensor_set(in.positions, pos.data(), 0, pos.size() * sizeof(int32_t));
     std::vector<float> mask(static_cast<size_t>(T * T));
     for (int64_t q = 0; q < T; ++q) {
         for (int64_t k = 0; k < T; ++k) mask[q * T + k] = k <= q ? 0.0f : -INFINITY;
     }
-    ggml_backend_tensor_set(in.mask, mask.data(), 0, mask.size() * sizeof(float));
+    if (in.mask->buffer) ggml_backend_tensor_set(in.mask, mask.data(), 0, mask.size() * sizeof(float));
     std::vector<float> keep;
     for (size_t i = 0; i < in.dropout.size(); ++i) {
-        rng r(seed ^ 0xD50F0D50F0ull, step, i);
+        rng r(seed ^ 0xD50F0D50F0ull, step, i + dropout_offset);
         keep.resize(ggml_nelements(in.dropout[i]));
         const float kept = 1.0f / (1.0f - dropout);
         for (auto & v : keep) v = r.uniform() < dropout ? 0.0f : kept;

@@ -34,8 +34,18 @@ ggml_tensor * build_hidden(ggml_context * ctx, const train_model & m, const lora
 // The head's LoRA input gets no dropout (it would need a mask per projected column range).
 ggml_tensor * project_output(ggml_context * ctx, const train_model & m, const lora_set * lora, float lora_scale, ggml_tensor * h);
 
-// Fills the inputs after allocation. `tokens` has T*B entries, `rows` R. Dropout masks from (seed, step, pair).
+// The pieces of build_hidden, for graphs that hold one layer at a time (activation checkpointing):
+// fresh inputs in `in`; layer `il` from its input x [n_embd, T*B] (appends the layer's dropout masks to
+// in.dropout); the selected rows through the final norm.
+void new_graph_inputs(ggml_context * ctx, int64_t T, int64_t B, int64_t R, graph_inputs & in);
+ggml_tensor * build_layer(ggml_context * ctx, const train_model & m, const lora_set * lora, float lora_scale, int il,
+                          ggml_tensor * x, int64_t T, int64_t B, bool with_dropout, graph_inputs & in);
+ggml_tensor * build_final(ggml_context * ctx, const train_model & m, ggml_tensor * x, graph_inputs & in);
+
+// Fills the inputs after allocation (those the graph does not use are skipped). `tokens` has T*B entries,
+// `rows` R. Dropout masks from (seed, step, dropout_offset + mask index): a graph holding only layer l passes
+// the number of masks of the layers before it, so that its masks equal those of the whole graph.
 void set_graph_inputs(const graph_inputs & in, const std::vector<int32_t> & tokens, const std::vector<int32_t> & rows,
-                      int64_t T, int64_t B, float dropout, uint64_t seed, uint64_t step);
+                      int64_t T, int64_t B, float dropout, uint64_t seed, uint64_t step, size_t dropout_offset = 0);
 
 }  // namespace w2s

@@ -153,18 +153,22 @@ bool trainer::accumulate(const train_batch & batch, float loss_scale, double & l
 
 bool trainer::run_backward(ggml_context * ctx, ggml_tensor * loss, size_t graph_size, const std::function<void()> & set_inputs,
                            const std::string & what, std::string & err, const std::vector<ggml_tensor *> & order,
-                           ggml_tensor * hidden, ggml_tensor * dh, ggml_tensor * iota) {
+                           const grad_seeds & seeds, ggml_tensor * iota) {
     ggml_cgraph * gf = ggml_new_graph_custom(ctx, graph_size, true);
     for (ggml_tensor * t : order) ggml_build_forward_expand(gf, t);
-    if (dh) ggml_build_forward_expand(gf, dh);
+    for (const auto & sd : seeds) {
+        if (sd.second->op != GGML_OP_NONE) ggml_build_forward_expand(gf, sd.second);
+    }
     ggml_build_forward_expand(gf, loss);
     // Gradients of our parameters go straight into the persistent accumulators (added in place). A node's
-    // entry in `accs` becomes its gradient: for `hidden` that is `dh`, so autodiff starts the body's
-    // backward there (nothing after `hidden` gets a gradient: `loss` does not depend on it).
+    // entry in `accs` becomes its gradient: for a seed's node that is the seed's tensor, so autodiff starts
+    // the backward there (nothing downstream gets a gradient: `loss` does not depend on it).
     std::vector<ggml_tensor *> accs(ggml_graph_n_nodes(gf), nullptr);
     for (int i = 0; i < ggml_graph_n_nodes(gf); ++i) {
         ggml_tensor * node = ggml_graph_node(gf, i);
-        if (hidden && node == hidden) accs[i] = dh;
+        for (const auto & sd : seeds) {
+            if (node == sd.first) accs[i] = sd.second;
+        }
         for (const auto & p : lora_->pairs) {
             if (node == p.a) accs[i] = p.ga;
             if (node == p.b) accs[i] = p.gb;

@@ -39,7 +39,13 @@ struct trainer_params {
     head_mode head = head_mode::chunked;
     size_t head_chunk_bytes = size_t(256) << 20;      // logits + probabilities of one chunk of rows
     size_t transpose_chunk_bytes = size_t(64) << 20;  // one transposed chunk of a frozen weight (frozen_grad.h)
+    // Activation checkpointing (chunked head only): keep each layer's input, recompute the layer in the
+    // backward pass (+1 forward of compute; activations of one layer at a time instead of all). auto = on
+    // when the whole graph's activations would pass CHECKPOINT_AUTO_BYTES.
+    enum class checkpointing { auto_, on, off } checkpoint = checkpointing::auto_;
 };
+
+inline constexpr size_t CHECKPOINT_AUTO_BYTES = size_t(256) << 20;
 
 // One micro-batch: B sequences padded to T tokens. targets[i] is the token that position i must predict
 // (the next token of a response), or -1 where no loss applies (prompt, padding, last position).
@@ -137,17 +143,36 @@ private:
     bool ensure_sched(size_t graph_size, std::string & err);
     // Builds forward + backward of `loss` (gradients added into the LoRA accumulators), allocates it,
     // lets `set_inputs` fill the graph inputs, seeds d(loss) = 1 and runs it. `what` names the batch in errors.
-    // `order`: nodes to expand first, in order (the chunked head). `hidden`/`dh`: the body's backward starts
-    // at `hidden` with gradient `dh` (a node of the same graph) instead of coming from `loss`, which then only
-    // satisfies ggml's need for a loss node. `iota`: an existing index input for the frozen-weight rewrite.
+    // (node, tensor) pairs: the node's gradient is that tensor instead of coming from `loss` (which then
+    // only satisfies ggml's need for a loss node). For a computed node (the hidden states) the tensor is its
+    // given gradient (a node of the same graph, or a filled buffer); for a parameter-flagged input (a
+    // checkpointed layer's input) it is a zeroed accumulator that receives the input's gradient.
+    using grad_seeds = std::vector<std::pair<ggml_tensor *, ggml_tensor *>>;
+    // `order`: nodes to expand first, in order (the chunked head). `iota`: an existing index input for the
+    // frozen-weight rewrite.
     bool run_backward(ggml_context * ctx, ggml_tensor * loss, size_t graph_size, const std::function<void()> & set_inputs,
                       const std::string & what, std::string & err, const std::vector<ggml_tensor *> & order = {},
-                      ggml_tensor * hidden = nullptr, ggml_tensor * dh = nullptr, ggml_tensor * iota = nullptr);
+                      const grad_seeds & seeds = {}, ggml_tensor * iota = nullptr);
     bool chunked_head() const;
     // Node capacity for a graph with R target rows: the body + the chunked head's nodes.
     size_t graph_capacity(int64_t R, int64_t B) const;
     // The chunked head over the batch's target rows: hidden states, head, inputs, and (when training) an
     // index input for the transposes. Fills logp/u per row in row order.
+    // The part of a training graph after the final norm: from the hidden states (F32 [n_embd, R]) the
+    // chunked head, ∂loss/∂hidden, and what it needs set after allocation.
+    struct top_part {
+        std::vector<ggml_tensor *> order;
+        ggml_tensor * logp = nullptr;  // F32 [1, R]
+        ggml_tensor * dh = nullptr;    // F32 [n_embd, R]
+        std::function<void()> set_inputs;
+    };
+    using top_builder = std::function<top_part(ggml_context *, ggml_tensor * hidden, ggml_tensor * iota)>;
+    // Forward + backward of one micro-batch with the loss given by `top`: one graph, or with activation
+    // checkpointing one forward graph that keeps each layer's input, the top, then one graph per layer
+    // (recompute, backward). `logp` receives the rows' log-probs.
+    bool train_chunked(const train_batch & batch, const std::vector<int32_t> & rows, const top_builder & top,
+                       std::vector<double> & logp, const std::string & what, std::string & err);
+    bool use_checkpointing(const train_batch & batch) const;
     bool accumulate_chunked(const train_batch & batch, float loss_scale, double & loss_sum, int64_t & n_targets, std::string & err);
     bool accumulate_pairs_chunked(const train_batch & batch, const pref_params & p, const std::vector<double> & ref_logps,
                                   float loss_scale, pref_result & out, std::string & err);

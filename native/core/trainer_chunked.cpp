@@ -84,6 +84,135 @@ size_t trainer::graph_capacity(int64_t R, int64_t B) const {
     return graph_size_ + static_cast<size_t>(chunks * (24 + 7 * t_chunks) + 40 * B + body_t);
 }
 
+bool trainer::use_checkpointing(const train_batch & batch) const {
+    if (params_.checkpoint != trainer_params::checkpointing::auto_) return params_.checkpoint == trainer_params::checkpointing::on;
+    const train_hparams & hp = model_->hp;
+    if (hp.n_layer < 2) return false;
+    // What autodiff keeps per layer until the backward pass, F32: ~10 [n_embd, N] and 4 [n_ff, N]
+    // activations and their gradients, and 3 [T, T] score tensors per head and sequence.
+    const double N = static_cast<double>(batch.T * batch.B);
+    const double per_layer = 4.0 * (N * (10.0 * hp.n_embd + 4.0 * hp.n_ff) + 3.0 * hp.n_head * static_cast<double>(batch.T) * batch.T * batch.B);
+    return per_layer * hp.n_layer > static_cast<double>(CHECKPOINT_AUTO_BYTES);
+}
+
+bool trainer::train_chunked(const train_batch & batch, const std::vector<int32_t> & rows, const top_builder & top,
+                            std::vector<double> & logp, const std::string & what, std::string & err) {
+    const int64_t R = static_cast<int64_t>(rows.size()), T = batch.T, B = batch.B, N = T * B;
+    const size_t cap = graph_capacity(R, B);
+    if (!ensure_sched(cap, err)) return false;
+    const bool dropout = params_.dropout > 0.0f;
+    const uint64_t seed = params_.seed + static_cast<uint64_t>(step_);
+    auto set_body = [&](const graph_inputs & in, size_t dropout_offset) {
+        set_graph_inputs(in, batch.tokens, rows, T, B, params_.dropout, seed, micro_, dropout_offset);
+    };
+    if (!use_checkpointing(batch)) {
+        compute_ctx cc(cap);
+        graph_inputs in;
+        ggml_tensor * hidden = build_hidden(cc.ctx, *model_, lora_.get(), lora_->scale(), T, B, R, dropout, in);
+        ggml_tensor * iota = new_iota(cc.ctx, max_rows(*model_));
+        const top_part tp = top(cc.ctx, hidden, iota);
+        ggml_tensor * zero = nullptr;
+        ggml_tensor * loss = placeholder_loss(cc.ctx, zero);
+        std::vector<ggml_tensor *> order = tp.order;
+        order.push_back(tp.logp);
+        if (!run_backward(cc.ctx, loss, cap, [&]() { set_body(in, 0); tp.set_inputs(); set_zero(zero); }, what, err, order,
+                          {{hidden, tp.dh}}, iota)) {
+            return false;
+        }
+        logp = read_logp(tp.logp);
+        return true;
+    }
+
+    // Checkpointed. Persistent for this micro-batch: the input of every layer and of the final norm
+    // (xs[l], F32 [n_embd, N], l = 0..L) and two gradient buffers dx used in turn (∂loss/∂xs[l]).
+    const int L = model_->hp.n_layer;
+    struct persist {
+        ggml_context * ctx = nullptr;
+        ggml_backend_buffer_t buf = nullptr;
+        ~persist() { if (buf) ggml_backend_buffer_free(buf); if (ctx) ggml_free(ctx); }
+    } ps;
+    ps.ctx = ggml_init({ggml_tensor_overhead() * static_cast<size_t>(L + 4), nullptr, true});
+    std::vector<ggml_tensor *> xs(static_cast<size_t>(L + 1));
+    for (auto & x : xs) x = ggml_new_tensor_2d(ps.ctx, GGML_TYPE_F32, model_->hp.n_embd, N);
+    ggml_tensor * dx[2] = {ggml_new_tensor_2d(ps.ctx, GGML_TYPE_F32, model_->hp.n_embd, N), ggml_new_tensor_2d(ps.ctx, GGML_TYPE_F32, model_->hp.n_embd, N)};
+    ps.buf = ggml_backend_alloc_ctx_tensors(ps.ctx, backend_);
+    if (!ps.buf) {
+        err = "could not allocate " + std::to_string((L + 3) * N * model_->hp.n_embd * 4) + " bytes for the layer checkpoints of " + what;
+        return false;
+    }
+    // Dropout masks are numbered over the whole graph: layer l's first mask is the count of the layers before.
+    std::vector<size_t> mask_offset(static_cast<size_t>(L), 0);
+    for (int l = 1; l < L; ++l) {
+        size_t k = 0;
+        for (int t = 0; t < T_COUNT; ++t) k += lora_->find(l - 1, t) ? 1 : 0;
+        mask_offset[l] = mask_offset[l - 1] + k;
+    }
+    // 1. Forward, keeping each layer's input (only one layer's activations are alive at a time).
+    {
+        compute_ctx cc(cap);
+        graph_inputs in;
+        new_graph_inputs(cc.ctx, T, B, R, in);
+        ggml_cgraph * gf = ggml_new_graph_custom(cc.ctx, cap, false);
+        ggml_tensor * x = ggml_cpy(cc.ctx, ggml_get_rows(cc.ctx, model_->tok_embd, in.tokens), xs[0]);
+        ggml_build_forward_expand(gf, x);
+        for (int l = 0; l < L; ++l) {
+            x = ggml_cpy(cc.ctx, build_layer(cc.ctx, *model_, lora_.get(), lora_->scale(), l, x, T, B, dropout, in), xs[l + 1]);
+            ggml_build_forward_expand(gf, x);
+        }
+        ggml_backend_sched_reset(sched_);
+        if (!ggml_backend_sched_alloc_graph(sched_, gf)) {
+            err = "ggml_backend_sched_alloc_graph failed (out of memory for the forward pass of " + what + "?)";
+            return false;
+        }
+        set_body(in, 0);
+        if (ggml_backend_sched_graph_compute(sched_, gf) != GGML_STATUS_SUCCESS) {
+            err = "ggml_backend_sched_graph_compute failed (forward pass of " + what + ")";
+            return false;
+        }
+    }
+    // 2. The final norm and the top: ∂loss/∂xs[L] into dx[L % 2].
+    ggml_set_param(xs[L]);
+    {
+        compute_ctx cc(cap);
+        graph_inputs in;
+        new_graph_inputs(cc.ctx, T, B, R, in);
+        ggml_tensor * hidden = build_final(cc.ctx, *model_, xs[L], in);
+        ggml_tensor * iota = new_iota(cc.ctx, max_rows(*model_));
+        const top_part tp = top(cc.ctx, hidden, iota);
+        ggml_tensor * zero = nullptr;
+        ggml_tensor * loss = placeholder_loss(cc.ctx, zero);
+        std::vector<ggml_tensor *> order = tp.order;
+        order.push_back(tp.logp);
+        ggml_backend_tensor_memset(dx[L % 2], 0, 0, ggml_nbytes(dx[L % 2]));  // an accumulator: zero first
+        if (!run_backward(cc.ctx, loss, cap, [&]() { set_body(in, 0); tp.set_inputs(); set_zero(zero); }, what, err, order,
+                          {{hidden, tp.dh}, {xs[L], dx[L % 2]}}, iota)) {
+            return false;
+        }
+        logp = read_logp(tp.logp);
+    }
+    // 3. Layers from the top: recompute layer l from xs[l], seed its output's gradient with dx[(l+1) % 2],
+    // accumulate the LoRA gradients and ∂loss/∂xs[l] into dx[l % 2] (layer 0's input needs none).
+    for (int l = L - 1; l >= 0; --l) {
+        if (l > 0) ggml_set_param(xs[l]);
+        compute_ctx cc(cap);
+        graph_inputs in;
+        new_graph_inputs(cc.ctx, T, B, R, in);
+        ggml_tensor * y = build_layer(cc.ctx, *model_, lora_.get(), lora_->scale(), l, xs[l], T, B, dropout, in);
+        ggml_tensor * iota = new_iota(cc.ctx, max_rows(*model_));
+        ggml_tensor * zero = nullptr;
+        ggml_tensor * loss = placeholder_loss(cc.ctx, zero);
+        grad_seeds seeds{{y, dx[(l + 1) % 2]}};
+        if (l > 0) {
+            seeds.push_back({xs[l], dx[l % 2]});
+            ggml_backend_tensor_memset(dx[l % 2], 0, 0, ggml_nbytes(dx[l % 2]));
+        }
+        if (!run_backward(cc.ctx, loss, cap, [&]() { set_body(in, mask_offset[l]); set_zero(zero); }, what, err, {y}, seeds, iota)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 bool trainer::accumulate_chunked(const train_batch & batch, float loss_scale, double & loss_sum, int64_t & n_targets, std::string & err) {
     std::vector<int32_t> rows, targets;
     rows_of(batch, rows, targets);
@@ -91,31 +220,24 @@ bool trainer::accumulate_chunked(const train_batch & batch, float loss_scale, do
     n_targets = R;
     loss_sum = 0.0;
     if (R == 0) return true;
-    const size_t cap = graph_capacity(R, batch.B);
-    if (!ensure_sched(cap, err)) return false;
-    compute_ctx cc(cap);
-    graph_inputs in;
-    ggml_tensor * hidden = build_hidden(cc.ctx, *model_, lora_.get(), lora_->scale(), batch.T, batch.B, R, params_.dropout > 0.0f, in);
-    ggml_tensor * iota = new_iota(cc.ctx, max_rows(*model_));
-    head_inputs hin;
     size_t transient = 0;
-    const head_out head = build_head(cc.ctx, *model_, hidden, head_chunk_rows(model_->hp.n_vocab, R, params_.head_chunk_bytes), true,
-                                     iota, params_.transpose_chunk_bytes, hin, transient);
-    ggml_set_output(head.logp);
-    // loss = loss_scale · Σ_r -log p_r  =>  ∂loss/∂h_r = -loss_scale · u_r
-    ggml_tensor * dh = ggml_scale(cc.ctx, head.u, -loss_scale);
-    ggml_tensor * zero = nullptr;
-    ggml_tensor * loss = placeholder_loss(cc.ctx, zero);
-    std::vector<ggml_tensor *> order = head.order;
-    order.push_back(head.logp);
-    const bool ok = run_backward(cc.ctx, loss, cap, [&]() {
-        set_graph_inputs(in, batch.tokens, rows, batch.T, batch.B, params_.dropout, params_.seed + static_cast<uint64_t>(step_), micro_);
-        set_head_inputs(hin, targets);
-        set_zero(zero);
-    }, "T " + std::to_string(batch.T) + " × B " + std::to_string(batch.B), err, order, hidden, dh, iota);
-    if (!ok) return false;
+    auto top = [&](ggml_context * ctx, ggml_tensor * hidden, ggml_tensor * iota) {
+        auto hin = std::make_shared<head_inputs>();
+        const head_out head = build_head(ctx, *model_, hidden, head_chunk_rows(model_->hp.n_vocab, R, params_.head_chunk_bytes), true,
+                                         iota, params_.transpose_chunk_bytes, *hin, transient);
+        ggml_set_output(head.logp);
+        top_part tp;
+        tp.order = head.order;
+        tp.logp = head.logp;
+        // loss = loss_scale · Σ_r -log p_r  =>  ∂loss/∂h_r = -loss_scale · u_r
+        tp.dh = ggml_scale(ctx, head.u, -loss_scale);
+        tp.set_inputs = [hin, &targets]() { set_head_inputs(*hin, targets); };
+        return tp;
+    };
+    std::vector<double> lp;
+    if (!train_chunked(batch, rows, top, lp, "T " + std::to_string(batch.T) + " × B " + std::to_string(batch.B), err)) return false;
     last_transient_bytes_ = std::max(last_transient_bytes_, transient);
-    for (double l : read_logp(head.logp)) loss_sum -= l;
+    for (double l : lp) loss_sum -= l;
     micro_ += 1;
     return true;
 }
@@ -166,17 +288,11 @@ bool trainer::accumulate_pairs_chunked(const train_batch & batch, const pref_par
         k += count[s];
     }
     const bool dpo = p.kind == pref_loss::dpo;
-    const size_t cap = graph_capacity(R, batch.B);
-    if (!ensure_sched(cap, err)) return false;
-    compute_ctx cc(cap);
-    ggml_context * ctx = cc.ctx;
-    graph_inputs in;
-    ggml_tensor * hidden = build_hidden(ctx, *model_, lora_.get(), lora_->scale(), batch.T, batch.B, R, params_.dropout > 0.0f, in);
-    ggml_tensor * iota = new_iota(ctx, max_rows(*model_));
-    head_inputs hin;
     size_t transient = 0;
+    auto top = [&](ggml_context * ctx, ggml_tensor * hidden, ggml_tensor * iota) {
+    auto hin = std::make_shared<head_inputs>();
     const head_out head = build_head(ctx, *model_, hidden, head_chunk_rows(model_->hp.n_vocab, R, params_.head_chunk_bytes), true,
-                                     iota, params_.transpose_chunk_bytes, hin, transient);
+                                     iota, params_.transpose_chunk_bytes, *hin, transient);
     ggml_set_output(head.logp);
     // Per sequence: l_s = Σ log p over its rows ([1]); per pair the loss's derivatives with respect to l_c
     // and l_r (written out: autodiff does not see the head), times loss_scale.
@@ -222,24 +338,24 @@ bool trainer::accumulate_pairs_chunked(const train_batch & batch, const pref_par
         ggml_tensor * d = ggml_mul(ctx, us, coef[s]);
         dh = dh ? ggml_concat(ctx, dh, d, 1) : d;
     }
-    ggml_tensor * zero = nullptr;
-    ggml_tensor * loss = placeholder_loss(ctx, zero);
-    std::vector<ggml_tensor *> order = head.order;
-    order.push_back(head.logp);
-    const bool ok = run_backward(ctx, loss, cap, [&]() {
-        set_graph_inputs(in, batch.tokens, rows, batch.T, batch.B, params_.dropout, params_.seed + static_cast<uint64_t>(step_), micro_);
-        set_head_inputs(hin, targets);
-        set_zero(zero);
+    top_part tp;
+    tp.order = head.order;
+    tp.logp = head.logp;
+    tp.dh = dh;
+    tp.set_inputs = [hin, consts, &targets, &p, &ref_logps, P]() {
+        set_head_inputs(*hin, targets);
         if (consts) {
             std::vector<float> k(static_cast<size_t>(P));
             for (int64_t i = 0; i < P; ++i) k[i] = static_cast<float>(-static_cast<double>(p.beta) * (ref_logps[2 * i] - ref_logps[2 * i + 1]));
             ggml_backend_tensor_set(consts, k.data(), 0, k.size() * sizeof(float));
         }
-    }, std::to_string(P) + " pairs, T " + std::to_string(batch.T), err, order, hidden, dh, iota);
-    if (!ok) return false;
+    };
+    return tp;
+    };
+    std::vector<double> lp;
+    if (!train_chunked(batch, rows, top, lp, std::to_string(P) + " pairs, T " + std::to_string(batch.T), err)) return false;
     last_transient_bytes_ = std::max(last_transient_bytes_, transient);
     // The loss value from the same log-probs, in double on the host.
-    const std::vector<double> lp = read_logp(head.logp);
     out.logps.assign(static_cast<size_t>(batch.B), 0.0);
     out.n_targets = count;
     for (int64_t s = 0; s < batch.B; ++s) {
