@@ -124,3 +124,10 @@ export class OutputError extends W2sError {
     super('ERR_W2S_OUTPUT', message, options);
   }
 }
+
+/** A training run would need more memory than the device has (see lib/train/memory-plan.ts); the message names the options that shrink it. */
+export class OutOfMemoryError extends W2sError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_W2S_OUT_OF_MEMORY', message, options);
+  }
+}

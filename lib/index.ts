@@ -15,6 +15,7 @@ export { trainSft, type SftOptions } from './train/sft.js';
 export { trainDpo, trainOrpo, type DpoOptions, type OrpoOptions } from './train/preference.js';
 export { ALL_LORA_TARGETS, LORA_TARGETS, type TrainOptions, type TrainProgress, type LoraTarget } from './train/options.js';
 export type { TrainResult, StepRecord } from './train/loop.js';
+export { formatMemoryPlan, type MemoryPlan } from './train/memory-plan.js';
 export { readConfig, parseConfig, type RunConfig } from './pipeline/run/config.js';
 export { runMethod, type RunResult } from './pipeline/run/method.js';
 export { writeLoraAdapter, type LoraAdapterFile, type LoraTensorPair } from './lora/adapter-file.js';

@@ -158,6 +158,17 @@ export interface NativeTrainerOptions {
   transposeChunkBytes?: number;
 }
 
+export interface NativeMemoryPlan {
+  weights: number;
+  lora: number;
+  compute: number;
+  checkpoints: number;
+  checkpointing: boolean;
+  device: string;
+  deviceFree: number;
+  deviceTotal: number;
+}
+
 export interface NativeTrainerInfo {
   nParams: number;
   step: number;
@@ -194,6 +205,11 @@ export interface NativeTrainer {
    * weight transpose, and the scheduler's compute buffer (activations, gradients, head chunks) in bytes.
    */
   graphOps(): { ops: Record<string, number>; transientBytes: number; computeBytes: number };
+  /**
+   * The memory one micro-batch of B sequences × T tokens needs (pairs: DPO/ORPO's graph, B even), measured by
+   * reserving its graphs' buffers without running them. Bytes; device memory as ggml reports it.
+   */
+  plan(shape: { T: number; B: number; pairs: boolean }): Promise<NativeMemoryPlan>;
   dispose(): void;
 }
 
@@ -205,6 +221,8 @@ export interface NativeAddon {
   init(libDir: string): { devices: string; systemInfo: string };
   loadModel(path: string, options: { gpuLayers: number; repack: boolean; vocabOnly: boolean }): Promise<NativeModel>;
   defaults(): NativeDefaults;
+  /** ggml's quantizer for one type by ggml name ('q4_K', 'q6_K', …): rows of nPerRow values. */
+  quantizeRows(type: string, values: Float32Array, nPerRow: number): Uint8Array;
   createTrainer(modelPath: string, options: NativeTrainerOptions): Promise<NativeTrainer>;
   /** llama.cpp's own full fine-tune (llama_opt_epoch) timed over `steps` AdamW steps: the peer of `w2s bench train`. */
   benchLlamaOpt(modelPath: string, options: { tokens: Int32Array; nCtx: number; nBatch?: number; nUbatch?: number; steps: number; threads: number; lr: number; budgetAdapter?: string }): Promise<{ seconds: number; tokens: number; steps: number; loss: number; stepSeconds: Float64Array }>;

@@ -43,6 +43,37 @@ static Napi::Value defaults(const Napi::CallbackInfo & info) {
     return out;
 }
 
+// quantizeRows(typeName, Float32Array, nPerRow) -> Uint8Array: ggml's own quantizer (the reference rows
+// llama-quantize writes, without an importance matrix), for the types JS does not encode (K-quants).
+static Napi::Value quantize_rows(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 3 || !info[0].IsString() || !info[1].IsTypedArray() || !info[2].IsNumber()) {
+        throw make_error(env, ERR_INVALID, "quantizeRows(type, Float32Array, nPerRow) expects a type name, a Float32Array and a row length");
+    }
+    const std::string name = info[0].As<Napi::String>().Utf8Value();
+    ggml_type type = GGML_TYPE_COUNT;
+    for (int t = 0; t < GGML_TYPE_COUNT; ++t) {
+        const char * n = ggml_type_name(static_cast<ggml_type>(t));
+        if (n && name == n && ggml_get_type_traits(static_cast<ggml_type>(t))->blck_size > 0) type = static_cast<ggml_type>(t);
+    }
+    if (type == GGML_TYPE_COUNT || !ggml_is_quantized(type) || ggml_quantize_requires_imatrix(type) ||
+        ggml_get_type_traits(type)->to_float == nullptr) {
+        throw make_error(env, ERR_INVALID, "quantizeRows: '" + name + "' is not a quantized type ggml can write without an importance matrix");
+    }
+    Napi::Float32Array src = info[1].As<Napi::Float32Array>();
+    const int64_t n_per_row = info[2].As<Napi::Number>().Int64Value();
+    const int64_t blck = ggml_blck_size(type);
+    if (n_per_row <= 0 || n_per_row % blck != 0 || static_cast<int64_t>(src.ElementLength()) % n_per_row != 0) {
+        throw make_error(env, ERR_INVALID, "quantizeRows: rows of " + std::to_string(n_per_row) + " values must be a multiple of " + name +
+                                                "'s block of " + std::to_string(blck) + " and divide the " + std::to_string(src.ElementLength()) + " values");
+    }
+    const int64_t nrows = static_cast<int64_t>(src.ElementLength()) / n_per_row;
+    Napi::Uint8Array out = Napi::Uint8Array::New(env, ggml_row_size(type, n_per_row) * nrows);
+    ggml_quantize_init(type);
+    ggml_quantize_chunk(type, src.Data(), out.Data(), 0, nrows, n_per_row, nullptr);
+    return out;
+}
+
 static Napi::Object register_addon(Napi::Env env, Napi::Object exports) {
     auto * data = new instance_data();
     env.SetInstanceData<instance_data>(data);
@@ -52,6 +83,7 @@ static Napi::Object register_addon(Napi::Env env, Napi::Object exports) {
     data->trainer_ctor = Napi::Persistent(define_trainer(env));
     exports.Set("init", Napi::Function::New(env, init, "init"));
     exports.Set("defaults", Napi::Function::New(env, defaults, "defaults"));
+    exports.Set("quantizeRows", Napi::Function::New(env, quantize_rows, "quantizeRows"));
     exports.Set("loadModel", Napi::Function::New(env, load_model, "loadModel"));
     exports.Set("createTrainer", Napi::Function::New(env, create_trainer, "createTrainer"));
     exports.Set("benchLlamaOpt", Napi::Function::New(env, bench_llama_opt, "benchLlamaOpt"));

@@ -84,6 +84,7 @@ public:
             InstanceMethod("getGrads", &AddonTrainer::get_grads),
             InstanceMethod("clearGrads", &AddonTrainer::clear_grads),
             InstanceMethod("graphOps", &AddonTrainer::graph_ops),
+            InstanceMethod("plan", &AddonTrainer::plan),
             InstanceMethod("dispose", &AddonTrainer::dispose),
         });
     }
@@ -110,6 +111,33 @@ private:
         o.Set("nEmbd", hp.n_embd);
         o.Set("nCtxTrain", hp.n_ctx_train);
         return o;
+    }
+    // plan({T, B, pairs}) -> Promise<{weights, lora, compute, checkpoints, checkpointing, device, deviceFree, deviceTotal}>
+    Napi::Value plan(const Napi::CallbackInfo & info) {
+        Napi::Env env = info.Env();
+        trainer_ptr h = use(env);
+        if (info.Length() < 1 || !info[0].IsObject()) throw make_error(env, ERR_INVALID, "plan({T, B, pairs}) expects an object");
+        Napi::Object o = info[0].As<Napi::Object>();
+        const int64_t T = o.Get("T").ToNumber().Int64Value(), B = o.Get("B").ToNumber().Int64Value();
+        const bool pairs = o.Get("pairs").ToBoolean().Value();
+        auto out = std::make_shared<memory_plan>();
+        return queue(env, "TrainerPlanWorker", ERR_LLAMA,
+            [h, T, B, pairs, out](std::string & err) {
+                std::lock_guard<std::mutex> lock(h->mu);
+                return h->t->plan(T, B, pairs, *out, err);
+            },
+            [out](Napi::Env e) {
+                Napi::Object r = Napi::Object::New(e);
+                r.Set("weights", static_cast<double>(out->weights));
+                r.Set("lora", static_cast<double>(out->lora));
+                r.Set("compute", static_cast<double>(out->compute));
+                r.Set("checkpoints", static_cast<double>(out->checkpoints));
+                r.Set("checkpointing", out->checkpointing);
+                r.Set("device", out->device);
+                r.Set("deviceFree", static_cast<double>(out->device_free));
+                r.Set("deviceTotal", static_cast<double>(out->device_total));
+                return static_cast<Napi::Value>(r);
+            });
     }
     // { ops: { "OP type type": count }, transientBytes } of the last training graph.
     Napi::Value graph_ops(const Napi::CallbackInfo & info) {

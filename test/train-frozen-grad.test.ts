@@ -6,13 +6,13 @@
 // [n_vocab × rows] tensors; and an op audit: no OUT_PROD on a non-F32 source, and every op is one that the
 // pinned llama.cpp's CUDA and Vulkan backends list.
 import test from 'ava';
-import fs from 'node:fs';
 import path from 'node:path';
 import { loadModel, type Model } from '../lib/model.js';
 import { addon, type NativeTrainer, type NativeTrainerOptions } from '../lib/native.js';
 import { makeBatch } from '../lib/train/batches.js';
-import { packageRoot } from '../lib/native.js';
-import { tinyModel } from './helpers/models.js';
+import { TMP, tinyModel } from './helpers/models.js';
+import { GPU_BACKENDS, rejection } from './helpers/backend-ops.js';
+import { convertMatrices } from './helpers/convert.js';
 
 const ITEMS = [
   { prompt: 'Question: Natalia sold 48 clips in April and half as many in May. How many?\nAnswer:', completion: ' 48 / 2 = 24. 48 + 24 = 72. #### 72' },
@@ -153,44 +153,57 @@ test('the compute buffer of the chunked head holds no [n_vocab × rows] tensors 
 
 // ---- op audit against the pinned llama.cpp source ------------------------------------------------------------
 
-/** The body of a backend's supports_op function in the bundled llama.cpp source. */
-function supportsOpSource(rel: string, fn: string): string {
-  const src = fs.readFileSync(path.join(packageRoot(), 'deps', 'llama.cpp', 'ggml', 'src', rel), 'utf8');
-  const start = src.indexOf(`static bool ${fn}(`);
-  if (start < 0) throw new Error(`${fn} not found in ${rel}`);
-  const end = src.indexOf('\nstatic ', start + 10);
-  return src.slice(start, end);
+// Frozen types: the creator's (F16, Q8_0, Q4_0) and K-quants written by ggml's quantizer (rows of 256).
+const AUDIT_TYPES = [
+  { name: 'f16' }, { name: 'q8_0' }, { name: 'q4_0' },
+  { name: 'q4_K', id: 12 }, { name: 'q5_K', id: 13 }, { name: 'q6_K', id: 14 },
+] as const;
+
+async function auditModel(type: (typeof AUDIT_TYPES)[number]): Promise<string> {
+  const shape = { arch: 'llama' as const, embd: 256, heads: 4, kvHeads: 2, ff: 512 };
+  if (!('id' in type)) return tinyModel({ ...shape, type: type.name });
+  const out = path.join(TMP, `audit-${type.name}.gguf`);
+  await convertMatrices(await tinyModel({ ...shape, type: 'f32' }), out, type.name, type.id, 256);
+  return out;
 }
 
-/** Whether a backend's supports_op names the op ("MUL_MAT" → GGML_OP_MUL_MAT; unary ops like "SILU" → GGML_UNARY_OP_SILU). */
-const names = (body: string, op: string) => body.includes(`case GGML_OP_${op}:`) || body.includes(`case GGML_UNARY_OP_${op}:`);
-
-test('the training graph of a quantized base has no OUT_PROD on a non-F32 weight, and every op is one CUDA and Vulkan list (negative control: the autodiff graph)', async (t) => {
-  const cuda = supportsOpSource('ggml-cuda/ggml-cuda.cu', 'ggml_backend_cuda_device_supports_op');
-  const vulkan = supportsOpSource('ggml-vulkan/ggml-vulkan.cpp', 'ggml_backend_vk_device_supports_op');
-  const file = await tinyModel({ arch: 'llama', type: 'q8_0' });
+/** The op signatures of the SFT and DPO graphs of one engine, and which GPU backend rejects which. */
+async function audit(file: string, engine: Engine, targets = 0x7f) {
   const model = await loadModel(file);
   const batch = batchOf(model);
-  const audit = async (engine: Engine) => {
-    const tr = await trainer(file, engine);
-    await tr.accumulate({ ...batch, lossScale: 1 });
-    const { ops, transientBytes } = tr.graphOps();
-    tr.dispose();
-    // OUT_PROD runs on CUDA and Vulkan only with F32 sources (their supports_op: src types F32).
-    const badOutProd = Object.keys(ops).filter((s) => s.startsWith('OUT_PROD ') && s !== 'OUT_PROD f32 f32');
-    const unlisted = [...new Set(Object.keys(ops).map((s) => s.split(' ')[0]!))].filter((op) => !names(cuda, op) || !names(vulkan, op));
-    return { ops, transientBytes, badOutProd, unlisted };
-  };
-  // SFT's graph; the pair graph adds only scalar ops (checked by the same rule below).
-  const ours = await audit(DEFAULTS);
-  t.log(`MUL_MAT path: ${Object.entries(ours.ops).map(([s, n]) => `${s} ×${n}`).join(', ')}; transient transpose ${ours.transientBytes} bytes`);
-  t.deepEqual(ours.badOutProd, []);
-  t.deepEqual(ours.unlisted, []);
-  t.true((ours.ops['GET_ROWS q8_0 i32'] ?? 0) > 0); // the dequantizing reads
-  t.true(ours.transientBytes > 0);
-  const ref = await audit(REFERENCE);
-  t.log(`autodiff path: OUT_PROD on ${ref.badOutProd.join(', ')}`);
-  t.true(ref.badOutProd.includes('OUT_PROD q8_0 f32'));
-  t.is(ref.transientBytes, 0);
   model.dispose();
+  const tr = await trainer(file, engine, targets);
+  await tr.accumulate({ ...batch, lossScale: 1 });
+  const sft = tr.graphOps();
+  await tr.accumulatePairs({ ...batch, kind: 'dpo', beta: 0.1, lambda: 0, refLogps: new Float64Array(batch.B), lossScale: 1 });
+  const dpo = tr.graphOps();
+  tr.dispose();
+  const ops = { ...sft.ops, ...dpo.ops };
+  const rejected = Object.keys(ops).flatMap((sig) => GPU_BACKENDS.map((b) => rejection(b, sig)).filter((r): r is string => r !== undefined).map((r) => `${sig}: ${r}`));
+  return { ops, rejected, transientBytes: sft.transientBytes };
+}
+
+for (const type of AUDIT_TYPES) {
+  test(`${type.name} base: every op of the SFT and DPO training graphs is one the bundled CUDA and Vulkan supports_op accept`, async (t) => {
+    const file = await auditModel(type);
+    const ours = await audit(file, DEFAULTS);
+    t.log(`${type.name}: ${Object.entries(ours.ops).map(([sig, n]) => `${sig} ×${n}`).join(', ')}; largest transient transpose ${ours.transientBytes} bytes`);
+    t.deepEqual(ours.rejected, []);
+    t.true((ours.ops[`MUL_MAT ${type.name} f32`] ?? 0) > 0); // the base is used in its own type
+    t.true((ours.ops[`GET_ROWS ${type.name} i32`] ?? 0) > 0); // the dequantizing reads of the transposes
+    // Checkpointed graphs are the same layer graphs: the same ops.
+    const ck = await audit(file, { checkpointing: 'on' });
+    t.deepEqual(ck.rejected, []);
+  });
+}
+
+test('negative controls: the autodiff reference graph of a quantized base is rejected (OUT_PROD on q8_0); so is a made-up op or type', async (t) => {
+  const ref = await audit(await auditModel({ name: 'q8_0' }), REFERENCE);
+  t.log(ref.rejected.join('; '));
+  t.true(ref.rejected.some((r) => r.startsWith('OUT_PROD q8_0 f32')));
+  for (const b of GPU_BACKENDS) {
+    t.truthy(rejection(b, 'NOT_AN_OP f32'));
+    t.truthy(rejection(b, 'GET_ROWS q9_Z i32'));
+    t.is(rejection(b, 'GET_ROWS q4_K i32'), undefined);
+  }
 });

@@ -6,6 +6,7 @@ import { trainDpo, trainOrpo } from '../train/preference.js';
 import { ALL_LORA_TARGETS, LORA_TARGETS, type LoraTarget, type TrainOptions, type TrainProgress } from '../train/options.js';
 import { floatArg, intArg, interruptSignal } from './args.js';
 import { createProgress } from './progress.js';
+import { formatMemoryPlan } from '../train/memory-plan.js';
 
 /** Options every trainer shares (SFT, DPO, ORPO). */
 export function addTrainOptions(cmd: Command): Command {
@@ -34,7 +35,9 @@ export function addTrainOptions(cmd: Command): Command {
     .option('--resume <file>', 'resume from a checkpoint of the same run')
     .option('--log <file>', 'JSON training log (default <out>.log.json)')
     .option('--threads <n>', 'CPU threads (default: physical cores)', intArg('--threads', 1))
-    .option('--parse-special', 'tokenize control-token text in the data (<|im_end|>) as control tokens (chat-formatted rows)');
+    .option('--parse-special', 'tokenize control-token text in the data (<|im_end|>) as control tokens (chat-formatted rows)')
+    .option('--checkpointing <mode>', 'activation checkpointing: auto | on | off (auto: on past 256 MiB of activations)', 'auto')
+    .option('--memory-limit <bytes>', 'stop before the first step if the memory plan passes this (default: free memory)', intArg('--memory-limit', 0), 0);
 }
 
 export function trainOptionsFrom(o: Record<string, any>, onProgress: TrainOptions['onProgress'], signal: AbortSignal): TrainOptions {
@@ -44,7 +47,8 @@ export function trainOptionsFrom(o: Record<string, any>, onProgress: TrainOption
     lr: o.lr, epochs: o.epochs, batch: o.batch, gradAccum: o.gradAccum, maxLen: o.maxLen, seed: o.seed,
     warmupRatio: o.warmupRatio, schedule: o.schedule, weightDecay: o.weightDecay, clip: o.clip, maxSteps: o.maxSteps,
     checkpointEvery: o.checkpointEvery, checkpoint: o.checkpoint, resume: o.resume, log: o.log, threads: o.threads, parseSpecial: Boolean(o.parseSpecial),
-    onProgress, signal,
+    checkpointing: o.checkpointing, memoryLimit: o.memoryLimit,
+    onProgress, onMemoryPlan: (p) => process.stderr.write(formatMemoryPlan(p) + '\n'), signal,
   };
 }
 

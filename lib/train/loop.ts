@@ -10,6 +10,7 @@ import { removeStaleTemps } from '../io/stale-temp.js';
 import { computeQueue } from '../job-queue.js';
 import { mapNativeError, type NativeTrainer } from '../native.js';
 import type { StepPlan, StepSchedule } from './batches.js';
+import { planMemory, type MemoryPlan } from './memory-plan.js';
 import type { ResolvedTrainOptions } from './options.js';
 import { learningRate } from './schedule.js';
 
@@ -40,6 +41,8 @@ export interface TrainResult {
   checkpoint: string;
   log: string;
   trainer: { nParams: number; backend: string };
+  /** The memory plan measured before the first step. */
+  memory: MemoryPlan;
   /** Run-specific counts (skipped examples, …). */
   data: Record<string, number>;
 }
@@ -58,6 +61,8 @@ export interface LoopSpec {
   options: ResolvedTrainOptions;
   trainer: NativeTrainer;
   plan: StepSchedule;
+  /** The largest micro-batch (for the memory plan): sequences × padded tokens, pairs for DPO/ORPO. */
+  shape: MemoryPlan['shape'];
   /** Hash input identifying the run (data, tokenizer, options); resume refuses a checkpoint from another. */
   identity: unknown;
   /** Runs one micro-batch of a step (forward + backward into the accumulators). */
@@ -153,6 +158,9 @@ export async function runTrainingLoop(spec: LoopSpec): Promise<TrainResult> {
     throw new AbortError('Training was aborted before its first step completed; no checkpoint was written');
   };
 
+  const memory = await computeQueue.run(() => planMemory(spec.trainer, spec.shape, o), { threads: o.threads });
+  o.onMemoryPlan?.(memory);
+
   const began = performance.now();
   let tokensSoFar = 0;
   for (let s = start; s < total; s++) {
@@ -198,9 +206,9 @@ export async function runTrainingLoop(spec: LoopSpec): Promise<TrainResult> {
   const info = spec.trainer.info();
   const result: TrainResult = {
     adapter: o.out, steps: total, history, checkpoint: o.checkpoint, log: o.log,
-    trainer: { nParams: info.nParams, backend: info.backend }, data: spec.data,
+    trainer: { nParams: info.nParams, backend: info.backend }, data: spec.data, memory,
   };
-  const { onProgress: _p, signal: _s, ...loggable } = o;
+  const { onProgress: _p, onMemoryPlan: _m, signal: _s, ...loggable } = o;
   await writeFileAtomic(o.log, JSON.stringify({ kind: spec.kind, options: loggable, ...result }, null, 2) + '\n');
   return result;
 }

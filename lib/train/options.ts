@@ -3,6 +3,7 @@ import { InvalidArgumentError } from '../errors.js';
 import { checkOutputPaths, type NamedPath } from '../io/outputs.js';
 import { threadsOption } from '../threads.js';
 import * as v from '../validate.js';
+import type { MemoryPlan } from './memory-plan.js';
 import type { ScheduleKind } from './schedule.js';
 
 /** The seven projections of every block (the paper's LoRA targets, and the default). */
@@ -83,15 +84,35 @@ export interface TrainOptions {
    * need (lib/data/chat.ts). Defaults to false: text stays text.
    */
   parseSpecial?: boolean;
+  /**
+   * Activation checkpointing: keep each layer's input and recompute the layer in the backward pass (one more
+   * forward of compute; one layer's activations alive instead of all). 'auto' (default) turns it on when all
+   * layers' activations would pass 256 MiB.
+   */
+  checkpointing?: 'auto' | 'on' | 'off';
+  /**
+   * Bytes the run may use (weights + LoRA state + activations). Defaults to 0: the device's free memory (on the
+   * CPU the OS's available memory). A run whose memory plan passes it stops with OutOfMemoryError before its
+   * first step.
+   */
+  memoryLimit?: number;
   onProgress?: (p: TrainProgress) => void;
+  /** Called once before the first step with the measured memory plan (lib/train/memory-plan.ts). */
+  onMemoryPlan?: (p: MemoryPlan) => void;
   signal?: AbortSignal;
 }
 
-export type ResolvedTrainOptions = Required<Omit<TrainOptions, 'lora' | 'resume' | 'onProgress' | 'signal'>> &
-  Pick<TrainOptions, 'lora' | 'resume' | 'onProgress' | 'signal'> & {
+export type ResolvedTrainOptions = Required<Omit<TrainOptions, 'lora' | 'resume' | 'onProgress' | 'onMemoryPlan' | 'signal'>> &
+  Pick<TrainOptions, 'lora' | 'resume' | 'onProgress' | 'onMemoryPlan' | 'signal'> & {
     /** Whether the caller set `threads`; otherwise openTrainer replaces it with the model's calibrated count. */
     threadsGiven: boolean;
   };
+
+function checkpointingOption(c: unknown): 'auto' | 'on' | 'off' {
+  if (c === undefined) return 'auto';
+  if (c !== 'auto' && c !== 'on' && c !== 'off') throw InvalidArgumentError.expected("'auto', 'on' or 'off'", 'checkpointing', c);
+  return c;
+}
 
 export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
   if (typeof o !== 'object' || o === null) throw InvalidArgumentError.expected('options object', 'options', o);
@@ -103,6 +124,7 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
   if (!['cosine', 'linear', 'constant'].includes(schedule)) throw InvalidArgumentError.expected("'cosine', 'linear' or 'constant'", 'schedule', schedule);
   const out = v.nonEmptyString('out', o.out);
   if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw InvalidArgumentError.expected('function', 'onProgress', o.onProgress);
+  if (o.onMemoryPlan !== undefined && typeof o.onMemoryPlan !== 'function') throw InvalidArgumentError.expected('function', 'onMemoryPlan', o.onMemoryPlan);
   return {
     model: v.nonEmptyString('model', o.model),
     out,
@@ -133,6 +155,9 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
     threadsGiven: o.threads !== undefined,
     parseSpecial: Boolean(o.parseSpecial),
     onProgress: o.onProgress,
+    checkpointing: checkpointingOption(o.checkpointing),
+    memoryLimit: v.nonNegativeInt('memoryLimit', o.memoryLimit ?? 0),
+    onMemoryPlan: o.onMemoryPlan,
     signal: v.abortSignal('signal', o.signal),
   };
 }

@@ -89,6 +89,7 @@ async function trainPreference(kind: Kind, options: PreferenceOptions, beta: num
     const { onProgress: _p, signal: _s, log: _l, checkpoint: _c, checkpointEvery: _e, resume: _r, maxSteps: _m, threads: _t, out: _o, ...runOptions } = o;
     return await runTrainingLoop({
       kind, options: o, trainer, plan, data,
+      shape: { sequences: 2 * Math.min(o.batch, pairs.length), tokens: pairs.reduce((m, p) => Math.max(m, p.chosen.tokens.length, p.rejected.tokens.length), 0), pairs: true },
       identity: { options: runOptions, beta, lambda, pairs: pairs.map((p) => [p.chosen.nPrompt, p.chosen.tokens, p.rejected.nPrompt, p.rejected.tokens]) },
       async runState(resumed) {
         if (kind !== 'dpo') return undefined;

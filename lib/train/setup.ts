@@ -41,7 +41,7 @@ export async function openTrainer(o: ResolvedTrainOptions): Promise<NativeTraine
   if (!o.threadsGiven && calibrationEnabled()) o.threads = await calibratedThreadsOf(o.model, o.signal);
   try {
     return await addon().createTrainer(o.model, {
-      rank: o.rank, alpha: o.alpha, dropout: o.dropout, targets: targetMask(o.targets), seed: o.seed, threads: o.threads,
+      rank: o.rank, alpha: o.alpha, dropout: o.dropout, targets: targetMask(o.targets), seed: o.seed, threads: o.threads, checkpointing: o.checkpointing,
       ...(o.lora ? { initAdapter: o.lora } : {}),
     });
   } catch (err) {

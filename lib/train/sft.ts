@@ -34,6 +34,7 @@ export async function trainSft(options: SftOptions): Promise<TrainResult> {
     const { onProgress: _p, signal: _s, log: _l, checkpoint: _c, checkpointEvery: _e, resume: _r, maxSteps: _m, threads: _t, out: _o, ...runOptions } = o;
     return await runTrainingLoop({
       kind: 'sft', options: o, trainer, plan,
+      shape: { sequences: Math.min(o.batch, examples.length), tokens: examples.reduce((m, e) => Math.max(m, e.tokens.length), 0), pairs: false },
       identity: { options: runOptions, examples: examples.map((e) => [e.nPrompt, e.tokens]) },
       data: { rows: rows.length, examples: examples.length, skippedPromptTooLong: tokenized.skippedPromptTooLong, skippedEmptyResponse: tokenized.skippedEmptyResponse, truncated: tokenized.truncated },
       async runMicro(micro, step, key) {

@@ -144,6 +144,7 @@ bool trainer::accumulate(const train_batch & batch, float loss_scale, double & l
         ggml_backend_tensor_set(labels, onehot.data(), 0, onehot.size() * sizeof(float));
     }, "T " + std::to_string(batch.T) + " × B " + std::to_string(batch.B), err);
     if (!ok) return false;
+    if (reserve_only_) return true;
     float ce_mean = 0.0f;
     ggml_backend_tensor_get(ce, &ce_mean, 0, sizeof(float));
     loss_sum = static_cast<double>(ce_mean) * static_cast<double>(N);
@@ -186,6 +187,13 @@ bool trainer::run_backward(ggml_context * ctx, ggml_tensor * loss, size_t graph_
     last_graph_ops_ = graph_op_signatures(fg.graph);
     last_transient_bytes_ = fg.transient_bytes;
     ggml_backend_sched_reset(sched_);
+    if (reserve_only_) {
+        if (!ggml_backend_sched_reserve(sched_, fg.graph)) {
+            err = "reserving the compute buffers failed (out of memory for " + what + ")";
+            return false;
+        }
+        return true;
+    }
     if (!ggml_backend_sched_alloc_graph(sched_, fg.graph)) {
         err = "ggml_backend_sched_alloc_graph failed (out of memory for " + what + "?)";
         return false;
@@ -258,6 +266,49 @@ bool trainer::step(const adamw_params & p, double & grad_norm, std::string & err
     }
     clear_grads();
     return true;
+}
+
+bool trainer::plan(int64_t T, int64_t B, bool pairs, memory_plan & out, std::string & err) {
+    if (T < 2 || B < 1 || (pairs && B % 2 != 0)) {
+        err = "plan: a shape of T >= 2 tokens and B >= 1 sequences (even for pairs) is needed, got T " + std::to_string(T) + ", B " + std::to_string(B);
+        return false;
+    }
+    train_batch b;
+    b.T = T;
+    b.B = B;
+    b.tokens.assign(static_cast<size_t>(T * B), 0);
+    b.targets.assign(static_cast<size_t>(T * B), 0);
+    for (int64_t s = 0; s < B; ++s) b.targets[s * T + T - 1] = -1;
+    out = memory_plan();
+    out.weights = ggml_backend_buffer_get_size(model_->buf);
+    for (ggml_backend_buffer_t buf : {lora_->buf_param, lora_->buf_grad, lora_->buf_moment}) out.lora += buf ? ggml_backend_buffer_get_size(buf) : 0;
+    out.checkpointing = chunked_head() && use_checkpointing(b);
+    if (out.checkpointing) out.checkpoints = static_cast<size_t>(model_->hp.n_layer + 3) * static_cast<size_t>(T * B) * model_->hp.n_embd * sizeof(float);
+    ggml_backend_dev_t dev = ggml_backend_get_device(backend_);
+    out.device = dev ? ggml_backend_dev_description(dev) : ggml_backend_name(backend_);
+    if (dev) ggml_backend_dev_memory(dev, &out.device_free, &out.device_total);
+    // Reserve in a scheduler of its own so that the measure is this shape's alone.
+    ggml_backend_sched_t keep = sched_;
+    const size_t keep_size = sched_size_;
+    ggml_backend_t backends[2] = {backend_, cpu_};
+    sched_ = ggml_backend_sched_new(backends, nullptr, backend_ == cpu_ ? 1 : 2, graph_size_, false, true);
+    sched_size_ = 0;
+    reserve_only_ = true;
+    bool ok = false;
+    if (pairs) {
+        pref_result r;
+        ok = accumulate_pairs(b, pref_params(), std::vector<double>(static_cast<size_t>(B), 0.0), 1.0f, r, err);
+    } else {
+        double loss = 0.0;
+        int64_t n = 0;
+        ok = accumulate(b, 1.0f, loss, n, err);
+    }
+    reserve_only_ = false;
+    out.compute = compute_bytes();
+    ggml_backend_sched_free(sched_);
+    sched_ = keep;
+    sched_size_ = keep_size;
+    return ok;
 }
 
 void trainer::clear_grads() {
@@ -512,6 +563,7 @@ bool trainer::accumulate_pairs(const train_batch & batch, const pref_params & p,
         }
     }, std::to_string(P) + " pairs, T " + std::to_string(batch.T), err);
     if (!ok) return false;
+    if (reserve_only_) return true;
     float t = 0.0f;
     ggml_backend_tensor_get(total, &t, 0, sizeof(float));
     out.loss_sum = t;

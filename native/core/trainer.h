@@ -86,6 +86,19 @@ struct pref_result {
     std::vector<int64_t> n_targets;  // per sequence: number of targets
 };
 
+// What a micro-batch of the largest shape needs, measured by building its graphs and reserving their
+// buffers (ggml_backend_sched_reserve) without running them.
+struct memory_plan {
+    size_t weights = 0;      // the frozen base in its stored types
+    size_t lora = 0;         // LoRA parameters, gradient accumulators, AdamW moments
+    size_t compute = 0;      // the scheduler's compute buffers: activations, gradients, head chunks, transposes
+    size_t checkpoints = 0;  // layer inputs + 2 gradient buffers when checkpointing
+    bool checkpointing = false;
+    std::string device;
+    size_t device_free = 0, device_total = 0;  // as the ggml device reports them (CPU: total RAM for both)
+    size_t total() const { return weights + lora + compute + checkpoints; }
+};
+
 class trainer {
 public:
     static std::unique_ptr<trainer> create(const std::string & model_path, const trainer_params & p, std::string & err);
@@ -106,6 +119,11 @@ public:
     // Forward only, through the same per-sequence graph as accumulate_pairs: Σ log p(target) per sequence of
     // the batch (0 for a sequence without targets), with or without the adapter. DPO's reference log-probs.
     bool sequence_logprobs(const train_batch & batch, bool use_lora, std::vector<double> & out, std::string & err);
+
+    // The memory plan of one micro-batch of B sequences padded to T tokens (pairs: B = 2 × pairs, DPO/ORPO's
+    // graph), every position but each sequence's last carrying a target (the most rows that shape can have).
+    // A false return with `err` means the graphs could not even be reserved (out of memory).
+    bool plan(int64_t T, int64_t B, bool pairs, memory_plan & out, std::string & err);
 
     // AdamW on the accumulated gradients (clipped to p.clip), then clears them. Returns the gradient norm.
     bool step(const adamw_params & p, double & grad_norm, std::string & err);
@@ -188,6 +206,7 @@ private:
     uint64_t micro_ = 0;      // micro-batches since the last optimizer step (dropout mask stream)
     size_t graph_size_ = 0;
     size_t sched_size_ = 0;   // node capacity of sched_ when raised by ensure_sched (0 = graph_size_)
+    bool reserve_only_ = false;  // plan(): graphs are reserved, not run (no inputs set, nothing read back)
     std::vector<std::pair<std::string, int>> last_graph_ops_;
     size_t last_transient_bytes_ = 0;
 };

@@ -119,7 +119,7 @@ bool trainer::train_chunked(const train_batch & batch, const std::vector<int32_t
                           {{hidden, tp.dh}}, iota)) {
             return false;
         }
-        logp = read_logp(tp.logp);
+        if (!reserve_only_) logp = read_logp(tp.logp);
         return true;
     }
 
@@ -160,14 +160,21 @@ bool trainer::train_chunked(const train_batch & batch, const std::vector<int32_t
             ggml_build_forward_expand(gf, x);
         }
         ggml_backend_sched_reset(sched_);
-        if (!ggml_backend_sched_alloc_graph(sched_, gf)) {
-            err = "ggml_backend_sched_alloc_graph failed (out of memory for the forward pass of " + what + "?)";
-            return false;
-        }
-        set_body(in, 0);
-        if (ggml_backend_sched_graph_compute(sched_, gf) != GGML_STATUS_SUCCESS) {
-            err = "ggml_backend_sched_graph_compute failed (forward pass of " + what + ")";
-            return false;
+        if (reserve_only_) {
+            if (!ggml_backend_sched_reserve(sched_, gf)) {
+                err = "reserving the compute buffers failed (out of memory for the forward pass of " + what + ")";
+                return false;
+            }
+        } else {
+            if (!ggml_backend_sched_alloc_graph(sched_, gf)) {
+                err = "ggml_backend_sched_alloc_graph failed (out of memory for the forward pass of " + what + "?)";
+                return false;
+            }
+            set_body(in, 0);
+            if (ggml_backend_sched_graph_compute(sched_, gf) != GGML_STATUS_SUCCESS) {
+                err = "ggml_backend_sched_graph_compute failed (forward pass of " + what + ")";
+                return false;
+            }
         }
     }
     // 2. The final norm and the top: ∂loss/∂xs[L] into dx[L % 2].
@@ -188,11 +195,12 @@ bool trainer::train_chunked(const train_batch & batch, const std::vector<int32_t
                           {{hidden, tp.dh}, {xs[L], dx[L % 2]}}, iota)) {
             return false;
         }
-        logp = read_logp(tp.logp);
+        if (!reserve_only_) logp = read_logp(tp.logp);
     }
     // 3. Layers from the top: recompute layer l from xs[l], seed its output's gradient with dx[(l+1) % 2],
     // accumulate the LoRA gradients and ∂loss/∂xs[l] into dx[l % 2] (layer 0's input needs none).
-    for (int l = L - 1; l >= 0; --l) {
+    // (Every layer's graph has the same shape: reserving the first one is enough.)
+    for (int l = L - 1; l >= (reserve_only_ ? L - 1 : 0); --l) {
         if (l > 0) ggml_set_param(xs[l]);
         compute_ctx cc(cap);
         graph_inputs in;
@@ -236,6 +244,7 @@ bool trainer::accumulate_chunked(const train_batch & batch, float loss_scale, do
     };
     std::vector<double> lp;
     if (!train_chunked(batch, rows, top, lp, "T " + std::to_string(batch.T) + " × B " + std::to_string(batch.B), err)) return false;
+    if (reserve_only_) return true;
     last_transient_bytes_ = std::max(last_transient_bytes_, transient);
     for (double l : lp) loss_sum -= l;
     micro_ += 1;
@@ -354,6 +363,7 @@ bool trainer::accumulate_pairs_chunked(const train_batch & batch, const pref_par
     };
     std::vector<double> lp;
     if (!train_chunked(batch, rows, top, lp, std::to_string(P) + " pairs, T " + std::to_string(batch.T), err)) return false;
+    if (reserve_only_) return true;
     last_transient_bytes_ = std::max(last_transient_bytes_, transient);
     // The loss value from the same log-probs, in double on the host.
     out.logps.assign(static_cast<size_t>(batch.B), 0.0);
