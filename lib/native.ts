@@ -221,6 +221,8 @@ export interface NativeAddon {
   init(libDir: string): { devices: string; systemInfo: string };
   loadModel(path: string, options: { gpuLayers: number; repack: boolean; vocabOnly: boolean }): Promise<NativeModel>;
   defaults(): NativeDefaults;
+  /** Per ggml device: the frozen-base types the training engine's ops run on (its own op check). */
+  trainingSupport(): Array<{ device: string; description: string; types: string[] }>;
   /** ggml's quantizer for one type by ggml name ('q4_K', 'q6_K', …): rows of nPerRow values. */
   quantizeRows(type: string, values: Float32Array, nPerRow: number): Uint8Array;
   createTrainer(modelPath: string, options: NativeTrainerOptions): Promise<NativeTrainer>;

@@ -3,6 +3,7 @@
 
 #include "backend.h"
 #include "batch_sampler.h"
+#include "train_model.h"
 
 namespace w2s {
 
@@ -74,6 +75,28 @@ static Napi::Value quantize_rows(const Napi::CallbackInfo & info) {
     return out;
 }
 
+// trainingSupport() -> [{ device, description, types: [ggml type names a frozen base may have] }]: the
+// engine's own op check (type_trainable_on) on every registered ggml device.
+static Napi::Value training_support(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    const ggml_type types[] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_1,
+                               GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K};
+    Napi::Array out = Napi::Array::New(env);
+    for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
+        ggml_backend_dev_t dev = ggml_backend_dev_get(i);
+        Napi::Object d = Napi::Object::New(env);
+        d.Set("device", ggml_backend_dev_name(dev));
+        d.Set("description", ggml_backend_dev_description(dev));
+        Napi::Array ok = Napi::Array::New(env);
+        for (ggml_type t : types) {
+            if (type_trainable_on(dev, t, false)) ok.Set(ok.Length(), ggml_type_name(t));
+        }
+        d.Set("types", ok);
+        out.Set(static_cast<uint32_t>(i), d);
+    }
+    return out;
+}
+
 static Napi::Object register_addon(Napi::Env env, Napi::Object exports) {
     auto * data = new instance_data();
     env.SetInstanceData<instance_data>(data);
@@ -83,6 +106,7 @@ static Napi::Object register_addon(Napi::Env env, Napi::Object exports) {
     data->trainer_ctor = Napi::Persistent(define_trainer(env));
     exports.Set("init", Napi::Function::New(env, init, "init"));
     exports.Set("defaults", Napi::Function::New(env, defaults, "defaults"));
+    exports.Set("trainingSupport", Napi::Function::New(env, training_support, "trainingSupport"));
     exports.Set("quantizeRows", Napi::Function::New(env, quantize_rows, "quantizeRows"));
     exports.Set("loadModel", Napi::Function::New(env, load_model, "loadModel"));
     exports.Set("createTrainer", Napi::Function::New(env, create_trainer, "createTrainer"));

@@ -17,6 +17,7 @@ test('w2s info --json reports the loaded addon, llama.cpp, devices and this CPU'
   const info = JSON.parse(r.stdout) as {
     node: string; cpu: { logical: number; physicalCores: number }; addon: { path: string; libDir: string };
     llamaCpp: { release: string; nodeLlamaCpp: string; devices: string[]; systemInfo: string };
+    training: Array<{ device: string; types: string[] }>;
   };
   t.is(info.node, process.version);
   t.is(info.cpu.logical, os.availableParallelism());
@@ -28,8 +29,14 @@ test('w2s info --json reports the loaded addon, llama.cpp, devices and this CPU'
   t.regex(info.llamaCpp.release, /^(v\d+\.\d+\.\d+|b\d+)$/);
   t.regex(info.llamaCpp.nodeLlamaCpp, /^\d+\.\d+\.\d+/);
   t.regex(info.llamaCpp.systemInfo, /CPU/);
+  // The engine's op check: on the CPU every base type the trainer accepts, and no activation-only type.
+  const cpuTraining = info.training.find((d) => d.device === 'CPU');
+  t.truthy(cpuTraining);
+  for (const type of ['f32', 'f16', 'bf16', 'q8_0', 'q4_0', 'q4_K', 'q6_K']) t.true(cpuTraining!.types.includes(type), type);
+  t.false(cpuTraining!.types.includes('q8_K'));
   const text = spawnSync(process.execPath, [cli, 'info'], { encoding: 'utf8' });
   t.is(text.status, 0, text.stderr);
   t.regex(text.stdout, /^weak2strong \d+\.\d+\.\d+/);
   t.regex(text.stdout, new RegExp(`devices: ${info.llamaCpp.devices.join(', ')}`));
+  t.regex(text.stdout, /training on CPU \(.*\): frozen bases f32, f16, bf16/);
 });

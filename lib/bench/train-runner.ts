@@ -24,8 +24,10 @@ export interface TrainRunJob {
   nUbatch: number;
   /** llama-opt: a LoRA adapter of the model, loaded (never applied) only to raise llama.cpp's graph node budget. */
   budgetAdapter: string;
-  /** lora: how input gradients through the frozen weights are computed (default 'mul_mat'). */
-  frozenGrad?: 'mul_mat' | 'out_prod';
+  /** lora: the engine: 'v2' (default options) or 'v1' (ggml autodiff's OUT_PROD, dense head, no checkpointing). */
+  loraEngine?: 'v2' | 'v1';
+  /** lora v2: activation checkpointing (default 'auto'). */
+  checkpointing?: 'auto' | 'on' | 'off';
 }
 
 export interface TrainRunResult {
@@ -40,6 +42,8 @@ export interface TrainRunResult {
   maxRssKiB: number;
   /** CPU time of this process (user + system), s: the parent compares it with the machine's busy time. */
   cpuSeconds: number;
+  /** lora: the trainer's memory plan of the step shape (weights + LoRA state + compute + checkpoints), bytes. */
+  planBytes?: number;
 }
 
 function readTokens(file: string): Int32Array {
@@ -48,7 +52,8 @@ function readTokens(file: string): Int32Array {
 }
 
 async function runLora(job: TrainRunJob, stream: Int32Array): Promise<Omit<TrainRunResult, 'maxRssKiB' | 'cpuSeconds'>> {
-  const trainer = await addon().createTrainer(job.model, { rank: job.rank, alpha: 2 * job.rank, dropout: 0, targets: 0x7f, seed: 0, threads: job.threads, frozenGrad: job.frozenGrad ?? 'mul_mat' });
+  const trainer = await addon().createTrainer(job.model, { rank: job.rank, alpha: 2 * job.rank, dropout: 0, targets: 0x7f, seed: 0, threads: job.threads,
+    ...(job.loraEngine === 'v1' ? { frozenGrad: 'out_prod', head: 'dense', checkpointing: 'off' } as const : { checkpointing: job.checkpointing ?? 'auto' }) });
   try {
     // Sequence k = stream[k·seqLen, +seqLen): every token is real (no padding), the first promptLen carry no loss.
     const seq = (k: number): Sequence => ({ tokens: Array.from(stream.subarray(k * job.seqLen, (k + 1) * job.seqLen)), nPrompt: job.promptLen });
@@ -66,7 +71,9 @@ async function runLora(job: TrainRunJob, stream: Int32Array): Promise<Omit<Train
       loss += r.lossSum / r.nTargets;
     }
     const seconds = (performance.now() - t0) / 1000;
-    return { seconds, tokens, steps: job.steps, loss: loss / job.steps, nParams: trainer.info().nParams, stepSeconds };
+    const p = await trainer.plan({ T: job.seqLen, B: job.batch, pairs: false });
+    const planBytes = p.weights + p.lora + p.compute + p.checkpoints;
+    return { seconds, tokens, steps: job.steps, loss: loss / job.steps, nParams: trainer.info().nParams, stepSeconds, planBytes };
   } finally {
     trainer.dispose();
   }

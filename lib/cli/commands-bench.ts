@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { runRemoteBench } from '../bench/remote-bench.js';
 import { runSampleBench } from '../bench/sample-bench.js';
+import { runRealSizeTrainBench } from '../bench/train-real-size.js';
 import { runTrainBench } from '../bench/train-bench.js';
 import { intArg } from './args.js';
 
@@ -53,6 +54,16 @@ export function registerBenchCommands(program: Command): void {
     .option('--json', 'print the rows as JSON on stdout')
     .action(async (o) => {
       const rows = await runTrainBench({ steps: o.steps, batch: o.batch, seqLen: o.seqLen, promptLen: o.promptLen, rank: o.rank, threads: o.threads });
+      if (o.json) process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
+    });
+  bench
+    .command('train-real')
+    .description('one real-size run (Qwen2.5-0.5B shape, Q8_0, 4 × 512 tokens): peak RSS, tokens/s and memory plan, engine v2 vs v1')
+    .option('--steps <n>', 'optimizer steps of engine v2 (v1 runs one)', intArg('--steps', 1), 2)
+    .option('--threads <n>', 'threads (default 1)', intArg('--threads', 1), 1)
+    .option('--json', 'print the rows as JSON on stdout')
+    .action(async (o) => {
+      const rows = await runRealSizeTrainBench({ steps: o.steps, threads: o.threads });
       if (o.json) process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
     });
 }

@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { addonLocation, packageRoot } from '../native.js';
+import { addon, addonLocation, packageRoot } from '../native.js';
 import { cacheDir } from '../thread-calibration.js';
 import { physicalCores, simdFlags } from '../threads.js';
 
@@ -41,6 +41,8 @@ export function collectInfo(): Record<string, unknown> {
       devices: loc.devices.split(',').filter((d) => d !== ''),
       systemInfo: loc.systemInfo.trim(),
     },
+    // The training engine's own op check per device: which frozen-base types it can train there.
+    training: addon().trainingSupport(),
     threadCalibration: {
       file: path.join(cacheDir(), 'thread-calibration.json'),
       // Entries measured on this CPU model (the key starts with the probe version, then the CPU).
@@ -66,6 +68,7 @@ export function registerInfoCommand(program: Command): void {
         addon: { path: string; build: Record<string, unknown> | null; libDir: string; gpuVariants: string };
         llamaCpp: { nodeLlamaCpp: string; release: string; devices: string[]; systemInfo: string };
         threadCalibration: { file: string; thisMachine: Record<string, { threads: number }> };
+        training: Array<{ device: string; description: string; types: string[] }>;
       };
       const lines = [
         `weak2strong ${i.package.version} (${i.package.root}), Node ${i.node}, ${i.platform}`,
@@ -74,6 +77,7 @@ export function registerInfoCommand(program: Command): void {
         `llama.cpp: ${i.llamaCpp.release} from node-llama-cpp ${i.llamaCpp.nodeLlamaCpp}, libraries in ${i.addon.libDir}`,
         `devices: ${i.llamaCpp.devices.join(', ') || 'none'}; GPU variants: ${i.addon.gpuVariants}`,
         `system: ${i.llamaCpp.systemInfo}`,
+        ...i.training.map((d) => `training on ${d.device} (${d.description}): frozen bases ${d.types.join(', ') || 'none'}`),
         `calibrated threads (${i.threadCalibration.file}): ${Object.entries(i.threadCalibration.thisMachine).map(([k, v]) => `${k.split('|').at(-1)} → ${v.threads}`).join(', ') || 'none measured yet'}`,
       ];
       process.stdout.write(lines.join('\n') + '\n');

@@ -92,6 +92,12 @@ bool widen_vector(ggml_tensor * t) {
 // Whether `backend` runs the ops that touch a frozen weight of type `type`: MUL_MAT forward, and for the
 // input gradient either the dequantizing GET_ROWS of frozen_grad.h or (reference mode) OUT_PROD.
 bool type_trainable(ggml_backend_t backend, ggml_type type, bool out_prod_grads) {
+    return type_trainable_on(ggml_backend_get_device(backend), type, out_prod_grads);
+}
+
+}  // namespace
+
+bool type_trainable_on(ggml_backend_dev_t dev, ggml_type type, bool out_prod_grads) {
     // Q8_1 / Q8_K are activation-only types: no dot product or dequantization, yet "supported" on paper.
     if (ggml_is_quantized(type) && ggml_get_type_traits(type)->to_float == nullptr) return false;
     ggml_init_params ip = {ggml_tensor_overhead() * 8, nullptr, true};
@@ -103,12 +109,11 @@ bool type_trainable(ggml_backend_t backend, ggml_type type, bool out_prod_grads)
     ggml_tensor * mm = ggml_mul_mat(c, w, x);
     ggml_tensor * op = out_prod_grads ? ggml_out_prod(c, w, ggml_transpose(c, dy))  // dx = W·dy as ggml's autodiff builds it
                                       : ggml_get_rows(c, w, ggml_new_tensor_1d(c, GGML_TYPE_I32, 8));
-    const bool ok = ggml_backend_supports_op(backend, mm) && ggml_backend_supports_op(backend, op);
+    const bool ok = ggml_backend_dev_supports_op(dev, mm) && ggml_backend_dev_supports_op(dev, op);
     ggml_free(c);
     return ok;
 }
 
-}  // namespace
 
 std::unique_ptr<train_model> load_train_model(const std::string & path, ggml_backend_t backend, bool out_prod_grads,
                                               std::string & err) {

@@ -53,6 +53,11 @@ struct train_model {
     ~train_model();
 };
 
+// Whether device `dev` runs the ops that touch a frozen weight of `type` in a training graph: MUL_MAT
+// forward and the dequantizing GET_ROWS of the input gradient (frozen_grad.h), or OUT_PROD in the
+// reference mode. The rest of the graph is F32 ops (audited against the GPU backends by a test).
+bool type_trainable_on(ggml_backend_dev_t dev, ggml_type type, bool out_prod_grads);
+
 // Reads and checks the model; every unsupported case (architecture, weight type without a backward pass
 // on `backend`, missing tensor) is an error here, before any graph is built. `out_prod_grads`: the input
 // gradients will be ggml's OUT_PROD on the stored type (the reference mode) rather than MUL_MAT.

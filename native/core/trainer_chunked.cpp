@@ -77,8 +77,9 @@ size_t trainer::graph_capacity(int64_t R, int64_t B) const {
     const int64_t chunks = (R + head_chunk_rows(V, R, params_.head_chunk_bytes) - 1) / head_chunk_rows(V, R, params_.head_chunk_bytes);
     const int64_t k = std::max<int64_t>(1, static_cast<int64_t>(params_.transpose_chunk_bytes / (sizeof(float) * model_->output->ne[0])));
     const int64_t t_chunks = (V + k - 1) / k;
-    // Per row chunk ~24 nodes + 7 per transpose chunk; pairs ~40 per sequence; the body's rewrite adds
-    // 7 per transpose chunk of each frozen matrix (bounded by 4 chunks per layer matrix at 64 MiB up to 16k×4k... use the layer count).
+    // The head: ~24 nodes per row chunk + 7 per transpose chunk of the output matrix; pairs: ~40 per
+    // sequence; the body's rewrite: 7 per transpose chunk of each of a layer's matrices (at most
+    // n_ff·n_embd·4 / chunk + 1 chunks each; 8 matrices counted for margin).
     const int64_t body_t = 7 * 8 * static_cast<int64_t>(model_->hp.n_layer) *
                            std::max<int64_t>(1, static_cast<int64_t>((static_cast<size_t>(model_->hp.n_ff) * model_->hp.n_embd * sizeof(float)) / params_.transpose_chunk_bytes + 1));
     return graph_size_ + static_cast<size_t>(chunks * (24 + 7 * t_chunks) + 40 * B + body_t);
@@ -299,67 +300,67 @@ bool trainer::accumulate_pairs_chunked(const train_batch & batch, const pref_par
     const bool dpo = p.kind == pref_loss::dpo;
     size_t transient = 0;
     auto top = [&](ggml_context * ctx, ggml_tensor * hidden, ggml_tensor * iota) {
-    auto hin = std::make_shared<head_inputs>();
-    const head_out head = build_head(ctx, *model_, hidden, head_chunk_rows(model_->hp.n_vocab, R, params_.head_chunk_bytes), true,
-                                     iota, params_.transpose_chunk_bytes, *hin, transient);
-    ggml_set_output(head.logp);
-    // Per sequence: l_s = Σ log p over its rows ([1]); per pair the loss's derivatives with respect to l_c
-    // and l_r (written out: autodiff does not see the head), times loss_scale.
-    std::vector<ggml_tensor *> l(static_cast<size_t>(batch.B));
-    for (int64_t s = 0; s < batch.B; ++s) l[s] = ggml_sum(ctx, ggml_view_1d(ctx, head.logp, count[s], offset[s] * sizeof(float)));
-    ggml_tensor * consts = dpo ? ggml_new_tensor_1d(ctx, GGML_TYPE_F32, P) : nullptr;  // DPO: -β·(ref_c - ref_r)
-    if (consts) ggml_set_input(consts);
-    std::vector<ggml_tensor *> coef(static_cast<size_t>(batch.B));
-    for (int64_t i = 0; i < P; ++i) {
-        const int64_t c = 2 * i, r = 2 * i + 1;
-        if (dpo) {
-            // z = β(l_c - l_r) + k; loss = softplus(-z): ∂/∂l_c = -β·σ(-z), ∂/∂l_r = β·σ(-z)
-            ggml_tensor * z = ggml_add(ctx, ggml_scale(ctx, ggml_sub(ctx, l[c], l[r]), p.beta), ggml_view_1d(ctx, consts, 1, i * sizeof(float)));
-            ggml_tensor * sg = ggml_sigmoid(ctx, ggml_scale(ctx, z, -1.0f));
-            coef[c] = ggml_scale(ctx, sg, -p.beta * loss_scale);
-            coef[r] = ggml_scale(ctx, sg, p.beta * loss_scale);
-        } else {
-            // ℓ̄ = l/n, m = min(ℓ̄, c0), LO(m) = m - log(1 - e^m), LO'(m) = 1/(1 - e^m), ratio = LO(m_c) - LO(m_r);
-            // loss = -ℓ̄_c + λ·softplus(-ratio): ∂/∂ℓ̄_c = -1 - λσ(-ratio)LO'(m_c)[ℓ̄_c < c0],
-            // ∂/∂ℓ̄_r = λσ(-ratio)LO'(m_r)[ℓ̄_r < c0]; ∂/∂l = (∂/∂ℓ̄)/n.
-            const float c0 = ORPO_MAX_MEAN_LOGP;
-            auto mean = [&](int64_t s) { return ggml_scale(ctx, l[s], 1.0f / static_cast<float>(count[s])); };
-            auto clamp = [&](ggml_tensor * x) { return ggml_scale_bias(ctx, ggml_relu(ctx, ggml_scale_bias(ctx, x, -1.0f, c0)), -1.0f, c0); };
-            auto log1m_exp = [&](ggml_tensor * m) { return ggml_log(ctx, ggml_scale_bias(ctx, ggml_exp(ctx, m), -1.0f, 1.0f)); };
-            ggml_tensor * lc = mean(c), * lr = mean(r);
-            ggml_tensor * mc = clamp(lc), * mr = clamp(lr);
-            ggml_tensor * ratio = ggml_sub(ctx, ggml_sub(ctx, mc, log1m_exp(mc)), ggml_sub(ctx, mr, log1m_exp(mr)));
-            ggml_tensor * sg = ggml_sigmoid(ctx, ggml_scale(ctx, ratio, -1.0f));
-            auto dlo = [&](ggml_tensor * m, ggml_tensor * lbar) {  // LO'(m)·[ℓ̄ < c0]
-                ggml_tensor * inv = ggml_exp(ctx, ggml_scale(ctx, log1m_exp(m), -1.0f));
-                return ggml_mul(ctx, inv, ggml_step(ctx, ggml_scale_bias(ctx, lbar, -1.0f, c0)));
-            };
-            ggml_tensor * gc = ggml_scale_bias(ctx, ggml_mul(ctx, sg, dlo(mc, lc)), -p.lambda, -1.0f);
-            ggml_tensor * gr = ggml_scale(ctx, ggml_mul(ctx, sg, dlo(mr, lr)), p.lambda);
-            coef[c] = ggml_scale(ctx, gc, loss_scale / static_cast<float>(count[c]));
-            coef[r] = ggml_scale(ctx, gr, loss_scale / static_cast<float>(count[r]));
+        auto hin = std::make_shared<head_inputs>();
+        const head_out head = build_head(ctx, *model_, hidden, head_chunk_rows(model_->hp.n_vocab, R, params_.head_chunk_bytes), true,
+                                         iota, params_.transpose_chunk_bytes, *hin, transient);
+        ggml_set_output(head.logp);
+        // Per sequence: l_s = Σ log p over its rows ([1]); per pair the loss's derivatives with respect to l_c
+        // and l_r (written out: autodiff does not see the head), times loss_scale.
+        std::vector<ggml_tensor *> l(static_cast<size_t>(batch.B));
+        for (int64_t s = 0; s < batch.B; ++s) l[s] = ggml_sum(ctx, ggml_view_1d(ctx, head.logp, count[s], offset[s] * sizeof(float)));
+        ggml_tensor * consts = dpo ? ggml_new_tensor_1d(ctx, GGML_TYPE_F32, P) : nullptr;  // DPO: -β·(ref_c - ref_r)
+        if (consts) ggml_set_input(consts);
+        std::vector<ggml_tensor *> coef(static_cast<size_t>(batch.B));
+        for (int64_t i = 0; i < P; ++i) {
+            const int64_t c = 2 * i, r = 2 * i + 1;
+            if (dpo) {
+                // z = β(l_c - l_r) + k; loss = softplus(-z): ∂/∂l_c = -β·σ(-z), ∂/∂l_r = β·σ(-z)
+                ggml_tensor * z = ggml_add(ctx, ggml_scale(ctx, ggml_sub(ctx, l[c], l[r]), p.beta), ggml_view_1d(ctx, consts, 1, i * sizeof(float)));
+                ggml_tensor * sg = ggml_sigmoid(ctx, ggml_scale(ctx, z, -1.0f));
+                coef[c] = ggml_scale(ctx, sg, -p.beta * loss_scale);
+                coef[r] = ggml_scale(ctx, sg, p.beta * loss_scale);
+            } else {
+                // ℓ̄ = l/n, m = min(ℓ̄, c0), LO(m) = m - log(1 - e^m), LO'(m) = 1/(1 - e^m), ratio = LO(m_c) - LO(m_r);
+                // loss = -ℓ̄_c + λ·softplus(-ratio): ∂/∂ℓ̄_c = -1 - λσ(-ratio)LO'(m_c)[ℓ̄_c < c0],
+                // ∂/∂ℓ̄_r = λσ(-ratio)LO'(m_r)[ℓ̄_r < c0]; ∂/∂l = (∂/∂ℓ̄)/n.
+                const float c0 = ORPO_MAX_MEAN_LOGP;
+                auto mean = [&](int64_t s) { return ggml_scale(ctx, l[s], 1.0f / static_cast<float>(count[s])); };
+                auto clamp = [&](ggml_tensor * x) { return ggml_scale_bias(ctx, ggml_relu(ctx, ggml_scale_bias(ctx, x, -1.0f, c0)), -1.0f, c0); };
+                auto log1m_exp = [&](ggml_tensor * m) { return ggml_log(ctx, ggml_scale_bias(ctx, ggml_exp(ctx, m), -1.0f, 1.0f)); };
+                ggml_tensor * lc = mean(c), * lr = mean(r);
+                ggml_tensor * mc = clamp(lc), * mr = clamp(lr);
+                ggml_tensor * ratio = ggml_sub(ctx, ggml_sub(ctx, mc, log1m_exp(mc)), ggml_sub(ctx, mr, log1m_exp(mr)));
+                ggml_tensor * sg = ggml_sigmoid(ctx, ggml_scale(ctx, ratio, -1.0f));
+                auto dlo = [&](ggml_tensor * m, ggml_tensor * lbar) {  // LO'(m)·[ℓ̄ < c0]
+                    ggml_tensor * inv = ggml_exp(ctx, ggml_scale(ctx, log1m_exp(m), -1.0f));
+                    return ggml_mul(ctx, inv, ggml_step(ctx, ggml_scale_bias(ctx, lbar, -1.0f, c0)));
+                };
+                ggml_tensor * gc = ggml_scale_bias(ctx, ggml_mul(ctx, sg, dlo(mc, lc)), -p.lambda, -1.0f);
+                ggml_tensor * gr = ggml_scale(ctx, ggml_mul(ctx, sg, dlo(mr, lr)), p.lambda);
+                coef[c] = ggml_scale(ctx, gc, loss_scale / static_cast<float>(count[c]));
+                coef[r] = ggml_scale(ctx, gr, loss_scale / static_cast<float>(count[r]));
+            }
         }
-    }
-    // ∂loss/∂h: each sequence's columns of u times its coefficient.
-    ggml_tensor * dh = nullptr;
-    for (int64_t s = 0; s < batch.B; ++s) {
-        ggml_tensor * us = ggml_view_2d(ctx, head.u, head.u->ne[0], count[s], head.u->nb[1], offset[s] * head.u->nb[1]);
-        ggml_tensor * d = ggml_mul(ctx, us, coef[s]);
-        dh = dh ? ggml_concat(ctx, dh, d, 1) : d;
-    }
-    top_part tp;
-    tp.order = head.order;
-    tp.logp = head.logp;
-    tp.dh = dh;
-    tp.set_inputs = [hin, consts, &targets, &p, &ref_logps, P]() {
-        set_head_inputs(*hin, targets);
-        if (consts) {
-            std::vector<float> k(static_cast<size_t>(P));
-            for (int64_t i = 0; i < P; ++i) k[i] = static_cast<float>(-static_cast<double>(p.beta) * (ref_logps[2 * i] - ref_logps[2 * i + 1]));
-            ggml_backend_tensor_set(consts, k.data(), 0, k.size() * sizeof(float));
+        // ∂loss/∂h: each sequence's columns of u times its coefficient.
+        ggml_tensor * dh = nullptr;
+        for (int64_t s = 0; s < batch.B; ++s) {
+            ggml_tensor * us = ggml_view_2d(ctx, head.u, head.u->ne[0], count[s], head.u->nb[1], offset[s] * head.u->nb[1]);
+            ggml_tensor * d = ggml_mul(ctx, us, coef[s]);
+            dh = dh ? ggml_concat(ctx, dh, d, 1) : d;
         }
-    };
-    return tp;
+        top_part tp;
+        tp.order = head.order;
+        tp.logp = head.logp;
+        tp.dh = dh;
+        tp.set_inputs = [hin, consts, &targets, &p, &ref_logps, P]() {
+            set_head_inputs(*hin, targets);
+            if (consts) {
+                std::vector<float> k(static_cast<size_t>(P));
+                for (int64_t i = 0; i < P; ++i) k[i] = static_cast<float>(-static_cast<double>(p.beta) * (ref_logps[2 * i] - ref_logps[2 * i + 1]));
+                ggml_backend_tensor_set(consts, k.data(), 0, k.size() * sizeof(float));
+            }
+        };
+        return tp;
     };
     std::vector<double> lp;
     if (!train_chunked(batch, rows, top, lp, std::to_string(P) + " pairs, T " + std::to_string(batch.T), err)) return false;
