@@ -1,13 +1,14 @@
 #!/usr/bin/env node
-// Builds llama.cpp's `llama-server` (CPU) from the llama.cpp source we link (deps/llama.cpp, or a clone of
-// node-llama-cpp's bundle) and caches it OUTSIDE the clone, keyed by the llama.cpp commit, so the test suite,
-// CI and later runs reuse one build. Used by the remote-generation tests and `w2s bench remote`.
+// Builds llama.cpp tools (CPU) from the llama.cpp source we link (deps/llama.cpp, or a clone of
+// node-llama-cpp's bundle) and caches each OUTSIDE the clone, keyed by the tool, the llama.cpp commit and the
+// CPU, so the test suite, CI and later runs reuse one build: `llama-server` (the remote-generation tests,
+// `w2s bench remote`) and `llama-batched-bench` (the peer of `w2s bench sample`).
 //
-//   node scripts/llama-server.mjs            build when missing, print the binary's path
-//   node scripts/llama-server.mjs --path     print the path only if cached (exit 1 otherwise)
+//   node scripts/llama-server.mjs [--tool llama-batched-bench]          build when missing, print the binary's path
+//   node scripts/llama-server.mjs [--tool llama-batched-bench] --path   print the path only if cached (exit 1 otherwise)
 //
-// Environment: W2S_LLAMA_SERVER=/path/to/llama-server uses that binary and never builds;
-// W2S_CACHE_DIR moves the cache (default ~/.cache/weak2strong); W2S_BUILD_JOBS (default 2).
+// Environment: W2S_LLAMA_SERVER=/path/to/llama-server (W2S_LLAMA_BATCHED_BENCH for the other) uses that
+// binary and never builds; W2S_CACHE_DIR moves the cache (default ~/.cache/weak2strong); W2S_BUILD_JOBS (default 2).
 import { execFileSync, spawn } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
@@ -56,18 +57,23 @@ function cpuKey() {
   }
 }
 
-export function serverPaths(root = packageRoot()) {
+const TOOL_ENV = { "llama-server": "W2S_LLAMA_SERVER", "llama-batched-bench": "W2S_LLAMA_BATCHED_BENCH" };
+
+export function toolPaths(tool = "llama-server", root = packageRoot()) {
+  if (!TOOL_ENV[tool]) throw new Error(`unknown llama.cpp tool ${tool} (known: ${Object.keys(TOOL_ENV).join(", ")})`);
   const src = llamaSource(root);
-  const dir = path.join(cacheRoot(), `llama-server-${src.commit.slice(0, 12)}-${cpuKey()}`);
-  return { src, dir, binary: path.join(dir, "bin", "llama-server"), stamp: path.join(dir, "build.json") };
+  const dir = path.join(cacheRoot(), `${tool}-${src.commit.slice(0, 12)}-${cpuKey()}`);
+  return { tool, src, dir, binary: path.join(dir, "bin", tool), stamp: path.join(dir, "build.json") };
 }
+export const serverPaths = (root = packageRoot()) => toolPaths("llama-server", root);
 
 /** The cached binary if complete (the stamp is written last), else undefined. */
-export function cachedServer(root = packageRoot()) {
-  if (process.env.W2S_LLAMA_SERVER) return process.env.W2S_LLAMA_SERVER;
-  const p = serverPaths(root);
+export function cachedTool(tool = "llama-server", root = packageRoot()) {
+  if (process.env[TOOL_ENV[tool]]) return process.env[TOOL_ENV[tool]];
+  const p = toolPaths(tool, root);
   return fs.existsSync(p.stamp) && fs.existsSync(p.binary) ? p.binary : undefined;
 }
+export const cachedServer = (root = packageRoot()) => cachedTool("llama-server", root);
 
 function run(cmd, args, log) {
   return new Promise((resolve, reject) => {
@@ -99,10 +105,16 @@ function pidAlive(pid) {
  * Returns the path of a llama-server binary, building it when the cache has none (a few minutes on 2 cores).
  * Concurrent callers (test processes) wait on one build through a lock folder holding the builder's pid.
  */
-export async function ensureLlamaServer({ log = (l) => process.stderr.write(`${l}\n`), jobs = Number(process.env.W2S_BUILD_JOBS || 2) } = {}) {
+export function ensureLlamaServer(o = {}) {
+  return ensureLlamaTool("llama-server", o);
+}
+
+/** The same for any tool of TOOL_ENV. Resolves to the binary's path; `built` says how long a build took. */
+export async function ensureLlamaTool(tool, { log = (l) => process.stderr.write(`${l}\n`), jobs = Number(process.env.W2S_BUILD_JOBS || 2) } = {}) {
+  const cachedServer = () => cachedTool(tool);
   const ready = cachedServer();
   if (ready) return ready;
-  const p = serverPaths();
+  const p = toolPaths(tool);
   fs.mkdirSync(p.dir, { recursive: true });
   const lock = path.join(p.dir, "lock");
   for (;;) {
@@ -124,7 +136,7 @@ export async function ensureLlamaServer({ log = (l) => process.stderr.write(`${l
   try {
     if (cachedServer()) return cachedServer();
     const started = Date.now();
-    log(`llama-server: not cached; building it from llama.cpp ${p.src.commit.slice(0, 12)} into ${p.dir} (CPU, -j${jobs}; a few minutes on 2 cores, once per commit)`);
+    log(`${tool}: not cached; building it from llama.cpp ${p.src.commit.slice(0, 12)} into ${p.dir} (CPU, -j${jobs}; a few minutes on 2 cores, once per commit)`);
     let srcDir = p.src.dir;
     if (!srcDir) {
       srcDir = path.join(p.dir, "src");
@@ -138,8 +150,8 @@ export async function ensureLlamaServer({ log = (l) => process.stderr.write(`${l
     await run("nice", ["-n", "10", "cmake", "-S", srcDir, "-B", build, "-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=ON", "-DBUILD_SHARED_LIBS=OFF",
       "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_TOOLS=ON", "-DLLAMA_BUILD_SERVER=ON", "-DLLAMA_BUILD_APP=OFF",
       "-DLLAMA_BUILD_UI=OFF", "-DLLAMA_USE_PREBUILT_UI=OFF", "-DLLAMA_OPENSSL=OFF", "-DGGML_CCACHE=OFF"], log);
-    await run("nice", ["-n", "10", "cmake", "--build", build, "--target", "llama-server", "-j", String(jobs)], log);
-    const built = path.join(build, "bin", "llama-server");
+    await run("nice", ["-n", "10", "cmake", "--build", build, "--target", tool, "-j", String(jobs)], log);
+    const built = path.join(build, "bin", tool);
     fs.mkdirSync(path.dirname(p.binary), { recursive: true });
     fs.copyFileSync(built, `${p.binary}.tmp`);
     fs.chmodSync(`${p.binary}.tmp`, 0o755);
@@ -148,7 +160,7 @@ export async function ensureLlamaServer({ log = (l) => process.stderr.write(`${l
     fs.writeFileSync(p.stamp, JSON.stringify({ commit: p.src.commit, cpu: cpuKey(), seconds, builtAt: new Date().toISOString() }, null, 2) + "\n");
     // The objects are not needed any more (hundreds of MB); a rebuild for a new commit starts fresh anyway.
     fs.rmSync(build, { recursive: true, force: true });
-    log(`llama-server: built in ${seconds.toFixed(0)} s -> ${p.binary}`);
+    log(`${tool}: built in ${seconds.toFixed(0)} s -> ${p.binary}`);
     return p.binary;
   } finally {
     fs.rmSync(lock, { recursive: true, force: true });
@@ -156,13 +168,15 @@ export async function ensureLlamaServer({ log = (l) => process.stderr.write(`${l
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const at = process.argv.indexOf("--tool");
+  const tool = at > 0 ? process.argv[at + 1] : "llama-server";
   if (process.argv.includes("--path")) {
-    const bin = cachedServer();
+    const bin = cachedTool(tool);
     if (!bin) process.exit(1);
     process.stdout.write(`${bin}\n`);
   } else {
-    ensureLlamaServer().then((bin) => process.stdout.write(`${bin}\n`), (err) => {
-      process.stderr.write(`llama-server build failed: ${err.message}\n`);
+    ensureLlamaTool(tool).then((bin) => process.stdout.write(`${bin}\n`), (err) => {
+      process.stderr.write(`${tool} build failed: ${err.message}\n`);
       process.exit(1);
     });
   }

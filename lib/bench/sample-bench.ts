@@ -1,5 +1,6 @@
 // `w2s bench sample`: generated tokens/s of weak2strong's native batched sampler against node-llama-cpp
-// doing the same work in the same run (its own process), each at thread counts 1 … physical cores.
+// doing the same work in the same run (its own process), and llama.cpp's own llama-batched-bench at the same
+// parallelism, prompt length and new tokens; each at thread counts 1 … physical cores.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -9,6 +10,7 @@ import { createModel } from '../model/create.js';
 import { loadModel } from '../model.js';
 import { defaultParallel } from '../sample-options.js';
 import { physicalCores } from '../threads.js';
+import { batchedBenchBinary, runBatchedBench } from './peer-batched-bench.js';
 
 export interface SampleBenchOptions {
   /** Model to use; by default a ~25M-parameter, 32k-vocabulary q8_0 llama model is created (cached). */
@@ -22,11 +24,13 @@ export interface SampleBenchOptions {
   parallel?: number[];
   /** Solved examples before each question (weak-ICL's long few-shot prompts). Defaults to 0. */
   fewShot?: number;
+  /** Also measure llama-batched-bench (built once from the bundled source, cached). Defaults to true. */
+  batchedBench?: boolean;
   log?: (line: string) => void;
 }
 
 export interface SampleBenchRow {
-  engine: 'weak2strong' | 'node-llama-cpp';
+  engine: 'weak2strong' | 'node-llama-cpp' | 'llama-batched-bench';
   threads: number;
   generated: number;
   seconds: number;
@@ -111,6 +115,27 @@ export async function runSampleBench(o: SampleBenchOptions = {}): Promise<Sample
     log(`node-llama-cpp  threads ${threads}: ${res.generated} tokens in ${res.seconds.toFixed(2)} s = ${res.tokensPerSecond.toFixed(1)} tokens/s (${res.sequences} sequences)`);
   }
 
+  if (o.batchedBench ?? true) {
+    const t0 = performance.now();
+    const bin = await batchedBenchBinary(log);
+    const builtSeconds = (performance.now() - t0) / 1000;
+    if (builtSeconds > 5) log(`llama-batched-bench: ready after ${builtSeconds.toFixed(0)} s (the build; cached for later runs)`);
+    // Its sequences are all alike (one prompt length): the mean of ours, at each parallelism we ran.
+    const meanPrompt = Math.round(promptTokens.reduce((a, b) => a + b, 0) / promptTokens.length);
+    const parallelsRun = [...new Set(rows.filter((r) => r.engine === 'weak2strong').map((r) => Math.min(r.sequences, prompts.length * n)))];
+    for (const threads of threadCounts) {
+      try {
+        for (const b of runBatchedBench(bin, modelFile, { promptTokens: meanPrompt, newTokens: maxTokens, parallels: parallelsRun, threads, timeoutMs: limitMs })) {
+          const generated = b.parallel * b.newTokens;
+          rows.push({ engine: 'llama-batched-bench', threads, generated, seconds: generated / b.tgTokensPerSecond, tokensPerSecond: b.tgTokensPerSecond, sequences: b.parallel });
+          log(`llama-batched-bench parallel ${b.parallel} threads ${threads}: text generation ${b.tgTokensPerSecond.toFixed(1)} tokens/s (prompt ${b.promptTokens} tokens at ${b.ppTokensPerSecond.toFixed(0)} tokens/s)`);
+        }
+      } catch (err) {
+        log(`llama-batched-bench threads ${threads}: ${(err as Error).message}`);
+      }
+    }
+  }
+
   // The default a user gets without `threads` (lib/thread-calibration.ts), beside the counts measured above.
   const calModel = await loadModel(modelFile);
   try {
@@ -125,7 +150,17 @@ export async function runSampleBench(o: SampleBenchOptions = {}): Promise<Sample
   const theirs = best('node-llama-cpp');
   if (ours && theirs) {
     log(`best: weak2strong ${ours.tokensPerSecond.toFixed(1)} tokens/s (threads ${ours.threads}) vs node-llama-cpp ` +
-      `${theirs.tokensPerSecond.toFixed(1)} tokens/s (threads ${theirs.threads}): ratio ${(ours.tokensPerSecond / theirs.tokensPerSecond).toFixed(2)}×`);
+      `${theirs.tokensPerSecond.toFixed(1)} tokens/s (threads ${theirs.threads}): ratio ${(ours.tokensPerSecond / theirs.tokensPerSecond).toFixed(2)}× (target >= 3)`);
+  }
+  // Against llama-batched-bench at the same parallelism (its text-generation phase only; ours includes
+  // prompt processing and sampling, so the ratio is conservative).
+  for (const p of [...new Set(rows.filter((r) => r.engine === 'weak2strong').map((r) => r.sequences))]) {
+    const ourBest = rows.filter((r) => r.engine === 'weak2strong' && r.sequences === p).sort((a, b) => b.tokensPerSecond - a.tokensPerSecond)[0]!;
+    const bb = rows.filter((r) => r.engine === 'llama-batched-bench' && r.sequences === Math.min(p, prompts.length * n)).sort((a, b) => b.tokensPerSecond - a.tokensPerSecond)[0];
+    if (bb) {
+      log(`parallel ${p}: weak2strong ${ourBest.tokensPerSecond.toFixed(1)} tokens/s vs llama-batched-bench text generation ${bb.tokensPerSecond.toFixed(1)}: ` +
+        `ratio ${(ourBest.tokensPerSecond / bb.tokensPerSecond).toFixed(2)}× (target >= 0.9)`);
+    }
   }
   return rows;
 }

@@ -10,7 +10,7 @@ export function registerBenchCommands(program: Command): void {
   const bench = program.command('bench').description('benchmarks against a peer measured in the same run');
   bench
     .command('sample')
-    .description('batched sampling tokens/s: weak2strong vs node-llama-cpp')
+    .description('batched sampling tokens/s: weak2strong vs node-llama-cpp and llama-batched-bench')
     .option('--model <file>', 'GGUF model (default: a created ~25M-parameter 32k-vocabulary q8_0 model)')
     .option('--prompts <n>', 'prompts', intArg('--prompts', 1), 16)
     .option('--n <k>', 'samples per prompt', intArg('--n', 1), 4)
@@ -18,10 +18,11 @@ export function registerBenchCommands(program: Command): void {
     .option('--threads <n...>', 'thread counts to try (default 1 … physical cores)')
     .option('--parallel <n...>', 'weak2strong sequences in flight to try (default: the sampler\'s default)')
     .option('--few-shot <k>', 'solved examples before each question (long prompts, as weak-ICL\'s)', intArg('--few-shot', 0), 0)
+    .option('--no-batched-bench', 'skip llama-batched-bench (built once from the bundled source, then cached)')
     .option('--json', 'print the rows as JSON on stdout')
     .action(async (o) => {
       const rows = await runSampleBench({
-        model: o.model, prompts: o.prompts, n: o.n, maxTokens: o.maxTokens, fewShot: o.fewShot,
+        model: o.model, prompts: o.prompts, n: o.n, maxTokens: o.maxTokens, fewShot: o.fewShot, batchedBench: o.batchedBench,
         threads: o.threads?.map((t: string) => intArg('--threads', 1)(t)),
         parallel: o.parallel?.map((t: string) => intArg('--parallel', 1)(t)),
       });
