@@ -7,21 +7,13 @@
 
 #include "backend.h"
 #include "frozen_grad.h"
+#include "graph_ctx.h"
 #include "ggml-alloc.h"
 #include "ggml-backend.h"
 #include "train_graph.h"
 
 namespace w2s {
 namespace {
-
-// A no_alloc context for the tensor metadata of one graph (and of its frozen-gradient rewrite: a second
-// graph and 4 tensors per rewritten node), freed at scope exit.
-struct compute_ctx {
-    ggml_context * ctx;
-    explicit compute_ctx(size_t graph_size)
-        : ctx(ggml_init({ggml_tensor_overhead() * graph_size * 3 + ggml_graph_overhead_custom(graph_size, true) * 2, nullptr, true})) {}
-    ~compute_ctx() { ggml_free(ctx); }
-};
 
 // Batch positions (b*T + t) that have a target: the rows whose logits the graph computes.
 std::vector<int32_t> target_rows(const train_batch & batch) {

@@ -1,10 +1,12 @@
-// The trainer's graphs with the chunked output head (loss_head.h): SFT, DPO/ORPO and forward log-probs.
-// The head's gradient enters autodiff at the hidden states (run_backward's `hidden`/`dh`), so the logits of
-// all rows and one-hot labels never exist. Shapes: R target rows, n_embd = E.
+// The trainer's graphs with the chunked output head (loss_head.h): SFT, DPO/ORPO and forward log-probs,
+// whole or with activation checkpointing. The head's gradient enters autodiff at the hidden states (a
+// gradient seed of run_backward), so the logits of all rows and one-hot labels never exist. R = target rows.
 #include <algorithm>
 #include <cmath>
+#include <functional>
 
 #include "frozen_grad.h"
+#include "graph_ctx.h"
 #include "ggml-backend.h"
 #include "loss_head.h"
 #include "train_graph.h"
@@ -12,13 +14,6 @@
 
 namespace w2s {
 namespace {
-
-struct compute_ctx {
-    ggml_context * ctx;
-    explicit compute_ctx(size_t graph_size)
-        : ctx(ggml_init({ggml_tensor_overhead() * graph_size * 3 + ggml_graph_overhead_custom(graph_size, true) * 2, nullptr, true})) {}
-    ~compute_ctx() { ggml_free(ctx); }
-};
 
 // Positions (b*T + t) with a target, in order (sequence-major), and their target tokens.
 void rows_of(const train_batch & b, std::vector<int32_t> & rows, std::vector<int32_t> & targets) {
@@ -68,6 +63,15 @@ double log_odds_host(double l) {
     return m - std::log(-std::expm1(m));
 }
 
+// The chunked head over R rows with the trainer's chunk budgets; its log-probs are an output.
+head_out head_of(ggml_context * ctx, const train_model & m, const trainer_params & p, ggml_tensor * hidden, int64_t R, bool with_grad,
+                 ggml_tensor * iota, head_inputs & hin, size_t & transient) {
+    head_out head = build_head(ctx, m, hidden, head_chunk_rows(m.hp.n_vocab, R, p.head_chunk_bytes), with_grad, iota,
+                               p.transpose_chunk_bytes, hin, transient);
+    ggml_set_output(head.logp);
+    return head;
+}
+
 }  // namespace
 
 bool trainer::chunked_head() const { return params_.head == head_mode::chunked && lora_->output() == nullptr; }
@@ -106,22 +110,29 @@ bool trainer::train_chunked(const train_batch & batch, const std::vector<int32_t
     auto set_body = [&](const graph_inputs & in, size_t dropout_offset) {
         set_graph_inputs(in, batch.tokens, rows, T, B, params_.dropout, seed, micro_, dropout_offset);
     };
-    if (!use_checkpointing(batch)) {
+    // One graph from the hidden states (`hidden_of`: the whole body, or the final norm over the kept input
+    // of the last layer) through the top, the body's backward seeded at the hidden states (+ `extra`).
+    auto run_top = [&](const std::function<ggml_tensor *(ggml_context *, graph_inputs &)> & hidden_of, grad_seeds extra) {
         compute_ctx cc(cap);
         graph_inputs in;
-        ggml_tensor * hidden = build_hidden(cc.ctx, *model_, lora_.get(), lora_->scale(), T, B, R, dropout, in);
+        ggml_tensor * hidden = hidden_of(cc.ctx, in);
         ggml_tensor * iota = new_iota(cc.ctx, max_rows(*model_));
         const top_part tp = top(cc.ctx, hidden, iota);
         ggml_tensor * zero = nullptr;
         ggml_tensor * loss = placeholder_loss(cc.ctx, zero);
         std::vector<ggml_tensor *> order = tp.order;
         order.push_back(tp.logp);
-        if (!run_backward(cc.ctx, loss, cap, [&]() { set_body(in, 0); tp.set_inputs(); set_zero(zero); }, what, err, order,
-                          {{hidden, tp.dh}}, iota)) {
+        extra.insert(extra.begin(), {hidden, tp.dh});
+        if (!run_backward(cc.ctx, loss, cap, [&]() { set_body(in, 0); tp.set_inputs(); set_zero(zero); }, what, err, order, extra, iota)) {
             return false;
         }
         if (!reserve_only_) logp = read_logp(tp.logp);
         return true;
+    };
+    if (!use_checkpointing(batch)) {
+        return run_top([&](ggml_context * ctx, graph_inputs & in) {
+            return build_hidden(ctx, *model_, lora_.get(), lora_->scale(), T, B, R, dropout, in);
+        }, {});
     }
 
     // Checkpointed. Persistent for this micro-batch: the input of every layer and of the final norm
@@ -178,25 +189,14 @@ bool trainer::train_chunked(const train_batch & batch, const std::vector<int32_t
             }
         }
     }
-    // 2. The final norm and the top: ∂loss/∂xs[L] into dx[L % 2].
+    // 2. The final norm and the top: ∂loss/∂xs[L] into dx[L % 2] (an accumulator: zeroed first).
     ggml_set_param(xs[L]);
-    {
-        compute_ctx cc(cap);
-        graph_inputs in;
-        new_graph_inputs(cc.ctx, T, B, R, in);
-        ggml_tensor * hidden = build_final(cc.ctx, *model_, xs[L], in);
-        ggml_tensor * iota = new_iota(cc.ctx, max_rows(*model_));
-        const top_part tp = top(cc.ctx, hidden, iota);
-        ggml_tensor * zero = nullptr;
-        ggml_tensor * loss = placeholder_loss(cc.ctx, zero);
-        std::vector<ggml_tensor *> order = tp.order;
-        order.push_back(tp.logp);
-        ggml_backend_tensor_memset(dx[L % 2], 0, 0, ggml_nbytes(dx[L % 2]));  // an accumulator: zero first
-        if (!run_backward(cc.ctx, loss, cap, [&]() { set_body(in, 0); tp.set_inputs(); set_zero(zero); }, what, err, order,
-                          {{hidden, tp.dh}, {xs[L], dx[L % 2]}}, iota)) {
-            return false;
-        }
-        if (!reserve_only_) logp = read_logp(tp.logp);
+    ggml_backend_tensor_memset(dx[L % 2], 0, 0, ggml_nbytes(dx[L % 2]));
+    if (!run_top([&](ggml_context * ctx, graph_inputs & in) {
+            new_graph_inputs(ctx, T, B, R, in);
+            return build_final(ctx, *model_, xs[L], in);
+        }, {{xs[L], dx[L % 2]}})) {
+        return false;
     }
     // 3. Layers from the top: recompute layer l from xs[l], seed its output's gradient with dx[(l+1) % 2],
     // accumulate the LoRA gradients and ∂loss/∂xs[l] into dx[l % 2] (layer 0's input needs none).
@@ -232,9 +232,7 @@ bool trainer::accumulate_chunked(const train_batch & batch, float loss_scale, do
     size_t transient = 0;
     auto top = [&](ggml_context * ctx, ggml_tensor * hidden, ggml_tensor * iota) {
         auto hin = std::make_shared<head_inputs>();
-        const head_out head = build_head(ctx, *model_, hidden, head_chunk_rows(model_->hp.n_vocab, R, params_.head_chunk_bytes), true,
-                                         iota, params_.transpose_chunk_bytes, *hin, transient);
-        ggml_set_output(head.logp);
+        const head_out head = head_of(ctx, *model_, params_, hidden, R, true, iota, *hin, transient);
         top_part tp;
         tp.order = head.order;
         tp.logp = head.logp;
@@ -265,9 +263,7 @@ bool trainer::row_logprobs_chunked(const train_batch & batch, bool use_lora, std
     ggml_tensor * hidden = build_hidden(cc.ctx, *model_, use_lora ? lora_.get() : nullptr, lora_->scale(), batch.T, batch.B, R, false, in);
     head_inputs hin;
     size_t transient = 0;
-    const head_out head = build_head(cc.ctx, *model_, hidden, head_chunk_rows(model_->hp.n_vocab, R, params_.head_chunk_bytes), false,
-                                     nullptr, params_.transpose_chunk_bytes, hin, transient);
-    ggml_set_output(head.logp);
+    const head_out head = head_of(cc.ctx, *model_, params_, hidden, R, false, nullptr, hin, transient);
     ggml_cgraph * gf = ggml_new_graph_custom(cc.ctx, cap, false);
     for (ggml_tensor * t : head.order) ggml_build_forward_expand(gf, t);
     ggml_build_forward_expand(gf, head.logp);
@@ -301,9 +297,7 @@ bool trainer::accumulate_pairs_chunked(const train_batch & batch, const pref_par
     size_t transient = 0;
     auto top = [&](ggml_context * ctx, ggml_tensor * hidden, ggml_tensor * iota) {
         auto hin = std::make_shared<head_inputs>();
-        const head_out head = build_head(ctx, *model_, hidden, head_chunk_rows(model_->hp.n_vocab, R, params_.head_chunk_bytes), true,
-                                         iota, params_.transpose_chunk_bytes, *hin, transient);
-        ggml_set_output(head.logp);
+        const head_out head = head_of(ctx, *model_, params_, hidden, R, true, iota, *hin, transient);
         // Per sequence: l_s = Σ log p over its rows ([1]); per pair the loss's derivatives with respect to l_c
         // and l_r (written out: autodiff does not see the head), times loss_scale.
         std::vector<ggml_tensor *> l(static_cast<size_t>(batch.B));
