@@ -98,8 +98,12 @@ bool type_trainable(ggml_backend_t backend, ggml_type type, bool out_prod_grads)
 }  // namespace
 
 bool type_trainable_on(ggml_backend_dev_t dev, ggml_type type, bool out_prod_grads) {
-    // Q8_1 / Q8_K are activation-only types: no dot product or dequantization, yet "supported" on paper.
-    if (ggml_is_quantized(type) && ggml_get_type_traits(type)->to_float == nullptr) return false;
+    // Weights are floats: F32, F16, BF16 or a quantized type that dequantizes (Q8_1 / Q8_K are activation-only
+    // types: no dot product or dequantization, yet "supported" on paper). Integer and F64 tensors pass some
+    // backends' supports_op for GET_ROWS or MUL_MAT but have no kernel behind it.
+    const bool floaty = type == GGML_TYPE_F32 || type == GGML_TYPE_F16 || type == GGML_TYPE_BF16 ||
+                        (ggml_is_quantized(type) && ggml_get_type_traits(type)->to_float != nullptr);
+    if (!floaty) return false;
     ggml_init_params ip = {ggml_tensor_overhead() * 8, nullptr, true};
     ggml_context * c = ggml_init(ip);
     const int64_t k = ggml_blck_size(type) * 8;
