@@ -121,4 +121,10 @@ test('config errors name the key and suggest the right one', (t) => {
   t.is(c.key, 'The answer is:');
   t.is(c.out, '/x/r');
   t.is(c.stage2.minConfidence, 0.6);
+  // Memory-only training keys: optional (absent keeps old step hashes), validated when given.
+  t.false('checkpointing' in c.train.strong);
+  const m = parseConfig(`${base}train: {strong: {checkpointing: 'on', memoryLimit: 8000000000}}\n`, 'c.yaml');
+  t.is(m.train.strong.checkpointing, 'on');
+  t.is(m.train.strong.memoryLimit, 8e9);
+  t.throws(() => parseConfig(`${base}train: {strong: {checkpointing: sometimes}}\n`, 'c.yaml'), { message: /train\.strong\.checkpointing/ });
 });

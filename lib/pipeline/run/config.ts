@@ -19,6 +19,11 @@ const train = z.strictObject({
   warmupRatio: z.number().min(0).max(1).default(0.03),
   schedule: z.enum(['cosine', 'linear', 'constant']).default('cosine'),
   seed: z.int().min(0).default(0),
+  // Memory only (results do not depend on them): optional, so that runs without them keep their step hashes.
+  /** Activation checkpointing: auto (default) | on | off (docs/training-engine.md). */
+  checkpointing: z.enum(['auto', 'on', 'off']).optional(),
+  /** Bytes a training step may use; past it a step stops with OutOfMemoryError before training. 0 = free memory. */
+  memoryLimit: z.int().min(0).optional(),
 });
 const trainDefaults = train.parse({});
 
