@@ -41,7 +41,7 @@ export interface TrainBenchRow extends TrainRunResult {
   tokensPerSecond: number;
   /** Tokens per step / the median step time: robust to a few steps slowed by other load. */
   medianStepTokensPerSecond: number;
-  /** GGUF file size + activation estimate + optimizer state (+ KV cache for llama.cpp), bytes. */
+  /** weak2strong: its memory plan + the bare process; llama.cpp: GGUF size + activation estimate + optimizer state + KV cache. Bytes. */
   estimateBytes: number;
 }
 

@@ -24,9 +24,11 @@ void rows_of(const train_batch & b, std::vector<int32_t> & rows, std::vector<int
     }
 }
 
-// The largest number of rows of any frozen matrix: the length of the transposes' index input.
-int64_t max_rows(const train_model & m) {
-    int64_t n = m.output->ne[1];
+// The largest number of rows of a frozen matrix the graph transposes: the length of the transposes' index
+// input. A graph of one layer (checkpointing) leaves out the output head, whose n_vocab rows would make every
+// layer graph upload an index input the size of the vocabulary.
+int64_t max_rows(const train_model & m, bool with_head = true) {
+    int64_t n = with_head ? m.output->ne[1] : 1;
     for (const auto & L : m.layers) {
         for (const ggml_tensor * w : L.w) {
             if (w) n = std::max(n, w->ne[1]);
@@ -207,7 +209,7 @@ bool trainer::train_chunked(const train_batch & batch, const std::vector<int32_t
         graph_inputs in;
         new_graph_inputs(cc.ctx, T, B, R, in);
         ggml_tensor * y = build_layer(cc.ctx, *model_, lora_.get(), lora_->scale(), l, xs[l], T, B, dropout, in);
-        ggml_tensor * iota = new_iota(cc.ctx, max_rows(*model_));
+        ggml_tensor * iota = new_iota(cc.ctx, max_rows(*model_, false));
         ggml_tensor * zero = nullptr;
         ggml_tensor * loss = placeholder_loss(cc.ctx, zero);
         grad_seeds seeds{{y, dx[(l + 1) % 2]}};
