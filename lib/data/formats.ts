@@ -7,15 +7,27 @@ import { DataFormatError } from './errors.js';
 import type { Id } from './datasets.js';
 import { parseRecordEntries, pyJsonDumps, toJsonl } from './json.js';
 
-/** SFT example: `content` is the zero-shot prompt, `output` the target response. */
-export interface SftRecord { id: Id; content: string; output: string }
+/**
+ * SFT example: `content` is the zero-shot prompt, `output` the target response. `w2s run` adds, beyond the
+ * paper's fields, `token_ids` (the generated ids of `output`) and `tokenizer` (the generating model's
+ * tokenizer fingerprint) where the response was generated; records without them are read as text.
+ */
+export interface SftRecord { id: Id; content: string; output: string; token_ids?: number[]; tokenizer?: string }
 
-/** Preference pair (LLaMA-Factory layout): `output[0]` is chosen, `output[1]` rejected; `input` is `''`. */
-export interface PairRecord { id: Id; instruction: string; input: string; output: [chosen: string, rejected: string] }
+/**
+ * Preference pair (LLaMA-Factory layout): `output[0]` is chosen, `output[1]` rejected; `input` is `''`.
+ * `token_ids` / `tokenizer` (optional, `w2s run`): per side as in SftRecord, null for a side without ids.
+ */
+export interface PairRecord {
+  id: Id; instruction: string; input: string; output: [chosen: string, rejected: string];
+  token_ids?: [number[] | null, number[] | null]; tokenizer?: [string | null, string | null];
+}
 
 /** One generation scored by answer.ts: `pred` and `gold` are normalized, `result` is the verdict. */
 export interface ResultRecord {
   id: Id; prompt: string; response: string; pred: string; gold: string; result: boolean;
+  /** `w2s run`: the response's generated ids and the generating model's tokenizer fingerprint (when local). */
+  token_ids?: number[]; tokenizer?: string;
   /** Extra fields (e.g. `num_tokens`) are kept as read. */
   [extra: string]: unknown;
 }

@@ -8,6 +8,7 @@ import { LocalGenerator, type Generator } from '../generate/generator.js';
 import { sampleResumable } from '../generate/resumable.js';
 import type { Model } from '../model.js';
 import type { SampleOptions } from '../sample-options.js';
+import { responseIds } from './token-ids.js';
 
 export interface GenerateOptions {
   /** Answer key: `####` (GSM8K) or `The answer is:` (MATH). */
@@ -33,6 +34,14 @@ export interface GenerateOptions {
   partial?: string;
   /** Request identity beside the options, for the partial file (e.g. the adapter's hash). */
   identity?: Record<string, unknown>;
+  /** Parse control-token text in the prompts (chat-template prompts need it). Defaults to false. */
+  parseSpecial?: boolean;
+  /**
+   * The local model's tokenizerFingerprint: records then carry the response's generated ids (`token_ids`,
+   * trimmed to the stored response by responseIds) and this fingerprint (`tokenizer`), for training on what
+   * was generated (lib/pipeline/token-ids.ts). Ignored for other generators (a server returns text only).
+   */
+  tokenizer?: string;
 }
 
 /**
@@ -44,9 +53,12 @@ export interface GenerateOptions {
 export async function generate(source: Model | Generator, problems: readonly Problem[], prompts: readonly string[], recordPrompts: readonly string[],
   o: GenerateOptions): Promise<ResultRecord[][]> {
   const n = o.n ?? 1;
-  const gen: Generator = 'description' in source && typeof (source as Generator).sample === 'function' && !('tokenize' in source)
+  const remote = 'description' in source && typeof (source as Generator).sample === 'function' && !('tokenize' in source);
+  const model = remote ? undefined : source as Model;
+  const withIds = model !== undefined && o.tokenizer !== undefined;
+  const gen: Generator = model === undefined
     ? source as Generator
-    : new LocalGenerator(source as Model, { parallel: o.parallel, threads: o.threads, lora: o.lora });
+    : new LocalGenerator(model, { parallel: o.parallel, threads: o.threads, lora: o.lora, ...(o.parseSpecial ? { parseSpecial: true } : {}), ...(withIds ? { tokenIds: true } : {}) });
   const options = {
     n, temperature: o.temperature ?? 0, topP: o.topP ?? 1, seed: o.seed ?? 0, maxTokens: o.maxTokens ?? 1024,
     stop: o.stop ?? ['Question', 'Answer'], onProgress: o.onProgress, signal: o.signal,
@@ -64,9 +76,12 @@ export async function generate(source: Model | Generator, problems: readonly Pro
     const p = problems[s.promptIndex]!;
     const response = postprocessResponse(s.text);
     const scored = o.symbolic ? await checkSymbolic(response, p.gold ?? '', o.key) : check(response, p.gold ?? '', o.key);
+    // The ids of exactly the stored response; a response no run of whole tokens gives is stored as text only.
+    const ids = withIds && s.tokenIds ? responseIds(model, response, s.tokenIds) : undefined;
     out[s.promptIndex]!.push({
       id: p.id, prompt: recordPrompts[s.promptIndex]!, response, pred: scored.pred, gold: scored.gold,
       result: p.gold !== undefined && scored.correct, num_tokens: s.tokens, finish_reason: s.finishReason,
+      ...(ids ? { token_ids: ids, tokenizer: o.tokenizer } : {}),
     });
   }
   return out;

@@ -116,7 +116,14 @@ export function buildPairs(questions: readonly PairQuestion[], options: PairOpti
     else if (r.kind === 'weak-chosen') { stats.weakChosenQuestions++; stats.weakChosenPairs += r.pairs.length; }
     else { stats.weakRejectedQuestions++; stats.weakRejectedPairs += r.pairs.length; }
     for (const { chosen, rejected } of r.pairs) {
-      pairs.push({ id: q.id, instruction: q.prompt, input: '', output: [chosen.response, rejected.response] });
+      // Generated ids per side, only when a side has them (pairs of text-only samples stay the paper's bytes).
+      const ids = (s: Sample) => (s.token_ids && s.tokenizer ? s : undefined);
+      const c = ids(chosen);
+      const j = ids(rejected);
+      pairs.push({
+        id: q.id, instruction: q.prompt, input: '', output: [chosen.response, rejected.response],
+        ...(c || j ? { token_ids: [c?.token_ids ?? null, j?.token_ids ?? null], tokenizer: [c?.tokenizer ?? null, j?.tokenizer ?? null] } : {}),
+      });
       stats.chosenCorrect = chosen.result === undefined || stats.chosenCorrect === null ? null : stats.chosenCorrect + Number(chosen.result);
       stats.rejectedCorrect = rejected.result === undefined || stats.rejectedCorrect === null ? null : stats.rejectedCorrect + Number(rejected.result);
     }

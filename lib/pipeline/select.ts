@@ -16,7 +16,13 @@ export interface Generation {
   result?: boolean;
   /** Normalized gold, when known (used for statistics when `result` is absent). */
   gold?: string;
+  /** The response's generated ids and tokenizer (lib/pipeline/token-ids.ts), carried into the SFT records. */
+  token_ids?: number[];
+  tokenizer?: string;
 }
+
+/** The token fields of a generation, only when present (records without them stay the paper's bytes). */
+const tokenFields = (g: Generation) => (g.token_ids && g.tokenizer ? { token_ids: g.token_ids, tokenizer: g.tokenizer } : {});
 
 export interface SelectOptions {
   /**
@@ -91,8 +97,8 @@ export function selectConsistent(weak: readonly Generation[], icl: readonly Gene
       droppedDisagree++;
       continue;
     }
-    const weakRecord: SftRecord = { id: w.id, content: w.prompt, output: w.response };
-    const iclRecord: SftRecord = { id: w.id, content: w.prompt, output: c.response };
+    const weakRecord: SftRecord = { id: w.id, content: w.prompt, output: w.response, ...tokenFields(w) };
+    const iclRecord: SftRecord = { id: w.id, content: w.prompt, output: c.response, ...tokenFields(c) };
     out.weak.push(weakRecord);
     out.icl.push(iclRecord);
     out.hybrid.push({ ...weakRecord }, { ...iclRecord }); // own objects, as the paper's deepcopy

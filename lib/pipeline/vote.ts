@@ -9,6 +9,9 @@ export interface Sample {
   pred: string;
   /** Verdict against gold, when known (statistics only). */
   result?: boolean;
+  /** The response's generated ids and tokenizer (lib/pipeline/token-ids.ts), carried into the pairs. */
+  token_ids?: number[];
+  tokenizer?: string;
 }
 
 export interface Vote<S extends { pred: string } = Sample> {

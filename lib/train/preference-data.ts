@@ -1,18 +1,23 @@
 // Preference data for DPO and ORPO: reading {prompt, chosen, rejected} or the paper's
 // {instruction, input, output: [chosen, rejected]} rows, and tokenizing pairs with the SFT convention (prompt
 // with BOS, responses without special tokens, EOS appended to the targets). Pairs that cannot be trained are
-// counted and dropped here, so the native loss never sees an empty or identical pair.
+// counted and dropped here, so the native loss never sees an empty or identical pair. Either side may carry its
+// tokens (`chosenTokens` / `rejectedTokens`, e.g. the ids a model generated): that side is then trained as given.
 import { certainlyLonger, prefixForTokens, rowTokens } from '../model/token-bound.js';
 import { DataFormatError } from '../data/errors.js';
 import { readRecordEntries } from '../data/json.js';
 import { InvalidArgumentError } from '../errors.js';
 import type { Model } from '../model.js';
 import type { Sequence } from './batches.js';
+import { checkPreTokenized, type PreTokenized } from './sft-data.js';
 
 export interface PreferencePair {
   prompt: string;
   chosen: string;
   rejected: string;
+  /** The chosen side's tokens (prompt with BOS, response), used instead of tokenizing its text. */
+  chosenTokens?: PreTokenized;
+  rejectedTokens?: PreTokenized;
 }
 
 /** The paper's pair layout (LLaMA-Factory): `output[0]` is chosen, `output[1]` rejected. */
@@ -32,7 +37,9 @@ export function toPreferencePair(row: unknown): PreferencePair | undefined {
   if (typeof row !== 'object' || row === null) return undefined;
   const r = row as Record<string, unknown>;
   if (typeof r.prompt === 'string' && typeof r.chosen === 'string' && typeof r.rejected === 'string') {
-    return { prompt: r.prompt, chosen: r.chosen, rejected: r.rejected };
+    // Pre-tokenized sides pass through (checked against the vocabulary when tokenized).
+    const tokens = (k: 'chosenTokens' | 'rejectedTokens') => (typeof r[k] === 'object' && r[k] !== null ? { [k]: r[k] as PreTokenized } : {});
+    return { prompt: r.prompt, chosen: r.chosen, rejected: r.rejected, ...tokens('chosenTokens'), ...tokens('rejectedTokens') };
   }
   const out = r.output;
   if (typeof r.instruction === 'string' && (r.input === undefined || typeof r.input === 'string') && Array.isArray(out) &&
@@ -88,18 +95,22 @@ export function tokenizePairs(model: Model, data: readonly PreferencePair[], max
   const report: PairTokenizeReport = { pairs: [], kept: [], skippedIdentical: 0, skippedEmptyResponse: 0, skippedPromptTooLong: 0, truncated: 0 };
   const bound = model.maxTokenBytes;
   data.forEach((pair, i) => {
+    if (pair.chosenTokens) checkPreTokenized(model, pair.chosenTokens, i);
+    if (pair.rejectedTokens) checkPreTokenized(model, pair.rejectedTokens, i);
+    const given = (t: PreTokenized) => ({ tokens: [...t.prompt, ...t.response], nPrompt: t.prompt.length });
     // As in tokenizeSft: huge responses are tokenized only as far as needed, huge prompts judged by their bytes.
-    const chosenText = prefixForTokens(pair.chosen, maxLen, bound);
-    const rejectedText = prefixForTokens(pair.rejected, maxLen, bound);
-    if (certainlyLonger(pair.prompt, maxLen, bound)) {
-      if (model.tokenize(chosenText, { parseSpecial }).length === 0 || model.tokenize(rejectedText, { parseSpecial }).length === 0) report.skippedEmptyResponse += 1;
+    const chosenText = pair.chosenTokens ? '' : prefixForTokens(pair.chosen, maxLen, bound);
+    const rejectedText = pair.rejectedTokens ? '' : prefixForTokens(pair.rejected, maxLen, bound);
+    if ((!pair.chosenTokens || !pair.rejectedTokens) && certainlyLonger(pair.prompt, maxLen, bound)) {
+      const empty = (t: PreTokenized | undefined, text: string) => (t ? t.response.length === 0 : model.tokenize(text, { parseSpecial }).length === 0);
+      if (empty(pair.chosenTokens, chosenText) || empty(pair.rejectedTokens, rejectedText)) report.skippedEmptyResponse += 1;
       else report.skippedPromptTooLong += 1;
       return;
     }
     // The boundary rule shared with scoring (Model.tokenizePair); each side has its own context length, as a
     // merge at the boundary can differ between the two responses.
-    const chosen = rowTokens(i, () => model.tokenizePair(pair.prompt, chosenText, { parseSpecial }));
-    const rejected = rowTokens(i, () => model.tokenizePair(pair.prompt, rejectedText, { parseSpecial }));
+    const chosen = pair.chosenTokens ? given(pair.chosenTokens) : rowTokens(i, () => model.tokenizePair(pair.prompt, chosenText, { parseSpecial }));
+    const rejected = pair.rejectedTokens ? given(pair.rejectedTokens) : rowTokens(i, () => model.tokenizePair(pair.prompt, rejectedText, { parseSpecial }));
     if (chosen.tokens.length === chosen.nPrompt || rejected.tokens.length === rejected.nPrompt) {
       report.skippedEmptyResponse += 1;
       return;

@@ -1,14 +1,38 @@
 // SFT data: reading {prompt, response} or the paper's {content, output} rows (JSONL or a JSON array), and
 // tokenizing them with the boundary rule shared with scoring (Model.tokenizePair: prompt + response tokenized
-// whole, with BOS), EOS appended to the targets; prompt positions carry no loss.
+// whole, with BOS), EOS appended to the targets; prompt positions carry no loss. A row may instead carry its
+// tokens (`tokens`): then they are trained as given, e.g. the ids a model generated (lib/pipeline/token-ids.ts).
 import { DataFormatError } from '../data/errors.js';
+import { InvalidArgumentError } from '../errors.js';
 import { readRecordEntries } from '../data/json.js';
 import type { Model } from '../model.js';
 import { certainlyLonger, prefixForTokens, rowTokens } from '../model/token-bound.js';
 
+/** Tokens of a row given up front: prompt (BOS included) and response, EOS not included (it is appended). */
+export interface PreTokenized {
+  prompt: readonly number[];
+  response: readonly number[];
+}
+
 export interface SftExample {
   prompt: string;
   response: string;
+  /**
+   * The row's tokens, used instead of tokenizing prompt + response (which then only describe it): the
+   * sampler's own ids are often not what tokenizing their text gives (a non-canonical split).
+   */
+  tokens?: PreTokenized;
+}
+
+/** Checks pre-tokenized ids against the vocabulary (the native trainer must never see an id out of range). */
+export function checkPreTokenized(model: Model, t: PreTokenized, row: number): void {
+  const n = model.info.nVocab;
+  for (const ids of [t.prompt, t.response]) {
+    if (!Array.isArray(ids)) throw new InvalidArgumentError(`Expected arrays of token ids for data[${row}].tokens`);
+    for (const id of ids) {
+      if (!Number.isInteger(id) || id < 0 || id >= n) throw new InvalidArgumentError(`Token id ${JSON.stringify(id)} in data[${row}].tokens is outside the vocabulary [0, ${n}) of ${model.path}`);
+    }
+  }
 }
 
 /** Reads SFT rows; each needs string `prompt` + `response`, or `content` + `output`. */
@@ -47,6 +71,23 @@ export function tokenizeSft(model: Model, data: readonly SftExample[], maxLen: n
   const report: TokenizeReport = { examples: [], kept: [], skippedPromptTooLong: 0, skippedEmptyResponse: 0, truncated: 0 };
   const bound = model.maxTokenBytes;
   data.forEach((ex, i) => {
+    if (ex.tokens) {
+      checkPreTokenized(model, ex.tokens, i);
+      const { prompt, response } = ex.tokens;
+      if (response.length === 0) report.skippedEmptyResponse += 1;
+      else if (prompt.length === 0 || prompt.length >= maxLen) report.skippedPromptTooLong += 1;
+      else {
+        let tokens = [...prompt, ...response, eos];
+        const truncated = tokens.length > maxLen;
+        if (truncated) {
+          tokens = tokens.slice(0, maxLen);
+          report.truncated += 1;
+        }
+        report.examples.push({ tokens, nPrompt: prompt.length, truncated });
+        report.kept.push(i);
+      }
+      return;
+    }
     // A response of megabytes is tokenized only as far as maxLen can use (token-bound.ts).
     const response = prefixForTokens(ex.response, maxLen, bound);
     // A prompt of certainly ≥ maxLen tokens is not tokenized at all.

@@ -60,6 +60,12 @@ const endpoint = z.strictObject({
 });
 export type EndpointConfig = z.output<typeof endpoint>;
 
+/** `prompt.template` value that selects each model's own chat template. */
+export const CHAT = 'chat';
+
+/** The paper's stop strings: the next `Question:` / `Answer:` block of the plain template. */
+export const PLAIN_STOP = ['Question', 'Answer'] as const;
+
 const modelRef = z.strictObject({ model: z.string().min(1), endpoint: endpoint.optional() });
 
 export const configSchema = z.strictObject({
@@ -84,7 +90,14 @@ export const configSchema = z.strictObject({
   /** Answer key; defaults by format: '####' (gsm8k, jsonl) or 'The answer is:' (math). */
   key: z.string().min(1).optional(),
   prompt: z.strictObject({
-    template: z.string().includes('{question}').default('Question: {question}\nAnswer:'),
+    /**
+     * A plain template with `{question}` (the paper's, default), or `chat`: every prompt through each
+     * model's own chat template (its GGUF's tokenizer.chat_template), control tokens parsed.
+     */
+    template: z.string().refine((t) => t === CHAT || t.includes('{question}'), { message: 'Expected "chat" or a template containing "{question}"' })
+      .default('Question: {question}\nAnswer:'),
+    /** System message of chat prompts (template: chat only). Optional, so that other configs keep their step hashes. */
+    system: z.string().optional(),
     /** Weak-ICL demonstrations from D_weak. */
     shots: z.int().min(0).default(4),
     demos: z.union([
@@ -94,7 +107,8 @@ export const configSchema = z.strictObject({
   }).prefault({}),
   generation: z.strictObject({
     maxTokens: z.int().min(1).default(1024),
-    stop: z.array(z.string().min(1)).default(['Question', 'Answer']),
+    /** Defaults to ['Question', 'Answer'] with a plain template; to none with `chat` (the end of turn ends a sample). */
+    stop: z.array(z.string().min(1)).optional(),
     parallel: z.int().min(1).max(128).optional(),
     threads: z.int().min(1).optional(),
     symbolic: z.boolean().default(false),
@@ -138,7 +152,14 @@ export const configSchema = z.strictObject({
   }).prefault({}),
 });
 
-export type RunConfig = z.output<typeof configSchema> & { key: string; /** Folder of the config file (cwd of adapter hooks). */ base?: string };
+type ParsedConfig = z.output<typeof configSchema>;
+export type RunConfig = Omit<ParsedConfig, 'generation'> & {
+  /** `stop` resolved from the template (PLAIN_STOP, or none with chat). */
+  generation: ParsedConfig['generation'] & { stop: string[] };
+  key: string;
+  /** Folder of the config file (cwd of adapter hooks). */
+  base?: string;
+};
 export type TrainConfig = typeof trainDefaults;
 
 function editDistance(a: string, b: string): number {
@@ -192,10 +213,16 @@ export function parseConfig(text: string, file: string): RunConfig {
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) throw new InvalidArgumentError(describeIssues(parsed.error, file));
   const c = parsed.data;
+  const chat = c.prompt.template === CHAT;
+  if (c.prompt.system !== undefined && !chat) throw new InvalidArgumentError(`${file}: prompt.system applies to chat prompts only: set prompt.template: chat, or remove prompt.system`);
+  // With chat, the end-of-turn token (EOG) ends a sample; `Question`/`Answer` would cut answers that use the words.
+  // Keys keep the schema's order: the generation options are hashed into step inputs as they are.
+  const { maxTokens, stop, ...generation } = c.generation;
   const base = path.dirname(path.resolve(file));
   const abs = (p: string) => path.resolve(base, p);
   return {
     ...c,
+    generation: { maxTokens, stop: stop ?? (chat ? [] : [...PLAIN_STOP]), ...generation },
     out: abs(c.out),
     weak: { ...c.weak, model: abs(c.weak.model) },
     strong: { ...c.strong, model: abs(c.strong.model) },

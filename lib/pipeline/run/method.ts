@@ -3,12 +3,14 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { buildFewShotPrompt, formatPrompt, loadProblems, selectDemos, type Problem } from '../../data/datasets.js';
-import { serializeRecords, type ResultRecord, type SftRecord } from '../../data/formats.js';
-import { AbortError, AdapterError, W2sError } from '../../errors.js';
+import { chatFewShotPrompt, chatPrompt } from '../../data/chat.js';
+import { buildFewShotPrompt, formatPrompt, loadProblems, selectDemos, type Id, type Problem } from '../../data/datasets.js';
+import { serializeRecords, type PairRecord, type ResultRecord, type SftRecord } from '../../data/formats.js';
+import { AbortError, AdapterError, InvalidArgumentError, W2sError } from '../../errors.js';
 import type { Generator } from '../../generate/generator.js';
 import { exportPeft } from '../../lora/peft.js';
 import { loadModel, type Model } from '../../model.js';
+import { ggufChatTemplate, tokenizerFingerprint } from '../../model/tokenizer-fingerprint.js';
 import { RemoteGenerator } from '../../remote/openai.js';
 import { trainSft } from '../../train/sft.js';
 import { trainDpo, trainOrpo } from '../../train/preference.js';
@@ -16,7 +18,8 @@ import { generate } from '../generate.js';
 import { greedyAccuracy, majAtK, passAtK, pgr } from '../metrics.js';
 import { buildPairs } from '../pairs.js';
 import { selectConsistent, type Generation } from '../select.js';
-import type { EndpointConfig, RunConfig, TrainConfig } from './config.js';
+import { buildPreferenceRows, buildSftRows, type RowContext, type TokenFields } from '../token-ids.js';
+import { CHAT, type EndpointConfig, type RunConfig, type TrainConfig } from './config.js';
 import { fileIdentity, RunFolder, type StepContext, type StepEvents, type StepOutcome } from './steps.js';
 
 export interface RunResult {
@@ -64,30 +67,74 @@ export async function runMethod(cfg: RunConfig, events: StepEvents, signal?: Abo
   const train1 = limit(await loadProblems(cfg.data.train1, cfg.data.format), cfg.data.limit.train1);
   const train2 = limit(await loadProblems(cfg.data.train2, cfg.data.format), cfg.data.limit.train2);
   const test = limit(await loadProblems(cfg.data.test, cfg.data.format), cfg.data.limit.test);
-  const zeroShot = (p: Problem) => formatPrompt(p.question, cfg.prompt.template);
   const ids = {
     weak: fileIdentity(cfg.weak.model), strong: fileIdentity(cfg.strong.model),
     train1: fileIdentity(cfg.data.train1), train2: fileIdentity(cfg.data.train2), test: fileIdentity(cfg.data.test),
   };
-  const gen = { ...cfg.generation, key: cfg.key, template: cfg.prompt.template };
-  const genOptions = (ctx: StepContext) => ({
+  type Role = 'weak' | 'strong';
+  // Chat prompts (prompt.template: chat): every prompt through the prompted model's own template, so both
+  // models need one; refused here, before any step runs, rather than in the middle of the run.
+  const chat = cfg.prompt.template === CHAT ? { system: cfg.prompt.system } : undefined;
+  if (chat) {
+    for (const role of ['weak', 'strong'] as const) {
+      if (!(await ggufChatTemplate(cfg[role].model))) {
+        throw new InvalidArgumentError(`prompt.template is chat, but the ${role} model ${cfg[role].model} has no chat template (no tokenizer.chat_template in its GGUF): ` +
+          'use an instruct model that has one, or a plain prompt.template containing {question}');
+      }
+    }
+  }
+  /** Step-input entry of chat runs' system message: absent otherwise, so other configs keep their hashes. */
+  const chatInput = chat?.system !== undefined ? { system: chat.system } : {};
+  // Tokenizer identities: a model trains on generated ids only when it has the generator's (token-ids.ts).
+  const fp: Record<Role, string> = { weak: await tokenizerFingerprint(cfg.weak.model), strong: await tokenizerFingerprint(cfg.strong.model) };
+  // Vocabulary-only copies of the models, for chat prompts and training rows: loaded on first use.
+  const vocabs: Partial<Record<Role, Promise<Model>>> = {};
+  const vocab = (role: Role) => (vocabs[role] ??= loadModel(cfg[role].model, { vocabOnly: true }));
+  // Chat runs render per model (zeroShots); their gold records hold the bare question until a training step
+  // renders it for the trained model (buildSftRows).
+  const zeroShot = (p: Problem) => (chat ? p.question : formatPrompt(p.question, cfg.prompt.template));
+  /** Zero-shot prompts of `problems` for `role`: the plain template, or the role's own chat template. */
+  const zeroShots = async (role: Role, problems: readonly Problem[]): Promise<string[]> => {
+    if (!chat) return problems.map(zeroShot);
+    const m = await vocab(role);
+    return problems.map((p) => chatPrompt(m, p.question, chat));
+  };
+  const questionOf = (split: readonly Problem[]) => {
+    const byId = new Map(split.map((p) => [String(p.id), p.question] as const));
+    return (id: Id) => {
+      const q = byId.get(String(id));
+      if (q === undefined) throw new W2sError('ERR_W2S_RUN_STATE', `A training record's id ${JSON.stringify(id)} is not a question of its split; the run folder does not match the config's data`);
+      return q;
+    };
+  };
+  const rowContext = async (role: Role, split: readonly Problem[]): Promise<RowContext> => ({ model: await vocab(role), fingerprint: fp[role], chat, question: questionOf(split) });
+  const gen = { ...cfg.generation, key: cfg.key, template: cfg.prompt.template, ...chatInput };
+  /** Options of a generation by `role`; `withIds`: records carry the generated ids (for training on them). */
+  const genOptions = (ctx: StepContext, role: Role, withIds = true) => ({
     key: cfg.key, maxTokens: cfg.generation.maxTokens, stop: cfg.generation.stop, parallel: cfg.generation.parallel,
     threads: cfg.generation.threads, symbolic: cfg.generation.symbolic, signal: ctx.signal,
+    ...(chat ? { parseSpecial: true } : {}), ...(withIds ? { tokenizer: fp[role] } : {}),
     onProgress: (p: { finished: number; total: number; tokens: number }) => ctx.progress(p.finished, p.total, `${p.tokens} tokens`),
   });
+  /** A record's token fields, only when present. */
+  const tokenFields = (r: TokenFields): TokenFields => (r.token_ids && r.tokenizer ? { token_ids: r.token_ids, tokenizer: r.tokenizer } : {});
 
   /** LoRA SFT of `model` on SFT records; the step's files: adapter.gguf (+ its log and checkpoint). */
-  const sftStep = (priority: number, name: string, model: 'weak' | 'strong', tc: TrainConfig, records: () => SftRecord[], upstream: unknown) => run.run({
-    name, priority, inputs: { model: ids[model], tc, upstream, template: cfg.prompt.template },
+  // `split`: the questions the records answer (chat rows are rendered from them for the trained model).
+  // train.json holds the rows as trained: the trained model's prompt and response text, and `token_ids`
+  // where the response is trained on its generated ids (lib/pipeline/token-ids.ts).
+  const sftStep = (priority: number, name: string, model: Role, tc: TrainConfig, split: readonly Problem[], records: () => SftRecord[], upstream: unknown) => run.run({
+    name, priority, inputs: { model: ids[model], tc, upstream, template: cfg.prompt.template, ...chatInput },
     async run(ctx) {
       const rows = records();
-      writeJson(path.join(ctx.dir, 'train.json'), rows);
+      const built = buildSftRows(await rowContext(model, split), rows);
+      writeJson(path.join(ctx.dir, 'train.json'), built.records);
       const r = await trainSft({
-        model: cfg[model].model, out: path.join(ctx.dir, 'adapter.gguf'), data: rows.map((x) => ({ prompt: x.content, response: x.output })),
-        ...tc, threads: cfg.generation.threads, signal: ctx.signal,
+        model: cfg[model].model, out: path.join(ctx.dir, 'adapter.gguf'), data: built.examples,
+        ...tc, threads: cfg.generation.threads, signal: ctx.signal, ...(chat ? { parseSpecial: true } : {}),
         onProgress: (p) => ctx.progress(p.step, p.totalSteps, `loss ${p.loss.toFixed(3)}`),
       });
-      return { rows: rows.length, ...r.data, steps: r.steps, firstLoss: r.history[0]?.loss, lastLoss: r.history.at(-1)?.loss };
+      return { rows: rows.length, ...r.data, generatedIds: built.generatedIds, textRows: built.text, steps: r.steps, firstLoss: r.history[0]?.loss, lastLoss: r.history.at(-1)?.loss };
     },
   });
 
@@ -95,8 +142,8 @@ export async function runMethod(cfg: RunConfig, events: StepEvents, signal?: Abo
   const answerStep = (priority: number, name: string, model: 'weak' | 'strong', adapter: StepOutcome | undefined, problems: Problem[], split: 'train2' | 'test') => run.run({
     name, priority, inputs: { model: ids[model], adapter: adapter?.hash('adapter.gguf'), data: ids[split], n: problems.length, gen, ...remoteInput(model, adapter) },
     async run(ctx) {
-      const prompts = problems.map(zeroShot);
-      const res = await withSource(ctx, model, adapter, (m, lora, partial) => generate(m, problems, prompts, prompts, { ...genOptions(ctx), lora, partial: partial('results.partial') }));
+      const prompts = await zeroShots(model, problems);
+      const res = await withSource(ctx, model, adapter, (m, lora, partial) => generate(m, problems, prompts, prompts, { ...genOptions(ctx, model, split === 'train2'), lora, partial: partial('results.partial') }));
       const rows = res.map((r) => r[0]!);
       writeJsonl(path.join(ctx.dir, 'results.jsonl'), rows);
       return { questions: rows.length, accuracy: greedyAccuracy(rows.map((r) => r.result)), emptyAnswers: rows.filter((r) => r.pred === '').length };
@@ -156,7 +203,7 @@ export async function runMethod(cfg: RunConfig, events: StepEvents, signal?: Abo
     const gen = new RemoteGenerator({ endpoint: ep.url, model: served, apiKeyEnv: ep.apiKeyEnv, concurrency: ep.concurrency, timeout: ep.timeout, retries: ep.retries, extraBody: ep.extra });
     return fn(gen, undefined, (name) => path.join(ctx.scratch(), name));
   };
-  const asGeneration = (r: ResultRecord): Generation => ({ id: r.id, prompt: r.prompt, response: r.response, pred: r.pred, result: r.result, gold: r.gold });
+  const asGeneration = (r: ResultRecord): Generation => ({ id: r.id, prompt: r.prompt, response: r.response, pred: r.pred, result: r.result, gold: r.gold, ...tokenFields(r) });
 
   // ---- the steps as a graph -----------------------------------------------------------------------------
   // Each step starts when the steps it reads have finished; up to cfg.jobs run at once (RunFolder). Tasks
@@ -179,7 +226,7 @@ export async function runMethod(cfg: RunConfig, events: StepEvents, signal?: Abo
   const none = [] as const;
 
   // ---- Stage I (§4) --------------------------------------------------------------------------------
-  const weakSft = task(none, (prio) => sftStep(prio, '01-weak-sft', 'weak', cfg.train.weak, () =>
+  const weakSft = task(none, (prio) => sftStep(prio, '01-weak-sft', 'weak', cfg.train.weak, train1, () =>
     train1.map((p) => ({ id: p.id, content: zeroShot(p), output: p.target ?? '' })).filter((r) => r.output !== ''), ids.train1));
   const dWeak = task([weakSft], (prio, w) => answerStep(prio, '02-d-weak', 'weak', w, train2, 'train2'));
 
@@ -191,8 +238,11 @@ export async function runMethod(cfg: RunConfig, events: StepEvents, signal?: Abo
       const demos = cfg.prompt.demos.strategy === 'ids'
         ? selectDemos(pool, { strategy: 'ids', ids: cfg.prompt.demos.ids })
         : selectDemos(pool, { strategy: 'random', k: Math.min(cfg.prompt.shots, pool.length), seed: cfg.prompt.demos.seed });
-      const prompts = train2.map((p) => buildFewShotPrompt(p.question, demos, cfg.prompt.template));
-      const res = await withSource(ctx, 'strong', undefined, (m, _lora, partial) => generate(m, train2, prompts, train2.map(zeroShot), { ...genOptions(ctx), partial: partial('results.partial') }));
+      // Chat: each demonstration is an earlier user turn answered by an assistant turn (chatFewShotPrompt).
+      const sv = chat ? await vocab('strong') : undefined;
+      const prompts = train2.map((p) => (sv ? chatFewShotPrompt(sv, p.question, demos, chat) : buildFewShotPrompt(p.question, demos, cfg.prompt.template)));
+      const recordPrompts = await zeroShots('strong', train2);
+      const res = await withSource(ctx, 'strong', undefined, (m, _lora, partial) => generate(m, train2, prompts, recordPrompts, { ...genOptions(ctx, 'strong'), partial: partial('results.partial') }));
       const rows = res.map((r) => r[0]!);
       writeJsonl(path.join(ctx.dir, 'results.jsonl'), rows);
       fs.writeFileSync(path.join(ctx.dir, 'demos.json'), JSON.stringify(demos, null, 2));
@@ -221,22 +271,22 @@ export async function runMethod(cfg: RunConfig, events: StepEvents, signal?: Abo
   const select1 = task([dWeak, icl], (prio, dw, ic) => selectStep(prio, '04-select-1', dw, ic));
   let mPlus: Promise<StepOutcome>;
   if (cfg.stage1.iterations === 1) {
-    mPlus = task([select1], (prio, s1) => sftStep(prio, '05-strong-sft-1', 'strong', cfg.train.strong, () => nonEmpty(s1, cfg.stage1.set), s1.hash(`${cfg.stage1.set}.json`)));
+    mPlus = task([select1], (prio, s1) => sftStep(prio, '05-strong-sft-1', 'strong', cfg.train.strong, train2, () => nonEmpty(s1, cfg.stage1.set), s1.hash(`${cfg.stage1.set}.json`)));
   } else {
-    const onWeak = task([select1], (prio, s1) => sftStep(prio, '05-strong-weak-1', 'strong', cfg.train.strong, () => nonEmpty(s1, 'weak'), s1.hash('weak.json')));
-    const onIcl = task([select1], (prio, s1) => sftStep(prio, '05-strong-icl-1', 'strong', cfg.train.strong, () => nonEmpty(s1, 'icl'), s1.hash('icl.json')));
+    const onWeak = task([select1], (prio, s1) => sftStep(prio, '05-strong-weak-1', 'strong', cfg.train.strong, train2, () => nonEmpty(s1, 'weak'), s1.hash('weak.json')));
+    const onIcl = task([select1], (prio, s1) => sftStep(prio, '05-strong-icl-1', 'strong', cfg.train.strong, train2, () => nonEmpty(s1, 'icl'), s1.hash('icl.json')));
     const genWeak = task([onWeak], (prio, a) => answerStep(prio, '06-gen-weak-1', 'strong', a, train2, 'train2'));
     const genIcl = task([onIcl], (prio, a) => answerStep(prio, '06-gen-icl-1', 'strong', a, train2, 'train2'));
     const select2 = task([genWeak, genIcl], (prio, a, b) => selectStep(prio, '07-select-2', a, b));
-    mPlus = task([select2], (prio, s2) => sftStep(prio, '08-strong-sft-2', 'strong', cfg.train.strong, () => nonEmpty(s2, cfg.stage1.set), s2.hash(`${cfg.stage1.set}.json`)));
+    mPlus = task([select2], (prio, s2) => sftStep(prio, '08-strong-sft-2', 'strong', cfg.train.strong, train2, () => nonEmpty(s2, cfg.stage1.set), s2.hash(`${cfg.stage1.set}.json`)));
   }
 
   // ---- baselines --------------------------------------------------------------------------------------
   const fullWeak = cfg.baselines.fullWeakFt
-    ? task([dWeak], (prio, dw) => sftStep(prio, '10-full-weak-ft', 'strong', cfg.train.strong, () => results(dw).map((r) => ({ id: r.id, content: r.prompt, output: r.response })).filter((r) => r.output !== ''), dw.hash('results.jsonl')))
+    ? task([dWeak], (prio, dw) => sftStep(prio, '10-full-weak-ft', 'strong', cfg.train.strong, train2, () => results(dw).map((r) => ({ id: r.id, content: r.prompt, output: r.response, ...tokenFields(r) })).filter((r) => r.output !== ''), dw.hash('results.jsonl')))
     : undefined;
   const ceiling = cfg.baselines.ceiling
-    ? task(none, (prio) => sftStep(prio, '11-ceiling', 'strong', cfg.train.strong, () => train2.map((p) => ({ id: p.id, content: zeroShot(p), output: p.target ?? '' })).filter((r) => r.output !== ''), ids.train2))
+    ? task(none, (prio) => sftStep(prio, '11-ceiling', 'strong', cfg.train.strong, train2, () => train2.map((p) => ({ id: p.id, content: zeroShot(p), output: p.target ?? '' })).filter((r) => r.output !== ''), ids.train2))
     : undefined;
 
   // ---- Stage II (§5) ------------------------------------------------------------------------------------
@@ -247,9 +297,9 @@ export async function runMethod(cfg: RunConfig, events: StepEvents, signal?: Abo
     const sampled = task([mPlus], (priority, mp) => run.run({
       name: '20-stage2-sample', priority, inputs: { strong: ids.strong, mPlus: mp.hash('adapter.gguf'), data: ids.train2, n: train2.length, s2: [s2.samples, s2.temperature, s2.topP, s2.seed], gen, ...remoteInput('strong', mp) },
       async run(ctx) {
-        const prompts = train2.map(zeroShot);
+        const prompts = await zeroShots('strong', train2);
         const res = await withSource(ctx, 'strong', mp, (m, lora, partial) =>
-          generate(m, train2, prompts, prompts, { ...genOptions(ctx), lora, n: s2.samples, temperature: s2.temperature, topP: s2.topP, seed: s2.seed, partial: partial('samples.partial') }));
+          generate(m, train2, prompts, prompts, { ...genOptions(ctx, 'strong'), lora, n: s2.samples, temperature: s2.temperature, topP: s2.topP, seed: s2.seed, partial: partial('samples.partial') }));
         writeJsonl(path.join(ctx.dir, 'samples.jsonl'), res.flat());
         return { questions: res.length, samples: res.length * s2.samples, passAtK: passAtK(res.map((r) => r.map((x) => x.result)), s2.samples), majAtK: majAtK(res, s2.samples) };
       },
@@ -260,7 +310,9 @@ export async function runMethod(cfg: RunConfig, events: StepEvents, signal?: Abo
         const weak = results(dw);
         const byId = new Map<string, ResultRecord[]>();
         for (const r of readJsonl<ResultRecord>(sm.file('samples.jsonl'))) byId.set(String(r.id), [...(byId.get(String(r.id)) ?? []), r]);
-        const built = buildPairs(weak.map((w) => ({ id: w.id, prompt: w.prompt, weak: w, samples: byId.get(String(w.id)) ?? [] })), {
+        // Chat: the pair's prompt is the strong model's rendering (its samples' prompt), not the weak model's.
+        const promptOf = (w: ResultRecord) => (chat ? byId.get(String(w.id))?.[0]?.prompt ?? w.prompt : w.prompt);
+        const built = buildPairs(weak.map((w) => ({ id: w.id, prompt: promptOf(w), weak: w, samples: byId.get(String(w.id)) ?? [] })), {
           minConfidence: s2.minConfidence, rejectConfidence: s2.rejectConfidence, pairsPerQuestion: s2.pairsPerQuestion, seed: s2.pairSeed,
         });
         writeJson(path.join(ctx.dir, 'pairs.json'), built.pairs);
@@ -268,20 +320,24 @@ export async function runMethod(cfg: RunConfig, events: StepEvents, signal?: Abo
       },
     }));
     mPro = task([mPlus, pairs], async (priority, mp, pr) => {
-      const pairRows = (JSON.parse(fs.readFileSync(pr.file('pairs.json'), 'utf8')) as { instruction: string; input: string; output: [string, string] }[]);
+      const pairRows = JSON.parse(fs.readFileSync(pr.file('pairs.json'), 'utf8')) as PairRecord[];
       if (pairRows.length === 0) return undefined;
       const tc = cfg.train.preference;
       return run.run({
-        name: `22-stage2-${s2.algorithm}`, priority, inputs: { strong: ids.strong, mPlus: mp.hash('adapter.gguf'), pairs: pr.hash('pairs.json'), tc, beta: s2.beta, lambda: s2.lambda },
+        name: `22-stage2-${s2.algorithm}`, priority,
+        inputs: { strong: ids.strong, mPlus: mp.hash('adapter.gguf'), pairs: pr.hash('pairs.json'), tc, beta: s2.beta, lambda: s2.lambda, ...(chat ? { template: CHAT, ...chatInput } : {}) },
         async run(ctx) {
-          const data = pairRows.map((p) => ({ prompt: p.instruction + p.input, chosen: p.output[0], rejected: p.output[1] }));
+          // Each side on its generated ids where the strong model generated it (its samples; the weak side only
+          // with an identical vocabulary), else on its text; chat pairs rendered for the strong model.
+          const built = buildPreferenceRows(await rowContext('strong', train2), pairRows);
+          const data = built.examples;
           const common = {
             model: cfg.strong.model, lora: mp.file('adapter.gguf'), out: path.join(ctx.dir, 'adapter.gguf'), data, ...tc,
-            threads: cfg.generation.threads, signal: ctx.signal,
+            threads: cfg.generation.threads, signal: ctx.signal, ...(chat ? { parseSpecial: true } : {}),
             onProgress: (p: { step: number; totalSteps: number; loss: number }) => ctx.progress(p.step, p.totalSteps, `loss ${p.loss.toFixed(3)}`),
           };
           const r = s2.algorithm === 'dpo' ? await trainDpo({ ...common, beta: s2.beta }) : await trainOrpo({ ...common, lambda: s2.lambda });
-          return { pairs: data.length, steps: r.steps, firstLoss: r.history[0]?.loss, lastLoss: r.history.at(-1)?.loss };
+          return { pairs: data.length, generatedIdSides: built.generatedIds, textSides: built.text, steps: r.steps, firstLoss: r.history[0]?.loss, lastLoss: r.history.at(-1)?.loss };
         },
       });
     });
@@ -296,13 +352,14 @@ export async function runMethod(cfg: RunConfig, events: StepEvents, signal?: Abo
       const s = await run.run({
         name: `30-eval-${label}`, priority, inputs: { model: ids[model], adapter: adapter?.hash('adapter.gguf'), data: ids.test, n: test.length, gen, k: cfg.eval.k, ...remoteInput(model, adapter) },
         async run(ctx) {
-          const prompts = test.map(zeroShot);
+          const prompts = await zeroShots(model, test);
           return withSource(ctx, model, adapter, async (m, lora, partial) => {
-            const greedy = (await generate(m, test, prompts, prompts, { ...genOptions(ctx), lora, partial: partial('greedy.partial') })).map((r) => r[0]!);
+            // Test answers are never trained on: no ids.
+            const greedy = (await generate(m, test, prompts, prompts, { ...genOptions(ctx, model, false), lora, partial: partial('greedy.partial') })).map((r) => r[0]!);
             writeJsonl(path.join(ctx.dir, 'results.jsonl'), greedy);
             const stats: Record<string, unknown> = { questions: test.length, accuracy: greedyAccuracy(greedy.map((r) => r.result)) };
             if (cfg.eval.k > 0) {
-              const sampled = await generate(m, test, prompts, prompts, { ...genOptions(ctx), lora, n: cfg.eval.k, temperature: 1, seed: cfg.stage2.seed, partial: partial('sampled.partial') });
+              const sampled = await generate(m, test, prompts, prompts, { ...genOptions(ctx, model, false), lora, n: cfg.eval.k, temperature: 1, seed: cfg.stage2.seed, partial: partial('sampled.partial') });
               stats[`pass@${cfg.eval.k}`] = passAtK(sampled.map((r) => r.map((x) => x.result)), cfg.eval.k);
               stats[`maj@${cfg.eval.k}`] = majAtK(sampled, cfg.eval.k);
             }
@@ -323,6 +380,7 @@ export async function runMethod(cfg: RunConfig, events: StepEvents, signal?: Abo
 
   // Every task settles before the run returns or throws: no step keeps running behind a failure.
   await Promise.allSettled(tasks);
+  for (const v of Object.values(vocabs)) await v.then((m) => m.dispose(), () => undefined);
   if (firstError) throw firstError.err;
   const acc: Record<string, Record<string, unknown>> = {};
   for (const [k, p] of evals) {
