@@ -156,6 +156,13 @@ export interface NativeTrainerOptions {
   headChunkBytes?: number;
   /** Bytes of one transposed chunk of a frozen weight (default 64 MiB). */
   transposeChunkBytes?: number;
+  /**
+   * GELU and tanh (gemma, gemma2) have no ggml backward pass: the graph differentiates their smooth forms
+   * and by default computes the backend's own kernels in the forward pass (llama.cpp's values: GELU's CPU
+   * kernel is a table over F16 inputs). true: the smooth forms in the forward pass too, so the loss is
+   * exactly the function the gradient belongs to (finite-difference checks). Default false.
+   */
+  smoothForward?: boolean;
 }
 
 export interface NativeMemoryPlan {

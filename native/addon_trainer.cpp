@@ -368,6 +368,7 @@ Napi::Value create_trainer(const Napi::CallbackInfo & info) {
         if (m != "auto" && m != "on" && m != "off") throw make_error(env, ERR_INVALID, "checkpointing must be 'auto', 'on' or 'off', got '" + m + "'");
         p.checkpoint = m == "on" ? trainer_params::checkpointing::on : m == "off" ? trainer_params::checkpointing::off : trainer_params::checkpointing::auto_;
     }
+    if (o.Get("smoothForward").IsBoolean()) p.smooth_forward = o.Get("smoothForward").As<Napi::Boolean>().Value();
     for (const auto & [key, field] : {std::pair<const char *, size_t *>{"headChunkBytes", &p.head_chunk_bytes},
                                       std::pair<const char *, size_t *>{"transposeChunkBytes", &p.transpose_chunk_bytes}}) {
         Napi::Value v = o.Get(key);

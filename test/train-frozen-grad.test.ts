@@ -197,6 +197,18 @@ for (const type of AUDIT_TYPES) {
   });
 }
 
+for (const arch of ['gemma2', 'phi3'] as const) {
+  test(`${arch} q8_0 (GELU's and tanh's smooth forms, soft-caps, post-norms / fused q/k/v and gate/up): every op passes the GPU audit`, async (t) => {
+    const file = await tinyModel({ arch, type: 'q8_0', ...(arch === 'gemma2' ? { slidingWindow: 8 } : {}) });
+    for (const engine of [DEFAULTS, { checkpointing: 'on' } as Engine]) {
+      const ours = await audit(file, engine);
+      t.log(`${arch} ${JSON.stringify(engine)}: ${Object.entries(ours.ops).map(([sig, n]) => `${sig} ×${n}`).join(', ')}`);
+      t.deepEqual(ours.rejected, []);
+      if (arch === 'gemma2') t.true((ours.ops['SOFTPLUS f32'] ?? 0) > 0 && (ours.ops['TANH f32'] ?? 0) > 0 && (ours.ops['GELU f32'] ?? 0) > 0);
+    }
+  });
+}
+
 test('negative controls: the autodiff reference graph of a quantized base is rejected (OUT_PROD on q8_0); so is a made-up op or type', async (t) => {
   const ref = await audit(await auditModel({ name: 'q8_0' }), REFERENCE);
   t.log(ref.rejected.join('; '));

@@ -1,6 +1,6 @@
 // `w2s model create` and `w2s model info`.
 import type { Command } from 'commander';
-import { createModel, type ModelArch, type ModelTensorType } from '../model/create.js';
+import { createModel, MODEL_ARCHS, type ModelArch, type ModelTensorType } from '../model/create.js';
 import { loadModel } from '../model.js';
 import { intArg, floatArg } from './args.js';
 
@@ -8,8 +8,8 @@ export function registerModelCommands(program: Command): void {
   const model = program.command('model').description('create and inspect GGUF models');
   model
     .command('create')
-    .description('write a random-initialised llama or qwen2 GGUF with a working tokenizer (for tests and benchmarks)')
-    .requiredOption('--arch <arch>', 'llama | qwen2 | qwen3')
+    .description('write a random-initialised GGUF with a working tokenizer (for tests and benchmarks)')
+    .requiredOption('--arch <arch>', MODEL_ARCHS.join(' | '))
     .requiredOption('--layers <n>', 'transformer blocks', intArg('--layers', 1))
     .requiredOption('--embd <n>', 'hidden size', intArg('--embd', 1))
     .requiredOption('--heads <n>', 'attention heads', intArg('--heads', 1))
@@ -21,11 +21,15 @@ export function registerModelCommands(program: Command): void {
     .option('--type <type>', 'weight type: f32 | f16 | q8_0 | q4_0', 'f32')
     .option('--seed <n>', 'random seed', intArg('--seed', 0), 0)
     .option('--rope-theta <x>', 'rope frequency base', floatArg('--rope-theta'))
+    .option('--sliding-window <n>', 'attention window, tokens (gemma2: every other layer, default 4096; phi3: declared only)', intArg('--sliding-window', 0))
+    .option('--attn-softcap <x>', 'gemma2 attention logit soft-cap (default 50)', floatArg('--attn-softcap'))
+    .option('--final-softcap <x>', 'gemma2 final logit soft-cap (default 30)', floatArg('--final-softcap'))
     .requiredOption('--out <file>', 'output GGUF')
     .action(async (o) => {
       const info = await createModel({
         arch: o.arch as ModelArch, layers: o.layers, embd: o.embd, heads: o.heads, kvHeads: o.kvHeads ?? o.heads,
         ff: o.ff, ctx: o.ctx, vocab: o.vocab, vocabFrom: o.vocabFrom, type: o.type as ModelTensorType, seed: o.seed, out: o.out, ropeTheta: o.ropeTheta,
+        slidingWindow: o.slidingWindow, attnSoftcap: o.attnSoftcap, finalSoftcap: o.finalSoftcap,
       });
       process.stdout.write(JSON.stringify(info) + '\n');
     });

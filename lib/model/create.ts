@@ -1,4 +1,4 @@
-// createModel: validates a small llama/qwen2 config and writes a deterministic random-initialised GGUF
+// createModel: validates a small llama-family config and writes a deterministic random-initialised GGUF
 // (weights, hyper-parameters, tokenizer) that llama.cpp loads like a converted checkpoint.
 
 import { checkOutputPaths } from '../io/outputs.js';
@@ -9,8 +9,14 @@ import { GgmlType, GgufValueType, type GgufKv } from '../gguf/types.js';
 import { writeGguf, type GgufTensorSource } from '../gguf/writer.js';
 import { baseVocabSize, buildVocab, type TokenizerKind, type TokenizerVocab } from './tokenizer-vocab.js';
 
-/** llama (Llama 2/3, Mistral), qwen2 (q/k/v biases, tied embeddings), qwen3 (per-head q/k RMS norms, tied embeddings). */
-export type ModelArch = 'llama' | 'qwen2' | 'qwen3';
+/**
+ * llama (Llama 2/3, Mistral), qwen2 (q/k/v biases, tied embeddings), qwen3 (per-head q/k RMS norms, tied
+ * embeddings), gemma (GELU, √n_embd embedding scale, tied), gemma2 (gemma + post-norms, attention and final
+ * logit soft-capping, sliding-window layers), phi3 (fused attn_qkv and gate/up ffn_up). Tensor names and
+ * metadata are those the bundled llama.cpp converter writes for each.
+ */
+export type ModelArch = 'llama' | 'qwen2' | 'qwen3' | 'gemma' | 'gemma2' | 'phi3';
+export const MODEL_ARCHS: readonly ModelArch[] = ['llama', 'qwen2', 'qwen3', 'gemma', 'gemma2', 'phi3'];
 export type ModelTensorType = 'f32' | 'f16' | 'q8_0' | 'q4_0';
 
 export interface CreateModelOptions {
@@ -51,6 +57,14 @@ export interface CreateModelOptions {
   rmsEps?: number;
   /** general.name; default derived from the config. */
   name?: string;
+  /**
+   * <arch>.attention.sliding_window, tokens (gemma2 and phi3 only): gemma2 slides on every other layer
+   * (default 4096, as Gemma 2); phi3 declares one (Phi-3-mini: 2047) that llama.cpp ignores (default 0, as Phi-4).
+   */
+  slidingWindow?: number;
+  /** gemma2.attn_logit_softcapping (default 50) and gemma2.final_logit_softcapping (default 30). */
+  attnSoftcap?: number;
+  finalSoftcap?: number;
 }
 
 export interface ModelInfo {
@@ -77,7 +91,8 @@ export interface ModelInfo {
   tensorCount: number;
 }
 
-const OPTION_KEYS = ['arch', 'layers', 'embd', 'heads', 'kvHeads', 'ff', 'ctx', 'vocab', 'vocabFrom', 'ropeFreqs', 'type', 'seed', 'out', 'ropeTheta', 'rmsEps', 'name'] as const;
+const OPTION_KEYS = ['arch', 'layers', 'embd', 'heads', 'kvHeads', 'ff', 'ctx', 'vocab', 'vocabFrom', 'ropeFreqs', 'type', 'seed', 'out', 'ropeTheta', 'rmsEps', 'name',
+  'slidingWindow', 'attnSoftcap', 'finalSoftcap'] as const;
 const TYPES: Record<ModelTensorType, { ggml: GgmlType; fileType: number }> = {
   f32: { ggml: GgmlType.F32, fileType: 0 }, // LLAMA_FTYPE_ALL_F32
   f16: { ggml: GgmlType.F16, fileType: 1 }, // LLAMA_FTYPE_MOSTLY_F16
@@ -110,6 +125,7 @@ function oneOf<T extends string>(o: Record<string, unknown>, key: string, allowe
 }
 
 type ResolvedCreateOptions = Required<Omit<CreateModelOptions, 'vocabFrom' | 'ropeFreqs'>> & Pick<CreateModelOptions, 'vocabFrom' | 'ropeFreqs'>;
+const GEMMA = (a: ModelArch) => a === 'gemma' || a === 'gemma2';
 
 /** Validates and fills defaults; every failure is an InvalidArgumentError with the shared message shape. */
 export function resolveCreateModelOptions(options: unknown): ResolvedCreateOptions {
@@ -120,7 +136,7 @@ export function resolveCreateModelOptions(options: unknown): ResolvedCreateOptio
   for (const key of Object.keys(o)) {
     if (!(OPTION_KEYS as readonly string[]).includes(key)) throw InvalidArgumentError.expected(`one of ${OPTION_KEYS.join(', ')}`, 'option name', key);
   }
-  const arch = oneOf(o, 'arch', ['llama', 'qwen2', 'qwen3'] as const);
+  const arch = oneOf(o, 'arch', MODEL_ARCHS);
   const layers = positiveInt(o, 'layers');
   const embd = positiveInt(o, 'embd');
   const heads = positiveInt(o, 'heads');
@@ -132,10 +148,25 @@ export function resolveCreateModelOptions(options: unknown): ResolvedCreateOptio
   if (typeof seed !== 'number' || !Number.isSafeInteger(seed) || seed < 0) throw InvalidArgumentError.expected('non-negative safe integer', 'seed', seed);
   if (typeof o.out !== 'string' || o.out.length === 0) throw InvalidArgumentError.expected('non-empty path string', 'out', o.out);
   const out = o.out;
-  const name = o.name === undefined ? `w2s-random-${arch}-${layers}x${embd}-${type}-seed${seed}` : o.name;
+  // llama.cpp keys Phi-3's special-token attributes on "phi3"/"phi-3" in general.name and then looks up Phi-3's
+  // own special tokens, which the built-in vocabulary lacks: the default name avoids both spellings.
+  const name = o.name === undefined ? `w2s-random-${arch === 'phi3' ? 'phi_3' : arch}-${layers}x${embd}-${type}-seed${seed}` : o.name;
   if (typeof name !== 'string' || name.length === 0) throw InvalidArgumentError.expected('non-empty string', 'name', name);
-  const ropeTheta = positiveNumber(o, 'ropeTheta', arch === 'llama' ? 1e4 : 1e6);
-  const rmsEps = positiveNumber(o, 'rmsEps', arch === 'llama' ? 1e-5 : 1e-6);
+  // Defaults as the real models: Llama/Gemma/Phi-3 rope base 10000, Qwen 1e6; RMS epsilon 1e-5 (Llama, Phi-3) or 1e-6.
+  const ropeTheta = positiveNumber(o, 'ropeTheta', arch.startsWith('qwen') ? 1e6 : 1e4);
+  const rmsEps = positiveNumber(o, 'rmsEps', arch === 'llama' || arch === 'phi3' ? 1e-5 : 1e-6);
+  for (const k of ['slidingWindow', 'attnSoftcap', 'finalSoftcap'] as const) {
+    const allowed = k === 'slidingWindow' ? ['gemma2', 'phi3'] : ['gemma2'];
+    if (o[k] !== undefined && !allowed.includes(arch)) throw InvalidArgumentError.expected(`no value (${k} is for ${allowed.join(' and ')})`, k, o[k]);
+  }
+  let slidingWindow = arch === 'gemma2' ? 4096 : 0;
+  if (o.slidingWindow !== undefined) {
+    const v = o.slidingWindow;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > MAX_INT) throw InvalidArgumentError.expected('non-negative integer', 'slidingWindow', v);
+    slidingWindow = v;
+  }
+  const attnSoftcap = positiveNumber(o, 'attnSoftcap', 50);
+  const finalSoftcap = positiveNumber(o, 'finalSoftcap', 30);
 
   const base = baseVocabSize(tokenizerFor(arch));
   let vocab = base;
@@ -163,11 +194,11 @@ export function resolveCreateModelOptions(options: unknown): ResolvedCreateOptio
   if (ropeFreqs !== undefined && (ropeFreqs !== 'llama3' || arch !== 'llama')) {
     throw InvalidArgumentError.expected("'llama3' (llama arch only)", 'ropeFreqs', ropeFreqs);
   }
-  return { arch, layers, embd, heads, kvHeads, ff, ctx, vocab, vocabFrom, ropeFreqs, type, seed, out, ropeTheta, rmsEps, name };
+  return { arch, layers, embd, heads, kvHeads, ff, ctx, vocab, vocabFrom, ropeFreqs, type, seed, out, ropeTheta, rmsEps, name, slidingWindow, attnSoftcap, finalSoftcap };
 }
 
 function tokenizerFor(arch: ModelArch): TokenizerKind {
-  return arch === 'llama' ? 'spm' : 'bpe';
+  return arch.startsWith('qwen') ? 'bpe' : 'spm';  // Gemma and Phi-3 ship SentencePiece vocabularies
 }
 
 // --- deterministic random numbers -------------------------------------------------------------
@@ -273,29 +304,47 @@ function planTensors(o: ResolvedCreateOptions, nVocab: number): TensorPlan[] {
   const outStd = 1 / Math.sqrt(o.embd);
   const headDim = o.embd / o.heads;
   const kvDim = headDim * o.kvHeads;
-  const tied = o.arch !== 'llama'; // like Qwen2.5-0.5B / Qwen3-0.6B: no output.weight, llama.cpp reuses token_embd
-  const plans: TensorPlan[] = [{ name: 'token_embd.weight', ne: [o.embd, nVocab], type: w, init: tied ? outStd : std }];
+  const gemma = GEMMA(o.arch);
+  // Tied like Qwen2.5-0.5B / Qwen3-0.6B / every Gemma: no output.weight, llama.cpp reuses token_embd, whose std
+  // is then the head's (Gemma's graph scales the inputs by √n_embd: ~unit entries, as in the real models).
+  const tied = o.arch !== 'llama' && o.arch !== 'phi3';
+  const embStd = tied ? outStd : std;
+  // Gemma's converter stores 1 + w for its norms: random gains around 1 show a dropped or doubled offset.
+  const norm = gemma ? 'near-one' : 'ones';
+  const plans: TensorPlan[] = [{ name: 'token_embd.weight', ne: [o.embd, nVocab], type: w, init: embStd }];
   for (let i = 0; i < o.layers; i++) {
     const p = `blk.${i}.`;
-    plans.push({ name: `${p}attn_norm.weight`, ne: [o.embd], type: f32, init: 'ones' });
-    plans.push({ name: `${p}attn_q.weight`, ne: [o.embd, headDim * o.heads], type: w, init: std });
-    if (o.arch === 'qwen2') plans.push({ name: `${p}attn_q.bias`, ne: [headDim * o.heads], type: f32, init: std });
-    plans.push({ name: `${p}attn_k.weight`, ne: [o.embd, kvDim], type: w, init: std });
-    if (o.arch === 'qwen2') plans.push({ name: `${p}attn_k.bias`, ne: [kvDim], type: f32, init: std });
-    plans.push({ name: `${p}attn_v.weight`, ne: [o.embd, kvDim], type: w, init: std });
-    if (o.arch === 'qwen2') plans.push({ name: `${p}attn_v.bias`, ne: [kvDim], type: f32, init: std });
+    plans.push({ name: `${p}attn_norm.weight`, ne: [o.embd], type: f32, init: norm });
+    if (o.arch === 'phi3') {
+      // One matrix for q, k and v (rows q, then k, then v), as Phi-3's qkv_proj.
+      plans.push({ name: `${p}attn_qkv.weight`, ne: [o.embd, headDim * o.heads + 2 * kvDim], type: w, init: std });
+    } else {
+      plans.push({ name: `${p}attn_q.weight`, ne: [o.embd, headDim * o.heads], type: w, init: std });
+      if (o.arch === 'qwen2') plans.push({ name: `${p}attn_q.bias`, ne: [headDim * o.heads], type: f32, init: std });
+      plans.push({ name: `${p}attn_k.weight`, ne: [o.embd, kvDim], type: w, init: std });
+      if (o.arch === 'qwen2') plans.push({ name: `${p}attn_k.bias`, ne: [kvDim], type: f32, init: std });
+      plans.push({ name: `${p}attn_v.weight`, ne: [o.embd, kvDim], type: w, init: std });
+      if (o.arch === 'qwen2') plans.push({ name: `${p}attn_v.bias`, ne: [kvDim], type: f32, init: std });
+    }
     if (o.arch === 'qwen3') {
       // Per-head RMS norms of q and k (ne = [head_dim]), applied before rope.
       plans.push({ name: `${p}attn_q_norm.weight`, ne: [headDim], type: f32, init: 'near-one' });
       plans.push({ name: `${p}attn_k_norm.weight`, ne: [headDim], type: f32, init: 'near-one' });
     }
     plans.push({ name: `${p}attn_output.weight`, ne: [headDim * o.heads, o.embd], type: w, init: std });
-    plans.push({ name: `${p}ffn_norm.weight`, ne: [o.embd], type: f32, init: 'ones' });
-    plans.push({ name: `${p}ffn_gate.weight`, ne: [o.embd, o.ff], type: w, init: std });
-    plans.push({ name: `${p}ffn_up.weight`, ne: [o.embd, o.ff], type: w, init: std });
+    if (o.arch === 'gemma2') plans.push({ name: `${p}post_attention_norm.weight`, ne: [o.embd], type: f32, init: norm });
+    plans.push({ name: `${p}ffn_norm.weight`, ne: [o.embd], type: f32, init: norm });
+    if (o.arch === 'phi3') {
+      // gate_up_proj: gate rows first, then up (ggml_swiglu's split).
+      plans.push({ name: `${p}ffn_up.weight`, ne: [o.embd, 2 * o.ff], type: w, init: std });
+    } else {
+      plans.push({ name: `${p}ffn_gate.weight`, ne: [o.embd, o.ff], type: w, init: std });
+      plans.push({ name: `${p}ffn_up.weight`, ne: [o.embd, o.ff], type: w, init: std });
+    }
     plans.push({ name: `${p}ffn_down.weight`, ne: [o.ff, o.embd], type: w, init: std });
+    if (o.arch === 'gemma2') plans.push({ name: `${p}post_ffw_norm.weight`, ne: [o.embd], type: f32, init: norm });
   }
-  plans.push({ name: 'output_norm.weight', ne: [o.embd], type: f32, init: 'ones' });
+  plans.push({ name: 'output_norm.weight', ne: [o.embd], type: f32, init: norm });
   if (o.ropeFreqs === 'llama3') plans.push({ name: 'rope_freqs.weight', ne: [headDim / 2], type: f32, init: llama3RopeFactors(headDim, o.ropeTheta) });
   if (!tied) plans.push({ name: 'output.weight', ne: [o.embd, nVocab], type: w, init: outStd });
   return plans;
@@ -337,6 +386,17 @@ async function tokenizerFrom(file: string): Promise<{ kv: GgufKv[]; nVocab: numb
 
 function modelKv(o: ResolvedCreateOptions, nVocab: number): GgufKv[] {
   const a = o.arch;
+  const headDim = o.embd / o.heads;
+  // What each converter adds (conversion/gemma.py, conversion/phi.py): Gemma writes key/value lengths and
+  // no rope keys; Gemma 2 its soft-caps and window; Phi-3 its original context and window.
+  const extra: GgufKv[] = [];
+  if (GEMMA(a)) extra.push(u32(`${a}.attention.key_length`, headDim), u32(`${a}.attention.value_length`, headDim));
+  if (a === 'gemma2') {
+    extra.push(f32v(`${a}.attn_logit_softcapping`, o.attnSoftcap), f32v(`${a}.final_logit_softcapping`, o.finalSoftcap),
+      u32(`${a}.attention.sliding_window`, o.slidingWindow));
+  }
+  if (a === 'phi3') extra.push(u32(`${a}.rope.scaling.original_context_length`, o.ctx), u32(`${a}.attention.sliding_window`, o.slidingWindow));
+  const rope = GEMMA(a) ? [] : [f32v(`${a}.rope.freq_base`, o.ropeTheta), u32(`${a}.rope.dimension_count`, headDim)];
   return [
     str('general.architecture', a),
     str('general.type', 'model'),
@@ -351,14 +411,14 @@ function modelKv(o: ResolvedCreateOptions, nVocab: number): GgufKv[] {
     u32(`${a}.attention.head_count`, o.heads),
     u32(`${a}.attention.head_count_kv`, o.kvHeads),
     f32v(`${a}.attention.layer_norm_rms_epsilon`, o.rmsEps),
-    f32v(`${a}.rope.freq_base`, o.ropeTheta),
-    u32(`${a}.rope.dimension_count`, o.embd / o.heads),
+    ...rope,
+    ...extra,
     { key: 'w2s.random_init.seed', type: GgufValueType.UINT64, value: o.seed },
   ];
 }
 
 /**
- * Writes a random-initialised llama or qwen2 GGUF to `options.out` (atomically, streaming tensor data) and
+ * Writes a random-initialised GGUF of one of MODEL_ARCHS to `options.out` (atomically, streaming tensor data) and
  * describes it. Same options (incl. seed) give a byte-identical file.
  */
 export async function createModel(options: CreateModelOptions): Promise<ModelInfo> {

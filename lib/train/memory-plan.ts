@@ -3,7 +3,7 @@
 // checked against what the device has, so a run that cannot fit stops with a typed error naming the
 // options that shrink it instead of failing an allocation deep in ggml.
 import os from 'node:os';
-import { OutOfMemoryError } from '../errors.js';
+import { OutOfMemoryError, UnsupportedModelError } from '../errors.js';
 import type { NativeTrainer } from '../native.js';
 import type { ResolvedTrainOptions } from './options.js';
 
@@ -49,6 +49,8 @@ export async function planMemory(trainer: NativeTrainer, shape: MemoryPlan['shap
   try {
     n = await trainer.plan({ T: shape.tokens, B: shape.sequences, pairs: shape.pairs });
   } catch (err) {
+    // The model refuses this shape (a sequence past a sliding window the graph does not implement).
+    if (/cannot be trained/.test((err as Error).message)) throw new UnsupportedModelError(`${o.model}: ${(err as Error).message}`, { cause: err });
     // The reservation itself failed: the compute buffers could not be allocated.
     throw new OutOfMemoryError(`Training ${o.model} does not fit: ${(err as Error).message}. Shrink it with ${hints(o.checkpointing === 'on')}`, { cause: err });
   }

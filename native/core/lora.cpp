@@ -30,9 +30,22 @@ const ggml_tensor * base_weight(const train_model & m, const lora_pair & p) {
 }
 
 // Tensor name of a pair's A in adapter files: llama.cpp's `<base weight>.lora_a`.
-std::string lora_a_name(int layer, int target) {
+// "" for a slot a fused weight absorbed (phi3's attn_k/attn_v/ffn_gate).
+std::string lora_a_name(const train_model & m, int layer, int target) {
     if (layer < 0) return "output.weight.lora_a";
-    return "blk." + std::to_string(layer) + "." + lora_target_name(target) + ".weight.lora_a";
+    const std::string base = m.weight_base(layer, target);
+    return base.empty() ? "" : base + ".weight.lora_a";
+}
+
+// Whether the mask asks for slot t of layer il: a fused matrix is adapted when any projection it holds is
+// asked for (attn_qkv for q, k or v; phi3's ffn_up for gate or up), its absorbed slots never.
+bool wants(const train_model & m, uint32_t targets, int il, int t) {
+    const train_layer & L = m.layers[il];
+    if (L.w[t] == nullptr) return false;
+    uint32_t bits = 1u << t;
+    if (t == T_Q && L.fused_qkv) bits |= (1u << T_K) | (1u << T_V);
+    if (t == T_UP && L.fused_gate_up) bits |= 1u << T_GATE;
+    return (targets & bits) != 0;
 }
 
 // `has(layer, target)` picks the adapted projections (layer -1: the output head); adapters made elsewhere
@@ -47,11 +60,11 @@ std::unique_ptr<lora_set> allocate(const train_model & m, int rank, float alpha,
     l->index.assign(n_layer, std::vector<int>(T_COUNT, -1));
     for (int il = 0; il < n_layer; ++il) {
         for (int t = 0; t < T_COUNT; ++t) {
-            if (!(targets & (1u << t)) || (has && !has(il, t))) continue;
+            if (!wants(m, targets, il, t) || (has && !has(il, t))) continue;
             lora_pair p;
             p.layer = il;
             p.target = t;
-            p.base = "blk." + std::to_string(il) + "." + lora_target_name(t);
+            p.base = m.weight_base(il, t);
             l->index[il][t] = static_cast<int>(l->pairs.size());
             l->pairs.push_back(p);
         }
@@ -190,7 +203,8 @@ bool open_adapter(const train_model & m, const std::string & path, gguf_ptr & f,
     std::string rank_from;
     const auto note = [&](int il, int target) {
         if (!err.empty()) return;
-        const std::string name = lora_a_name(il, target);
+        const std::string name = lora_a_name(m, il, target);
+        if (name.empty()) return;
         const ggml_tensor * a = ggml_get_tensor(f.ctx, name.c_str());
         if (a == nullptr) return;
         targets |= 1u << target;
@@ -230,8 +244,9 @@ bool open_adapter(const train_model & m, const std::string & path, gguf_ptr & f,
 std::unique_ptr<lora_set> allocate_like(const train_model & m, const gguf_ptr & f, int rank, float alpha, uint32_t targets,
                                         ggml_backend_t backend, std::string & err) {
     ggml_context * fc = f.ctx;
-    return allocate(m, rank, alpha, targets, backend, err, [fc](int il, int t) {
-        return ggml_get_tensor(fc, lora_a_name(il, t).c_str()) != nullptr;
+    return allocate(m, rank, alpha, targets, backend, err, [fc, &m](int il, int t) {
+        const std::string name = lora_a_name(m, il, t);
+        return !name.empty() && ggml_get_tensor(fc, name.c_str()) != nullptr;
     });
 }
 

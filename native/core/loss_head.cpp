@@ -25,6 +25,9 @@ head_out build_head(ggml_context * ctx, const train_model & m, ggml_tensor * hid
         in.targets.push_back(t);
         in.offset.push_back(r0);
         ggml_tensor * logits = ggml_mul_mat(ctx, m.output, h);          // [V, c]
+        const float cap = m.hp.traits.final_softcap;
+        // gemma2: z = cap·tanh(logits / cap) (forward only: the head's gradient is written out below)
+        if (cap > 0.0f) logits = ggml_scale(ctx, ggml_tanh(ctx, ggml_scale(ctx, logits, 1.0f / cap)), cap);
         ggml_tensor * p = ggml_soft_max(ctx, logits);                   // [V, c]
         ggml_tensor * am = ggml_reshape_2d(ctx, ggml_argmax(ctx, logits), 1, c);  // I32 [1, c]
         // One element per column: GET_ROWS over [1, V, c] (rows of length 1, batch = column).
@@ -37,7 +40,14 @@ head_out build_head(ggml_context * ctx, const train_model & m, ggml_tensor * hid
         out.logp = out.logp ? ggml_concat(ctx, out.logp, logp, 1) : logp;
         if (with_grad) {
             ggml_tensor * wt = ggml_get_rows(ctx, m.output, ggml_reshape_1d(ctx, t, c));  // W[:, t] F32 [n_embd, c]
-            ggml_tensor * wp = frozen_matmul_t(ctx, m.output, p, iota, transpose_chunk_bytes, transient);  // [n_embd, c]
+            ggml_tensor * pw = p;
+            if (cap > 0.0f) {
+                // ∂z_j/∂logit_j = g_j = 1 - (z_j / cap)², so u = W·((e_t - p) ⊙ g) = g_t·W[:, t] - W·(p ⊙ g).
+                ggml_tensor * g = ggml_scale_bias(ctx, ggml_sqr(ctx, ggml_scale(ctx, logits, 1.0f / cap)), -1.0f, 1.0f);  // [V, c]
+                wt = ggml_mul(ctx, wt, pick(g, t));
+                pw = ggml_mul(ctx, p, g);
+            }
+            ggml_tensor * wp = frozen_matmul_t(ctx, m.output, pw, iota, transpose_chunk_bytes, transient);  // [n_embd, c]
             ggml_tensor * u = ggml_sub(ctx, wt, wp);
             out.order.push_back(u);
             out.u = out.u ? ggml_concat(ctx, out.u, u, 1) : u;

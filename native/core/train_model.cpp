@@ -17,6 +17,13 @@ const char * lora_target_name(int t) {
     return t >= 0 && t < T_COUNT ? names[t] : "?";
 }
 
+std::string train_model::weight_base(int il, int t) const {
+    const ggml_tensor * w = il >= 0 && il < static_cast<int>(layers.size()) && t >= 0 && t < T_COUNT ? layers[il].w[t] : nullptr;
+    if (w == nullptr) return "";
+    const std::string n = w->name;  // "blk.3.attn_qkv.weight"
+    return n.size() > 7 && n.compare(n.size() - 7, 7, ".weight") == 0 ? n.substr(0, n.size() - 7) : n;
+}
+
 train_model::~train_model() {
     if (buf) ggml_backend_buffer_free(buf);
     if (ctx) ggml_free(ctx);
@@ -141,8 +148,19 @@ std::unique_ptr<train_model> load_train_model(const std::string & path, ggml_bac
     } else if (hp.arch == "qwen3") {
         hp.traits.rope_mode = GGML_ROPE_TYPE_NEOX;
         hp.traits.qk_norm = true;
+    } else if (hp.arch == "gemma" || hp.arch == "gemma2") {
+        hp.traits.rope_mode = GGML_ROPE_TYPE_NEOX;
+        hp.traits.embd_scale = true;
+        hp.traits.gelu = true;
+        if (hp.arch == "gemma2") {
+            hp.traits.post_norms = true;
+            hp.traits.attn_softcap = 50.0f;  // llama.cpp's defaults when the keys are absent
+            hp.traits.final_softcap = 30.0f;
+        }
+    } else if (hp.arch == "phi3") {
+        hp.traits.rope_mode = GGML_ROPE_TYPE_NEOX;
     } else {
-        err = "unsupported architecture '" + hp.arch + "' for training (supported: llama, qwen2, qwen3)";
+        err = "unsupported architecture '" + hp.arch + "' for training (supported: llama, qwen2, qwen3, gemma, gemma2, phi3)";
         return nullptr;
     }
     const std::string a = hp.arch + ".";
@@ -212,6 +230,43 @@ std::unique_ptr<train_model> load_train_model(const std::string & path, ggml_bac
     int_key(a + "rope.dimension_count", hp.n_rot, 2, hp.head_dim(), false);
     if (err.empty() && hp.n_rot % 2 != 0) err = a + "rope.dimension_count is " + std::to_string(hp.n_rot) + ", expected an even number" + DAMAGED;
     if (!err.empty()) return nullptr;
+    if (hp.arch == "gemma2") {
+        float_key(a + "attn_logit_softcapping", hp.traits.attn_softcap);
+        float_key(a + "final_logit_softcapping", hp.traits.final_softcap);
+        // llama.cpp (gemma2.cpp): 1/√(n_embd / n_head) for the 27B shape (46 layers), else 1/√head_dim.
+        hp.traits.q_scale = 1.0f / std::sqrt(static_cast<float>(hp.n_layer == 46 ? hp.n_embd / hp.n_head : hp.head_dim()));
+    }
+    // Sliding windows: gemma2 applies one on every other layer (4096 by default; a pattern key may change
+    // it), as llama.cpp does. Elsewhere a declared window is one llama.cpp ignores too: the graph ignores
+    // it and the trainer refuses sequences longer than it (there the two would differ from the model's
+    // original attention).
+    hp.swa_key = a + "attention.sliding_window";
+    if (hp.arch == "gemma2") hp.n_swa = 4096;
+    int_key(hp.swa_key, hp.n_swa, 0, INT32_MAX, false);
+    hp.swa_layer.assign(hp.n_layer, false);
+    if (hp.arch == "gemma2" && hp.n_swa > 0) {
+        hp.swa_in_graph = true;
+        int pattern = 2;
+        const std::string pkey = a + "attention.sliding_window_pattern";
+        const int64_t pid = gguf_find_key(g, pkey.c_str());
+        if (pid >= 0 && gguf_get_kv_type(g, pid) == GGUF_TYPE_ARRAY) {
+            if (gguf_get_arr_type(g, pid) != GGUF_TYPE_BOOL || gguf_get_arr_n(g, pid) < static_cast<size_t>(hp.n_layer)) {
+                err = pkey + " is not an array of " + std::to_string(hp.n_layer) + " booleans" + DAMAGED;
+                return nullptr;
+            }
+            const bool * v = static_cast<const bool *>(gguf_get_arr_data(g, pid));
+            for (int il = 0; il < hp.n_layer; ++il) hp.swa_layer[il] = v[il];
+            pattern = -1;
+        } else {
+            int_key(pkey, pattern, 0, INT32_MAX, false);
+            if (!err.empty()) return nullptr;
+        }
+        // llama.cpp's set_swa_pattern(n): layer il slides when il % n < n - 1 (n = 0: every layer).
+        for (int il = 0; pattern >= 0 && il < hp.n_layer; ++il) hp.swa_layer[il] = pattern == 0 || il % pattern < pattern - 1;
+        hp.rope_base_swa = hp.rope_base;
+        float_key(a + "rope.freq_base_swa", hp.rope_base_swa);
+    }
+    if (!err.empty()) return nullptr;
     const int64_t scaling = gguf_find_key(g, (a + "rope.scaling.type").c_str());
     if (scaling >= 0) {
         const char * type = get_str(g, a + "rope.scaling.type");
@@ -239,16 +294,31 @@ std::unique_ptr<train_model> load_train_model(const std::string & path, ggml_bac
     };
     m->tok_embd = need("token_embd.weight");
     m->output_norm = need("output_norm.weight");
-    m->output = ggml_get_tensor(m->ctx, "output.weight");
+    // Gemma always ties the head (llama.cpp does not read an output.weight there: one would be refused below).
+    const bool gemma = hp.arch == "gemma" || hp.arch == "gemma2";
+    m->output = gemma ? nullptr : ggml_get_tensor(m->ctx, "output.weight");
     if (m->output == nullptr) m->output = m->tok_embd;  // tied embeddings (Qwen2.5-0.5B style)
-    m->rope_freqs = ggml_get_tensor(m->ctx, "rope_freqs.weight");
+    m->rope_freqs = hp.arch == "llama" ? ggml_get_tensor(m->ctx, "rope_freqs.weight") : nullptr;
     m->layers.resize(hp.n_layer);
     for (int il = 0; il < hp.n_layer; ++il) {
         const std::string p = "blk." + std::to_string(il) + ".";
         train_layer & L = m->layers[il];
         L.attn_norm = need(p + "attn_norm.weight");
         L.ffn_norm = need(p + "ffn_norm.weight");
-        for (int t = 0; t < T_COUNT; ++t) L.w[t] = need(p + lora_target_name(t) + ".weight");
+        if (hp.arch == "phi3") {
+            // phi3 files hold either a fused attn_qkv or separate q/k/v (llama.cpp accepts both), and always
+            // a fused ffn_up [n_embd, 2·n_ff] (gate rows first, as ggml_swiglu splits it) with no ffn_gate.
+            L.fused_qkv = ggml_get_tensor(m->ctx, (p + "attn_qkv.weight").c_str()) != nullptr;
+            L.fused_gate_up = true;
+        }
+        for (int t = 0; t < T_COUNT; ++t) {
+            if ((L.fused_qkv && (t == T_K || t == T_V)) || (L.fused_gate_up && t == T_GATE)) continue;
+            L.w[t] = need(p + (L.fused_qkv && t == T_Q ? "attn_qkv" : lora_target_name(t)) + ".weight");
+        }
+        if (hp.traits.post_norms) {
+            L.attn_post_norm = need(p + "post_attention_norm.weight");
+            L.ffn_post_norm = need(p + "post_ffw_norm.weight");
+        }
         if (hp.traits.qk_norm) {
             L.q_norm = need(p + "attn_q_norm.weight");
             L.k_norm = need(p + "attn_k_norm.weight");
@@ -289,12 +359,16 @@ std::unique_ptr<train_model> load_train_model(const std::string & path, ggml_bac
     for (const train_layer & L : m->layers) {
         shape(L.attn_norm, {E}, "n_embd");
         shape(L.ffn_norm, {E}, "n_embd");
-        shape(L.w[T_Q], {E, Q}, "n_embd, n_head * head_dim");
+        shape(L.attn_post_norm, {E}, "n_embd");
+        shape(L.ffn_post_norm, {E}, "n_embd");
+        if (L.fused_qkv) shape(L.w[T_Q], {E, Q + 2 * KV}, "n_embd, (n_head + 2 * n_head_kv) * head_dim");
+        else shape(L.w[T_Q], {E, Q}, "n_embd, n_head * head_dim");
         shape(L.w[T_K], {E, KV}, "n_embd, n_head_kv * head_dim");
         shape(L.w[T_V], {E, KV}, "n_embd, n_head_kv * head_dim");
         shape(L.w[T_O], {Q, E}, "n_head * head_dim, n_embd");
         shape(L.w[T_GATE], {E, F}, "n_embd, n_ff");
-        shape(L.w[T_UP], {E, F}, "n_embd, n_ff");
+        if (L.fused_gate_up) shape(L.w[T_UP], {E, 2 * F}, "n_embd, 2 * n_ff");
+        else shape(L.w[T_UP], {E, F}, "n_embd, n_ff");
         shape(L.w[T_DOWN], {F, E}, "n_ff, n_embd");
         shape(L.q_norm, {HD}, "head_dim");
         shape(L.k_norm, {HD}, "head_dim");
@@ -308,7 +382,7 @@ std::unique_ptr<train_model> load_train_model(const std::string & path, ggml_bac
     // experts, a bias we do not add) would silently train a different model than llama.cpp infers with.
     std::set<const ggml_tensor *> used = {m->tok_embd, m->output_norm, m->output, m->rope_freqs};
     for (const train_layer & L : m->layers) {
-        for (const ggml_tensor * t : {L.attn_norm, L.ffn_norm, L.q_norm, L.k_norm, L.bq, L.bk, L.bv}) used.insert(t);
+        for (const ggml_tensor * t : {L.attn_norm, L.ffn_norm, L.q_norm, L.k_norm, L.bq, L.bk, L.bv, L.attn_post_norm, L.ffn_post_norm}) used.insert(t);
         for (const ggml_tensor * t : L.w) used.insert(t);
     }
     std::string unknown;

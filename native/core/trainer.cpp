@@ -90,6 +90,11 @@ size_t trainer::n_params() const {
     return n;
 }
 
+void trainer::finish_swaps(graph_inputs & in) const {
+    if (params_.smooth_forward) in.swaps.clear();
+    else apply_forward_swaps(in);
+}
+
 bool trainer::check_batch(const train_batch & b, std::string & err) const {
     const size_t n = static_cast<size_t>(b.T * b.B);
     if (b.T <= 0 || b.B <= 0 || b.tokens.size() != n || b.targets.size() != n) {
@@ -97,7 +102,15 @@ bool trainer::check_batch(const train_batch & b, std::string & err) const {
               std::to_string(b.tokens.size()) + " tokens, " + std::to_string(b.targets.size()) + " targets";
         return false;
     }
-    const int32_t n_vocab = model_->hp.n_vocab;
+    const train_hparams & hp = model_->hp;
+    if (hp.n_swa > 0 && !hp.swa_in_graph && b.T > hp.n_swa) {
+        err = "a sequence of " + std::to_string(b.T) + " tokens is longer than the sliding attention window of " + std::to_string(hp.n_swa) +
+              " tokens that the model declares (" + hp.swa_key + "), which the training graph does not implement for " + hp.arch +
+              " (llama.cpp ignores it too); sequences this long cannot be trained: lower the maximum length (maxLen, --max-len) to at most " +
+              std::to_string(hp.n_swa) + " tokens";
+        return false;
+    }
+    const int32_t n_vocab = hp.n_vocab;
     for (size_t i = 0; i < n; ++i) {
         if (b.tokens[i] < 0 || b.tokens[i] >= n_vocab || b.targets[i] < -1 || b.targets[i] >= n_vocab) {
             err = "token id out of range [0, " + std::to_string(n_vocab) + ") at batch index " + std::to_string(i);
@@ -134,7 +147,7 @@ bool trainer::accumulate(const train_batch & batch, float loss_scale, double & l
         std::vector<float> onehot(static_cast<size_t>(V * N), 0.0f);
         for (int64_t i = 0; i < N; ++i) onehot[static_cast<size_t>(i * V + batch.targets[rows[i]])] = 1.0f;
         ggml_backend_tensor_set(labels, onehot.data(), 0, onehot.size() * sizeof(float));
-    }, "T " + std::to_string(batch.T) + " × B " + std::to_string(batch.B), err);
+    }, "T " + std::to_string(batch.T) + " × B " + std::to_string(batch.B), err, {}, {}, nullptr, &in);
     if (!ok) return false;
     if (reserve_only_) return true;
     float ce_mean = 0.0f;
@@ -146,7 +159,7 @@ bool trainer::accumulate(const train_batch & batch, float loss_scale, double & l
 
 bool trainer::run_backward(ggml_context * ctx, ggml_tensor * loss, size_t graph_size, const std::function<void()> & set_inputs,
                            const std::string & what, std::string & err, const std::vector<ggml_tensor *> & order,
-                           const grad_seeds & seeds, ggml_tensor * iota) {
+                           const grad_seeds & seeds, ggml_tensor * iota, graph_inputs * swaps) {
     ggml_cgraph * gf = ggml_new_graph_custom(ctx, graph_size, true);
     for (ggml_tensor * t : order) ggml_build_forward_expand(gf, t);
     for (const auto & sd : seeds) {
@@ -168,6 +181,7 @@ bool trainer::run_backward(ggml_context * ctx, ggml_tensor * loss, size_t graph_
         }
     }
     ggml_build_backward_expand(ctx, gf, accs.data());
+    if (swaps) finish_swaps(*swaps);  // the forward values become llama.cpp's ops (train_graph.h)
     ggml_tensor * loss_grad = ggml_graph_get_grad_acc(gf, loss);
     frozen_grad_graph fg;
     fg.graph = gf;
@@ -319,6 +333,7 @@ bool trainer::logprobs(const train_batch & batch, bool use_lora, std::vector<dou
     compute_ctx cc(graph_size_);
     graph_inputs in;
     ggml_tensor * logits = build_logits(cc.ctx, *model_, use_lora ? lora_.get() : nullptr, lora_->scale(), batch.T, batch.B, N, false, in);
+    finish_swaps(in);
     ggml_set_output(logits);
     ggml_cgraph * gf = ggml_new_graph_custom(cc.ctx, graph_size_, false);
     ggml_build_forward_expand(gf, logits);
@@ -553,7 +568,7 @@ bool trainer::accumulate_pairs(const train_batch & batch, const pref_params & p,
             for (int64_t i = 0; i < P; ++i) k[i] = static_cast<float>(-static_cast<double>(p.beta) * (ref_logps[2 * i] - ref_logps[2 * i + 1]));
             ggml_backend_tensor_set(consts, k.data(), 0, k.size() * sizeof(float));
         }
-    }, std::to_string(P) + " pairs, T " + std::to_string(batch.T), err);
+    }, std::to_string(P) + " pairs, T " + std::to_string(batch.T), err, {}, {}, nullptr, &in);
     if (!ok) return false;
     if (reserve_only_) return true;
     float t = 0.0f;
@@ -597,6 +612,7 @@ bool trainer::sequence_logprobs(const train_batch & batch, bool use_lora, std::v
     compute_ctx cc(cap);
     graph_inputs in;
     ggml_tensor * hidden = build_hidden(cc.ctx, *model_, use_lora ? lora_.get() : nullptr, lora_->scale(), batch.T, batch.B, R, false, in);
+    finish_swaps(in);
     ggml_tensor * labels = ggml_new_tensor_2d(cc.ctx, GGML_TYPE_F32, V, R);
     ggml_set_input(labels);
     const std::vector<ggml_tensor *> ce = build_seq_ce(cc.ctx, *model_, use_lora ? lora_.get() : nullptr, lora_->scale(), hidden, labels, L);

@@ -14,6 +14,8 @@
 
 namespace w2s {
 
+struct graph_inputs;
+
 // How the input gradient through a frozen weight is computed (see frozen_grad.h).
 enum class frozen_grad_mode {
     mul_mat,   // MUL_MAT with a transient F32 transpose: runs on CPU, CUDA and Vulkan for every base type
@@ -39,6 +41,11 @@ struct trainer_params {
     head_mode head = head_mode::chunked;
     size_t head_chunk_bytes = size_t(256) << 20;      // logits + probabilities of one chunk of rows
     size_t transpose_chunk_bytes = size_t(64) << 20;  // one transposed chunk of a frozen weight (frozen_grad.h)
+    // false (default): activations without a backward pass (GELU, tanh) compute the backend's own kernels in
+    // the forward pass, as llama.cpp's inference does (train_graph.h, forward_swap); the gradient is that of
+    // the smooth form. true: the smooth forms in the forward pass too, so that the loss is exactly the
+    // function whose gradient is computed (finite-difference checks; GELU's CPU kernel is an F16 table).
+    bool smooth_forward = false;
     // Activation checkpointing (chunked head only): keep each layer's input, recompute the layer in the
     // backward pass (+1 forward of compute; activations of one layer at a time instead of all). auto = on
     // when the whole graph's activations would pass CHECKPOINT_AUTO_BYTES.
@@ -170,8 +177,10 @@ private:
     // frozen-weight rewrite.
     bool run_backward(ggml_context * ctx, ggml_tensor * loss, size_t graph_size, const std::function<void()> & set_inputs,
                       const std::string & what, std::string & err, const std::vector<ggml_tensor *> & order = {},
-                      const grad_seeds & seeds = {}, ggml_tensor * iota = nullptr);
+                      const grad_seeds & seeds = {}, ggml_tensor * iota = nullptr, graph_inputs * swaps = nullptr);
     bool chunked_head() const;
+    // Applies (or, with smooth_forward, drops) the graph's pending forward swaps.
+    void finish_swaps(graph_inputs & in) const;
     // Node capacity for a graph with R target rows: the body + the chunked head's nodes.
     size_t graph_capacity(int64_t R, int64_t B) const;
     // The chunked head over the batch's target rows: hidden states, head, inputs, and (when training) an

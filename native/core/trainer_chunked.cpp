@@ -125,7 +125,7 @@ bool trainer::train_chunked(const train_batch & batch, const std::vector<int32_t
         std::vector<ggml_tensor *> order = tp.order;
         order.push_back(tp.logp);
         extra.insert(extra.begin(), {hidden, tp.dh});
-        if (!run_backward(cc.ctx, loss, cap, [&]() { set_body(in, 0); tp.set_inputs(); set_zero(zero); }, what, err, order, extra, iota)) {
+        if (!run_backward(cc.ctx, loss, cap, [&]() { set_body(in, 0); tp.set_inputs(); set_zero(zero); }, what, err, order, extra, iota, &in)) {
             return false;
         }
         if (!reserve_only_) logp = read_logp(tp.logp);
@@ -167,10 +167,12 @@ bool trainer::train_chunked(const train_batch & batch, const std::vector<int32_t
         graph_inputs in;
         new_graph_inputs(cc.ctx, T, B, R, in);
         ggml_cgraph * gf = ggml_new_graph_custom(cc.ctx, cap, false);
-        ggml_tensor * x = ggml_cpy(cc.ctx, ggml_get_rows(cc.ctx, model_->tok_embd, in.tokens), xs[0]);
+        ggml_tensor * x = ggml_cpy(cc.ctx, build_embed(cc.ctx, *model_, in), xs[0]);
         ggml_build_forward_expand(gf, x);
         for (int l = 0; l < L; ++l) {
-            x = ggml_cpy(cc.ctx, build_layer(cc.ctx, *model_, lora_.get(), lora_->scale(), l, x, T, B, dropout, in), xs[l + 1]);
+            ggml_tensor * y = build_layer(cc.ctx, *model_, lora_.get(), lora_->scale(), l, x, T, B, dropout, in);
+            finish_swaps(in);  // no backward here: the exact ops now (as the recompute graphs after theirs)
+            x = ggml_cpy(cc.ctx, y, xs[l + 1]);
             ggml_build_forward_expand(gf, x);
         }
         ggml_backend_sched_reset(sched_);
@@ -217,7 +219,7 @@ bool trainer::train_chunked(const train_batch & batch, const std::vector<int32_t
             seeds.push_back({xs[l], dx[l % 2]});
             ggml_backend_tensor_memset(dx[l % 2], 0, 0, ggml_nbytes(dx[l % 2]));
         }
-        if (!run_backward(cc.ctx, loss, cap, [&]() { set_body(in, mask_offset[l]); set_zero(zero); }, what, err, {y}, seeds, iota)) {
+        if (!run_backward(cc.ctx, loss, cap, [&]() { set_body(in, mask_offset[l]); set_zero(zero); }, what, err, {y}, seeds, iota, &in)) {
             return false;
         }
     }
@@ -263,6 +265,7 @@ bool trainer::row_logprobs_chunked(const train_batch & batch, bool use_lora, std
     compute_ctx cc(cap);
     graph_inputs in;
     ggml_tensor * hidden = build_hidden(cc.ctx, *model_, use_lora ? lora_.get() : nullptr, lora_->scale(), batch.T, batch.B, R, false, in);
+    finish_swaps(in);
     head_inputs hin;
     size_t transient = 0;
     const head_out head = head_of(cc.ctx, *model_, params_, hidden, R, false, nullptr, hin, transient);
