@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadModel } from '../lib/model.js';
-import { permuteRows } from '../lib/lora/peft.js';
+import { exportPeft, importPeft, permuteRows } from '../lib/lora/peft.js';
 import { TMP, tinyModel } from './helpers/models.js';
 import { writeRandomLora } from './helpers/lora.js';
 
@@ -175,4 +175,22 @@ test('w2s lora export --format peft: names, shapes, r, lora_alpha, target_module
   const r3 = spawnSync(process.execPath, [cli, 'lora', 'export', '--adapter', peft, '--model', other, '--format', 'gguf', '--out', path.join(dir, 'x.gguf')], { encoding: 'utf8' });
   t.is(r3.status, 2);
   t.regex(r3.stderr, /adapts blk\.1\.[a-z_]+\.weight, which .* does not have: the adapter was made for another model \[ERR_W2S_ADAPTER\]/);
+});
+
+test('phi3: the fused attn_qkv and ffn_up export as qkv_proj and gate_up_proj (Phi-3\'s module names) and come back with the same log-probs', async (t) => {
+  const model = await tinyModel({ arch: 'phi3', seed: 22 });
+  const dir = fs.mkdtempSync(path.join(TMP, 'peft-phi3-'));
+  const adapter = await writeRandomLora(model, path.join(dir, 'a.gguf'), { targets: { 0: ['attn_qkv', 'ffn_up'] as never, 1: ['attn_output', 'ffn_down'] }, rank: 4, alpha: 8, std: 0.1 });
+  const out = await exportPeft(adapter, model, path.join(dir, 'peft'));
+  t.deepEqual(out.targetModules, ['down_proj', 'gate_up_proj', 'o_proj', 'qkv_proj']);
+  const back = path.join(dir, 'back.gguf');
+  await importPeft(path.join(dir, 'peft'), model, back);
+  const m = await loadModel(model);
+  t.teardown(() => m.dispose());
+  const items = [{ prompt: 'Question: What is 2 + 3?\nAnswer:', completion: ' 5 apples' }];
+  const [a, b, base] = [await m.score(items, { lora: await m.loadLora(adapter) }), await m.score(items, { lora: await m.loadLora(back) }), await m.score(items)];
+  const d = (x: typeof a, y: typeof a) => x[0]!.logprobs.reduce((mx, v, k) => Math.max(mx, Math.abs(v - y[0]!.logprobs[k]!)), 0);
+  t.log(`phi3 PEFT round trip: max |Δ log-prob| ${d(a, b)}; the adapter moves them by ${d(a, base).toFixed(3)}`);
+  t.is(d(a, b), 0);
+  t.true(d(a, base) > 1e-3);
 });

@@ -17,23 +17,26 @@ const HF_MODULES: Record<string, string> = {
   attn_q: 'self_attn.q_proj', attn_k: 'self_attn.k_proj', attn_v: 'self_attn.v_proj', attn_output: 'self_attn.o_proj',
   ffn_gate: 'mlp.gate_proj', ffn_up: 'mlp.up_proj', ffn_down: 'mlp.down_proj',
 };
-const GGUF_MODULES = Object.fromEntries(Object.entries(HF_MODULES).map(([g, h]) => [h, g]));
+// Phi-3 keeps q/k/v and gate/up fused in both formats (qkv_proj, gate_up_proj: the same row order).
+const PHI3_MODULES: Record<string, string> = { ...HF_MODULES, attn_qkv: 'self_attn.qkv_proj', ffn_up: 'mlp.gate_up_proj' };
+const modulesOf = (arch?: string) => (arch === 'phi3' ? PHI3_MODULES : HF_MODULES);
 const PREFIX = 'base_model.model.';
 
 /** `blk.3.attn_q.weight` → `model.layers.3.self_attn.q_proj`; `output.weight` → `lm_head`. */
-export function hfModuleName(ggufWeight: string): string {
+export function hfModuleName(ggufWeight: string, arch?: string): string {
   if (ggufWeight === 'output.weight') return 'lm_head';
   const m = /^blk\.(\d+)\.([a-z_]+)\.weight$/.exec(ggufWeight);
-  const mod = m && HF_MODULES[m[2]!];
+  const mod = m && modulesOf(arch)[m[2]!];
   if (!m || !mod) throw new AdapterError(`no Hugging Face name is known for the adapted weight ${ggufWeight}`);
   return `model.layers.${m[1]}.${mod}`;
 }
 
-export function ggufWeightName(hfModule: string): string {
+export function ggufWeightName(hfModule: string, arch?: string): string {
   if (hfModule === 'lm_head') return 'output.weight';
   const m = /^model\.layers\.(\d+)\.(.+)$/.exec(hfModule);
-  const w = m && GGUF_MODULES[m[2]!];
-  if (!m || !w) throw new AdapterError(`the PEFT module ${hfModule} has no llama.cpp counterpart (supported: ${Object.keys(GGUF_MODULES).join(', ')}, lm_head)`);
+  const modules = Object.fromEntries(Object.entries(modulesOf(arch)).map(([g, h]) => [h, g]));
+  const w = m && modules[m[2]!];
+  if (!m || !w) throw new AdapterError(`the PEFT module ${hfModule} has no llama.cpp counterpart (supported: ${Object.keys(modules).join(', ')}, lm_head)`);
   return `blk.${m[1]}.${w}.weight`;
 }
 
@@ -184,7 +187,7 @@ export async function exportPeft(adapterFile: string, modelFile: string, dir: st
   const targets = new Set<string>();
   const rankPattern: Record<string, number> = {};
   for (const p of pairs) {
-    const hf = hfModuleName(p.base);
+    const hf = hfModuleName(p.base, architecture);
     targets.add(hf === 'lm_head' ? 'lm_head' : hf.split('.').at(-1)!);
     const heads = permutedHeads(architecture, p.base, meta);
     const b = heads ? permuteRows(p.b, p.nOut, p.rank, heads, true) : p.b;
@@ -237,7 +240,7 @@ export async function importPeft(dir: string, modelFile: string, out: string): P
     // Both PEFT and llama.cpp scale each module by alpha / (its rank), so a rank_pattern carries over as is.
     const rankOf = ((config.rank_pattern ?? {}) as Record<string, number>)[m[1]!] ?? r;
     if (rankOf !== rank) throw new AdapterError(`${stFile}: ${name} has rank ${rank}, but the config says ${rankOf}`);
-    const base = ggufWeightName(m[1]!);
+    const base = ggufWeightName(m[1]!, architecture);
     const dtype = (d: string) => (d === 'F32' || d === 'F16' || d === 'BF16' ? d : (() => { throw new AdapterError(`${stFile}: ${name} has dtype ${d}`); })());
     const a = toF32(ta.bytes, dtype(ta.dtype), rank * nIn, name);
     let b = toF32(tb.bytes, dtype(tb.dtype), nOut * rank, name);
