@@ -248,7 +248,9 @@ const INVALID: [string, Record<string, unknown>, string][] = [
   ['missing ff', { ff: undefined }, 'Expected positive integer for ff but received undefined of type undefined'],
   ['NaN ctx', { ctx: NaN }, 'Expected positive integer for ctx but received NaN of type number'],
   ['huge ctx', { ctx: 2 ** 40 }, 'Expected integer <= 2147483647 for ctx but received 1099511627776 of type number'],
-  ['unknown arch', { arch: 'gpt2' }, "Expected one of 'llama', 'qwen2', 'qwen3' for arch but received \"gpt2\" of type string"],
+  ['unknown arch', { arch: 'gpt2' }, "Expected one of 'llama', 'qwen2', 'qwen3', 'gemma', 'gemma2', 'phi3' for arch but received \"gpt2\" of type string"],
+  ['sliding window on llama', { slidingWindow: 8 }, 'Expected no value (slidingWindow is for gemma2 and phi3) for slidingWindow but received 8 of type number'],
+  ['soft-cap on llama', { attnSoftcap: 8 }, 'Expected no value (attnSoftcap is for gemma2) for attnSoftcap but received 8 of type number'],
   ['unknown type', { type: 'q5_0' }, "Expected one of 'f32', 'f16', 'q8_0', 'q4_0' for type but received \"q5_0\" of type string"],
   ['embd not divisible by heads', { embd: 66, type: 'f32' }, 'Expected multiple of heads (4) for embd but received 66 of type number'],
   ['kvHeads not dividing heads', { kvHeads: 3 }, 'Expected divisor of heads (4) for kvHeads but received 3 of type number'],
@@ -261,7 +263,7 @@ const INVALID: [string, Record<string, unknown>, string][] = [
   ['empty out', { out: '' }, 'Expected non-empty path string for out but received "" of type string'],
   ['zero ropeTheta', { ropeTheta: 0 }, 'Expected positive finite number for ropeTheta but received 0 of type number'],
   ['NaN rmsEps', { rmsEps: NaN }, 'Expected positive finite number for rmsEps but received NaN of type number'],
-  ['misspelt option', { layer: 2 }, 'Expected one of arch, layers, embd, heads, kvHeads, ff, ctx, vocab, vocabFrom, ropeFreqs, type, seed, out, ropeTheta, rmsEps, name for option name but received "layer" of type string'],
+  ['misspelt option', { layer: 2 }, 'Expected one of arch, layers, embd, heads, kvHeads, ff, ctx, vocab, vocabFrom, ropeFreqs, type, seed, out, ropeTheta, rmsEps, name, slidingWindow, attnSoftcap, finalSoftcap for option name but received "layer" of type string'],
 ];
 
 test('invalid options throw InvalidArgumentError with the exact message and write nothing', async (t) => {
@@ -282,3 +284,48 @@ test('an unwritable output fails before writing and leaves neither the output no
   await t.throwsAsync(createModel(tinyOptions('llama', 'f16', { out })), { code: 'ERR_W2S_OUTPUT', message: /folder of out .* does not exist/ });
   t.false((await readdir(dir)).some((f) => f.includes('.tmp-')));
 });
+
+// The three architectures added for real models, as the bundled converter writes them (conversion/gemma.py,
+// conversion/phi.py): node-llama-cpp loads each without a warning and evaluates finite, varied logits.
+const CONVERTER: Record<'gemma' | 'gemma2' | 'phi3', { keys: string[]; absent: string[]; tensors: string[]; noTensors: string[] }> = {
+  gemma: { keys: ['gemma.attention.key_length', 'gemma.attention.value_length'], absent: ['gemma.rope.freq_base'], tensors: ['blk.0.ffn_gate.weight'], noTensors: ['output.weight'] },
+  gemma2: {
+    keys: ['gemma2.attn_logit_softcapping', 'gemma2.final_logit_softcapping', 'gemma2.attention.sliding_window'], absent: [],
+    tensors: ['blk.1.post_attention_norm.weight', 'blk.1.post_ffw_norm.weight'], noTensors: ['output.weight'],
+  },
+  phi3: {
+    keys: ['phi3.rope.scaling.original_context_length', 'phi3.attention.sliding_window', 'phi3.rope.dimension_count'], absent: [],
+    tensors: ['blk.0.attn_qkv.weight', 'output.weight'], noTensors: ['blk.0.attn_q.weight', 'blk.0.ffn_gate.weight'],
+  },
+};
+for (const [arch, want] of Object.entries(CONVERTER) as [keyof typeof CONVERTER, (typeof CONVERTER)[keyof typeof CONVERTER]][]) {
+  test.serial(`${arch}: the converter's keys and tensor names; node-llama-cpp loads it without warnings and gives finite, varied logits`, async (t) => {
+    const info = await createModel(tinyOptions(arch, 'q8_0'));
+    const md = await readGgufMetadata(info.path);
+    for (const k of want.keys) t.not(md.values.get(k), undefined, k);
+    for (const k of want.absent) t.is(md.values.get(k), undefined, k);
+    const names = md.tensors.map((x) => x.name);
+    for (const n of want.tensors) t.true(names.includes(n), n);
+    for (const n of want.noTensors) t.false(names.includes(n), n);
+    if (arch === 'phi3') {
+      const hd = TINY.embd / TINY.heads;
+      t.deepEqual(md.tensors.find((x) => x.name === 'blk.0.attn_qkv.weight')!.ne, [TINY.embd, hd * (TINY.heads + 2 * TINY.kvHeads)]);
+      t.deepEqual(md.tensors.find((x) => x.name === 'blk.0.ffn_up.weight')!.ne, [TINY.embd, 2 * TINY.ff]);
+    }
+    const model = await llama.loadModel({ modelPath: info.path });
+    try {
+      t.deepEqual(model.getWarnings(), []);
+      const context = await model.createContext({ contextSize: 64, threads: THREADS });
+      const tokensIn = model.tokenize('Question: what is 2 + 3?');
+      const out = await context.getSequence().controlledEvaluate(tokensIn.map((tk, i) => (i === tokensIn.length - 1 ? [tk, { generateNext: { logits: true } }] : tk)));
+      const logits = [...out.at(-1)!.next!.logits!.values()];
+      const mean = logits.reduce((a, b) => a + b, 0) / logits.length;
+      const std = Math.sqrt(logits.reduce((a, b) => a + (b - mean) ** 2, 0) / logits.length);
+      t.log(`${arch}: ${info.params} parameters, logit std ${std.toFixed(3)}`);
+      t.true(logits.every(Number.isFinite) && std > 0.3);
+      await context.dispose();
+    } finally {
+      await model.dispose();
+    }
+  });
+}
