@@ -104,6 +104,17 @@ export class AddonLoadError extends W2sError {
   }
 }
 
+/**
+ * A GPU backend was asked for (`gpu: 'cuda' | 'vulkan'`) that this process cannot use: its addon variant is
+ * not installed, its driver library is missing, it registered no device, or the process already runs
+ * another variant. The message lists what was tried.
+ */
+export class BackendUnavailableError extends W2sError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_W2S_BACKEND_UNAVAILABLE', message, options);
+  }
+}
+
 /** Training produced a non-finite loss or gradient; the step was not applied and the last checkpoint stands. */
 export class TrainingDivergedError extends W2sError {
   constructor(message: string, options?: { cause?: unknown }) {

@@ -6,14 +6,21 @@ import { readGgufMetadata, type GgufMetadata } from './gguf/reader.js';
 import { computeQueue } from './job-queue.js';
 import { checkGgufMetadata, type GgufPurpose } from './model/check.js';
 import { maxTokenBytes } from './model/token-bound.js';
-import { addon, cancelTokenFor, mapNativeError, type NativeCancelToken, type NativeLora, type NativeModel, type NativeModelInfo } from './native.js';
+import { addon, addonFor, cancelTokenFor, mapNativeError, type NativeCancelToken, type NativeLora, type NativeModel, type NativeModelInfo } from './native.js';
 import { normalizeSampleOptions, type Sample, type SampleOptions } from './sample-options.js';
 import { calibratedThreads, calibrationEnabled, type ThreadCalibration } from './thread-calibration.js';
 import { normalizeScoreOptions, type ScoreItem, type ScoreOptions, type ScoreResult } from './score-options.js';
 import * as v from './validate.js';
+import { defaultGpu, parseGpu, type GpuOption } from './gpu.js';
 
 export interface LoadModelOptions {
-  /** Layers to offload to a GPU when the build has one. Defaults to all (-1); ignored on CPU builds. */
+  /**
+   * Which GPU backend to offload to: 'auto' (default, or the W2S_GPU environment variable): CUDA, then Vulkan,
+   * then the CPU; 'cuda' / 'vulkan': that backend or a BackendUnavailableError naming what is missing; false:
+   * the CPU only. The first model or trainer of a process picks its addon variant (lib/gpu.ts).
+   */
+  gpu?: GpuOption;
+  /** Layers to offload to the GPU. Defaults to all (-1); ignored without a GPU device. */
   gpuLayers?: number;
   /** Let the CPU backend repack quantized weights for faster inference. Defaults to true. */
   repack?: boolean;
@@ -57,17 +64,23 @@ export async function checkGgufFile(file: string, what: string, purpose?: GgufPu
 export async function loadModel(file: string, options: LoadModelOptions = {}): Promise<Model> {
   const signal = v.abortSignal('signal', options.signal);
   const gpuLayers = v.integer('gpuLayers', options.gpuLayers ?? -1, -1);
+  const gpu = options.gpu === undefined ? defaultGpu() : parseGpu(options.gpu);
   if (signal?.aborted) throw new AbortError();
   const meta = await checkGgufFile(file, 'model file', options.vocabOnly ? 'vocab' : 'model');
   let native: NativeModel;
+  const { addon: a, device, location } = addonFor(gpu);
   try {
-    native = await addon().loadModel(file, { gpuLayers: gpuLayers < 0 ? 999 : gpuLayers, repack: options.repack ?? true, vocabOnly: options.vocabOnly ?? false });
+    native = await a.loadModel(file, { gpuLayers: gpuLayers < 0 ? 999 : gpuLayers, repack: options.repack ?? true, vocabOnly: options.vocabOnly ?? false, gpu: device });
   } catch (err) {
     throw mapNativeError(err, `loading ${file}`);
   }
   const architecture = String(meta.values.get('general.architecture') ?? 'unknown');
   const kvHeads = meta.values.get(`${architecture}.attention.head_count_kv`);
   const model = new Model(native, file, architecture, typeof kvHeads === 'number' ? kvHeads : undefined, maxTokenBytes(meta));
+  // The devices the weights went to: the GPUs the filter lets through (with offloaded layers), else the CPU.
+  const gpus = gpuLayers === 0 ? [] : location.deviceList.filter((d) => (d.type === 'gpu' || d.type === 'igpu') && (device === '' || d.backend === device));
+  model.device = gpus.length ? gpus.map((d) => `${d.name} (${d.description}, ${(d.memoryTotal / 2 ** 30).toFixed(1)} GiB)`).join(', ') : 'CPU';
+  model.variant = location.variant;
   if (signal?.aborted) {
     model.dispose();
     throw new AbortError();
@@ -78,6 +91,10 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
 export class Model {
   readonly path: string;
   readonly info: ModelInfo;
+  /** Where the weights run: GPU device names with their memory, or 'CPU'. */
+  device = 'CPU';
+  /** The addon variant of this process (lib/gpu.ts). */
+  variant: import('./gpu.js').AddonVariant = 'cpu';
   #native: NativeModel | undefined;
   readonly #adapters = new Set<LoraAdapter>();
   /** sample() and score() calls not settled yet (they hold native handles; see afterJobs). */

@@ -5,11 +5,13 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { findPrebuiltLibDir } from '../scripts/llama-paths.mjs';
+import { findPrebuiltLibDir, findVariantLibDir, findVariantRuntimeDir } from '../scripts/llama-paths.mjs';
+import { backendName, defaultGpu, DRIVER_LIBRARY, findDriver, GPU_BACKENDS, type AddonVariant, type GpuOption } from './gpu.js';
 import {
   AbortError,
   AdapterError,
   AddonLoadError,
+  BackendUnavailableError,
   CheckpointError,
   TrainingDivergedError,
   ContextOverflowError,
@@ -163,6 +165,8 @@ export interface NativeTrainerOptions {
    * exactly the function the gradient belongs to (finite-difference checks). Default false.
    */
   smoothForward?: boolean;
+  /** Device filter (lib/gpu.ts nativeGpu): '' the first GPU if any, 'none' the CPU, 'CUDA', 'Vulkan'. */
+  gpu?: string;
 }
 
 export interface NativeMemoryPlan {
@@ -225,8 +229,9 @@ export interface NativeDefaults {
 }
 
 export interface NativeAddon {
-  init(libDir: string): { devices: string; systemInfo: string };
-  loadModel(path: string, options: { gpuLayers: number; repack: boolean; vocabOnly: boolean }): Promise<NativeModel>;
+  init(libDir: string, fallbackDirs?: string[]): NativeInitInfo;
+  /** gpu: the device filter of lib/gpu.ts nativeGpu ('' all GPUs, 'none' the CPU, 'CUDA', 'Vulkan'). */
+  loadModel(path: string, options: { gpuLayers: number; repack: boolean; vocabOnly: boolean; gpu?: string }): Promise<NativeModel>;
   defaults(): NativeDefaults;
   /** Per ggml device: the frozen-base types the training engine's ops run on (its own op check). */
   trainingSupport(): Array<{ device: string; description: string; types: string[] }>;
@@ -238,11 +243,31 @@ export interface NativeAddon {
   CancelToken: new () => NativeCancelToken;
 }
 
-export interface AddonLocation {
-  addonPath: string;
-  libDir: string;
+export interface NativeDevice {
+  name: string;
+  description: string;
+  /** ggml backend registry name: 'CPU', 'CUDA', 'Vulkan', 'Metal', … */
+  backend: string;
+  type: 'cpu' | 'gpu' | 'igpu' | 'accel';
+  memoryFree: number;
+  memoryTotal: number;
+}
+
+interface NativeInitInfo {
   devices: string;
   systemInfo: string;
+  /** What ggml logged while loading the backend plugins (why a GPU plugin was skipped). */
+  loadLog: string;
+  deviceList: NativeDevice[];
+}
+
+export interface AddonLocation extends NativeInitInfo {
+  addonPath: string;
+  libDir: string;
+  /** The addon variant this process loaded (one per process). */
+  variant: AddonVariant;
+  /** Why this variant: the gpu option and what was found (drivers, installed variants). */
+  reason: string;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -261,43 +286,140 @@ export function packageRoot(): string {
 
 let loaded: { addon: NativeAddon; location: AddonLocation } | undefined;
 
-function candidates(root: string): string[] {
+const suffix = (v: AddonVariant) => (v === 'cpu' ? '' : `-${v}`);
+
+function candidates(root: string, variant: AddonVariant): string[] {
   // An explicit W2S_ADDON_PATH is the only candidate: silently falling back to another build would
   // measure or test the wrong binary.
   if (process.env.W2S_ADDON_PATH) return [path.resolve(process.env.W2S_ADDON_PATH)];
-  const list: string[] = [];
   // A local build wins over the shipped prebuild (same order as node-gyp-build).
-  list.push(path.join(root, 'build', 'Release', 'weak2strong.node'));
-  list.push(path.join(root, 'prebuilds', `${process.platform}-${process.arch}`, 'weak2strong.napi.node'));
-  return list;
+  return [
+    path.join(root, 'build', 'Release', `weak2strong${suffix(variant)}.node`),
+    path.join(root, 'prebuilds', `${process.platform}-${process.arch}`, `weak2strong${suffix(variant)}.napi.node`),
+  ];
 }
 
-/** Where the backend plugins (libggml-cpu-*.so, …) of the build next to `addonPath` live. */
-function backendDir(addonPath: string, root: string, tried: string[]): string | undefined {
+/** Where the backend plugins (libggml-cpu-*.so, libggml-cuda.so, …) of `variant`'s build next to `addonPath` live. */
+function backendDir(addonPath: string, root: string, variant: AddonVariant, tried: string[]): string | undefined {
   const manifest = path.join(path.dirname(addonPath), 'weak2strong.build.json');
   if (fs.existsSync(manifest)) {
     const m = JSON.parse(fs.readFileSync(manifest, 'utf8')) as { libDir: string | null };
     if (m.libDir) return path.resolve(path.dirname(addonPath), m.libDir);
   }
-  return findPrebuiltLibDir(root, tried);
+  return variant === 'cpu' ? findPrebuiltLibDir(root, tried) : findVariantLibDir(variant, root, tried);
+}
+
+/** Folders with other builds of the variant's GPU plugin (CUDA: node-llama-cpp's CUDA 12 build in cuda-ext). */
+function fallbackDirs(root: string, variant: AddonVariant): string[] {
+  const dir = variant === 'cpu' ? undefined : findVariantRuntimeDir(variant, root);
+  return dir ? [dir] : [];
+}
+
+function variantInstalled(root: string, v: AddonVariant): boolean {
+  return candidates(root, v).some((f) => fs.existsSync(f));
+}
+
+/**
+ * The variant a process loads for its first gpu option: W2S_VARIANT (a build, whatever the devices: tests run
+ * the GPU builds' CPU devices with it); false: the CPU build; a backend: its build; 'auto': the first GPU build
+ * installed whose driver library the system has, else the CPU build.
+ */
+function chooseVariant(root: string, gpu: GpuOption): { variant: AddonVariant; reason: string } {
+  // A worker_thread takes the variant its process already loaded (same pid; a child process chooses anew).
+  const inProcess = /^(\d+):(cpu|cuda|vulkan)$/.exec(process.env.W2S_PROCESS_VARIANT ?? '');
+  if (inProcess && Number(inProcess[1]) === process.pid) return { variant: inProcess[2] as AddonVariant, reason: 'the variant this process loaded first' };
+  const forced = process.env.W2S_VARIANT;
+  if (forced) {
+    if (forced !== 'cpu' && forced !== 'cuda' && forced !== 'vulkan') throw InvalidArgumentError.expected("'cpu', 'cuda' or 'vulkan'", 'W2S_VARIANT', forced);
+    return { variant: forced, reason: `W2S_VARIANT=${forced}` };
+  }
+  if (gpu === false) return { variant: 'cpu', reason: 'gpu: false' };
+  if (gpu !== 'auto') {
+    if (!variantInstalled(root, gpu)) {
+      throw new BackendUnavailableError(`gpu: '${gpu}' needs the ${gpu} addon variant, which is not installed (looked at ${candidates(root, gpu).join(', ')}); ` +
+        `it is built at install when node-llama-cpp's @node-llama-cpp/${process.platform}-${process.arch}-${gpu} package is present`);
+    }
+    return { variant: gpu, reason: `gpu: '${gpu}'` };
+  }
+  const why: string[] = [];
+  for (const v of GPU_BACKENDS) {
+    if (!variantInstalled(root, v)) {
+      why.push(`${v}: variant not installed`);
+      continue;
+    }
+    const driver = findDriver(DRIVER_LIBRARY[v]);
+    if (!driver) {
+      why.push(`${v}: no ${DRIVER_LIBRARY[v]} (driver not installed)`);
+      continue;
+    }
+    // libggml-cuda.so also needs the CUDA runtime's cuBLAS (13, or 12 for node-llama-cpp's fallback build).
+    if (v === 'cuda' && !findDriver('libcublas.so.13') && !findDriver('libcublas.so.12')) {
+      why.push('cuda: the driver is there but no CUDA 12/13 runtime (libcublas.so.13 or .12)');
+      continue;
+    }
+    return { variant: v, reason: `gpu: 'auto', ${v}: ${driver}` };
+  }
+  return { variant: 'cpu', reason: `gpu: 'auto' fell back to the CPU (${why.join('; ')})` };
 }
 
 /** Loads the addon once per thread (each worker_thread gets its own instance) and returns it. */
 export function addon(): NativeAddon {
-  return load().addon;
+  return load(defaultGpu()).addon;
+}
+
+/**
+ * The addon for a job with this gpu option, and the native device filter to pass it. The first load of the
+ * process picks the variant (chooseVariant); later ones must fit it. An explicit backend with no device of it
+ * is a BackendUnavailableError naming what is missing (the driver, from the plugin's load log).
+ */
+export function addonFor(gpu: GpuOption): { addon: NativeAddon; device: string; location: AddonLocation } {
+  const l = load(gpu);
+  const loc = l.location;
+  if (gpu === false) return { addon: l.addon, device: 'none', location: loc };
+  if (gpu === 'auto') return { addon: l.addon, device: '', location: loc };
+  const name = backendName(gpu);
+  if (!loc.deviceList.some((d) => d.backend === name)) {
+    const variantNote = loc.variant === gpu ? `the ${gpu} variant (${loc.addonPath}) registered no ${name} device`
+      : `this process runs the ${loc.variant} addon variant (${loc.reason}); a process holds one variant: start it with W2S_GPU=${gpu}`;
+    const driver = findDriver(DRIVER_LIBRARY[gpu]);
+    const log = loc.loadLog.trim().split('\n').filter((x) => /cuda|vulkan|cannot open|failed/i.test(x)).join('; ');
+    throw new BackendUnavailableError(`gpu: '${gpu}' is unavailable: ${variantNote}; ` +
+      `${driver ? `${DRIVER_LIBRARY[gpu]} is at ${driver}` : `the driver library ${DRIVER_LIBRARY[gpu]} is not installed`}` +
+      `${log ? `; ggml: ${log}` : ''}; devices: ${loc.devices}. Use gpu: 'auto' or false to run on the CPU`);
+  }
+  return { addon: l.addon, device: name, location: loc };
 }
 
 /** Which addon file and backend folder are in use (for diagnostics and `w2s --version`). */
 export function addonLocation(): AddonLocation {
-  return load().location;
+  return load(defaultGpu()).location;
 }
 
-function load(): { addon: NativeAddon; location: AddonLocation } {
+const loadListeners: ((l: AddonLocation) => void)[] = [];
+/** Calls `fn` once when this thread loads the addon (the CLI prints the device line with it). */
+export function onAddonLoaded(fn: (l: AddonLocation) => void): void {
+  if (loaded) fn(loaded.location);
+  else loadListeners.push(fn);
+}
+
+/** The variant loaded so far in this process, if any (no load). */
+export function loadedVariant(): AddonVariant | undefined {
+  return loaded?.location.variant;
+}
+
+/** The GPU variants whose addon file exists for this package (no load). */
+export function installedVariants(): AddonVariant[] {
+  const root = packageRoot();
+  return (['cpu', ...GPU_BACKENDS] as AddonVariant[]).filter((v) => variantInstalled(root, v));
+}
+
+function load(gpu: GpuOption): { addon: NativeAddon; location: AddonLocation } {
   if (loaded) return loaded;
   const root = packageRoot();
+  const { variant, reason } = chooseVariant(root, gpu);
   const require = createRequire(import.meta.url);
   const attempts: string[] = [];
-  for (const file of candidates(root)) {
+  for (const file of candidates(root, variant)) {
     if (!fs.existsSync(file)) {
       attempts.push(`${file}: not found`);
       continue;
@@ -310,21 +432,24 @@ function load(): { addon: NativeAddon; location: AddonLocation } {
       continue;
     }
     const tried: string[] = [];
-    const libDir = backendDir(file, root, tried);
+    const libDir = backendDir(file, root, variant, tried);
     if (!libDir) {
       attempts.push(`${file}: loaded, but no folder with the ggml backend plugins was found (looked at ${tried.join(', ')})`);
       continue;
     }
     try {
-      const info = mod.init(libDir);
-      loaded = { addon: mod, location: { addonPath: file, libDir, ...info } };
+      const info = mod.init(libDir, fallbackDirs(root, variant));
+      loaded = { addon: mod, location: { addonPath: file, libDir, variant, reason, ...info } };
+      process.env.W2S_PROCESS_VARIANT = `${process.pid}:${variant}`;  // for this process's later worker_threads
+      for (const fn of loadListeners.splice(0)) fn(loaded.location);
+      if (process.env.W2S_DEBUG) process.stderr.write(`weak2strong: ${variant} variant (${reason}); devices ${info.devices}${info.loadLog ? `; ${info.loadLog.trim()}` : ''}\n`);
       return loaded;
     } catch (err) {
       attempts.push(`${file}: ${(err as Error).message}`);
     }
   }
   throw new AddonLoadError(
-    `The weak2strong native addon could not be loaded. Tried:\n  ${attempts.join('\n  ')}\n` +
+    `The weak2strong native addon (${variant} variant: ${reason}) could not be loaded. Tried:\n  ${attempts.join('\n  ')}\n` +
       'Reinstall the package (its prebuilt addon needs node-llama-cpp and its optional @node-llama-cpp/' +
       `${process.platform}-${process.arch} package), or build it: npm run build:native`,
   );
@@ -342,6 +467,8 @@ export function mapNativeError(err: unknown, context?: string): unknown {
       return new ContextOverflowError(message, { cause: err });
     case 'ERR_W2S_ADAPTER':
       return new AdapterError(message, { cause: err });
+    case 'ERR_W2S_BACKEND_UNAVAILABLE':
+      return new BackendUnavailableError(message, { cause: err });
     case 'ERR_W2S_UNSUPPORTED_MODEL':
       return new UnsupportedModelError(message, { cause: err });
     case 'ERR_W2S_DISPOSED':

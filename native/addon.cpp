@@ -13,17 +13,43 @@ Napi::Error make_error(Napi::Env env, const std::string & code, const std::strin
     return e;
 }
 
-// init(libDir): loads the ggml backend plugins from libDir (once per process). Cheap after the first call.
+// init(libDir, fallbackDirs?) -> { devices, systemInfo, loadLog, deviceList }: loads the ggml backend plugins
+// from libDir (once per process; fallbackDirs: see backend_init). Cheap after the first call.
 static Napi::Value init(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
     if (info.Length() < 1 || !info[0].IsString()) {
         throw make_error(env, ERR_INVALID, "init(libDir) expects a folder path string");
     }
-    std::string err;
-    if (!backend_init(info[0].As<Napi::String>().Utf8Value(), err)) throw make_error(env, ERR_LLAMA, err);
+    std::vector<std::string> fallback;
+    if (info.Length() > 1 && info[1].IsArray()) {
+        Napi::Array a = info[1].As<Napi::Array>();
+        for (uint32_t i = 0; i < a.Length(); ++i) {
+            if (a.Get(i).IsString()) fallback.push_back(a.Get(i).As<Napi::String>().Utf8Value());
+        }
+    }
+    std::string err, log;
+    if (!backend_init(info[0].As<Napi::String>().Utf8Value(), err, fallback, &log)) throw make_error(env, ERR_LLAMA, err);
     Napi::Object out = Napi::Object::New(env);
     out.Set("devices", backend_devices());
     out.Set("systemInfo", llama_print_system_info());
+    out.Set("loadLog", log);
+    // Every device with its backend, type and memory (bytes): what `gpu` options choose from.
+    Napi::Array list = Napi::Array::New(env);
+    for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
+        ggml_backend_dev_t d = ggml_backend_dev_get(i);
+        size_t free = 0, total = 0;
+        ggml_backend_dev_memory(d, &free, &total);
+        const auto t = ggml_backend_dev_type(d);
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("name", ggml_backend_dev_name(d));
+        o.Set("description", ggml_backend_dev_description(d));
+        o.Set("backend", ggml_backend_reg_name(ggml_backend_dev_backend_reg(d)));
+        o.Set("type", t == GGML_BACKEND_DEVICE_TYPE_GPU ? "gpu" : t == GGML_BACKEND_DEVICE_TYPE_IGPU ? "igpu" : t == GGML_BACKEND_DEVICE_TYPE_CPU ? "cpu" : "accel");
+        o.Set("memoryFree", static_cast<double>(free));
+        o.Set("memoryTotal", static_cast<double>(total));
+        list.Set(static_cast<uint32_t>(i), o);
+    }
+    out.Set("deviceList", list);
     return out;
 }
 

@@ -14,9 +14,9 @@ namespace {
 
 class ModelLoadWorker : public Napi::AsyncWorker {
 public:
-    ModelLoadWorker(Napi::Env env, std::string path, int32_t n_gpu_layers, bool repack, bool vocab_only)
+    ModelLoadWorker(Napi::Env env, std::string path, int32_t n_gpu_layers, bool repack, bool vocab_only, std::string gpu)
         : Napi::AsyncWorker(env, "ModelLoadWorker"), deferred_(Napi::Promise::Deferred::New(env)),
-          path_(std::move(path)), n_gpu_layers_(n_gpu_layers), repack_(repack), vocab_only_(vocab_only) {}
+          path_(std::move(path)), n_gpu_layers_(n_gpu_layers), repack_(repack), vocab_only_(vocab_only), gpu_(std::move(gpu)) {}
     Napi::Promise promise() { return deferred_.Promise(); }
 
     void Execute() override {
@@ -26,6 +26,15 @@ public:
         }
         llama_model_params mp = llama_model_default_params();
         mp.n_gpu_layers = n_gpu_layers_;
+        // The devices llama.cpp may offload to (null-terminated; empty = the CPU only).
+        std::vector<ggml_backend_dev_t> devs;
+        std::string err;
+        if (!pick_gpus(gpu_, devs, err)) {
+            fail_ = {"ERR_W2S_BACKEND_UNAVAILABLE", err};
+            return;
+        }
+        devs.push_back(nullptr);
+        if (!gpu_.empty()) mp.devices = devs.data();
         mp.use_extra_bufts = repack_;
         mp.vocab_only = vocab_only_;
         // Our own callback replaces the default one, which prints dots to stderr.
@@ -64,6 +73,7 @@ private:
     int32_t n_gpu_layers_;
     bool repack_;
     bool vocab_only_;
+    std::string gpu_;
     model_ptr model_;
     job_failure fail_;
 };
@@ -118,7 +128,7 @@ std::string meta_string(int32_t (*fn)(const llama_model *, int32_t, char *, size
 
 }  // namespace
 
-// loadModel(path, {gpuLayers, repack, vocabOnly}) -> Promise<AddonModel>
+// loadModel(path, {gpuLayers, repack, vocabOnly, gpu?}) -> Promise<AddonModel>; gpu: pick_gpus (backend.h)
 Napi::Value load_model(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
     if (info.Length() < 2 || !info[0].IsString() || !info[1].IsObject()) {
@@ -127,7 +137,8 @@ Napi::Value load_model(const Napi::CallbackInfo & info) {
     Napi::Object o = info[1].As<Napi::Object>();
     auto * w = new ModelLoadWorker(env, info[0].As<Napi::String>().Utf8Value(),
                                    o.Get("gpuLayers").As<Napi::Number>().Int32Value(),
-                                   o.Get("repack").ToBoolean().Value(), o.Get("vocabOnly").ToBoolean().Value());
+                                   o.Get("repack").ToBoolean().Value(), o.Get("vocabOnly").ToBoolean().Value(),
+                                   o.Get("gpu").IsString() ? o.Get("gpu").As<Napi::String>().Utf8Value() : std::string());
     Napi::Promise p = w->promise();
     w->Queue();
     return p;

@@ -353,6 +353,7 @@ Napi::Value create_trainer(const Napi::CallbackInfo & info) {
     p.seed = static_cast<uint64_t>(o.Get("seed").As<Napi::Number>().DoubleValue());
     p.n_threads = o.Get("threads").As<Napi::Number>().Int32Value();
     if (o.Get("initAdapter").IsString()) p.init_adapter = o.Get("initAdapter").As<Napi::String>().Utf8Value();
+    if (o.Get("gpu").IsString()) p.gpu = o.Get("gpu").As<Napi::String>().Utf8Value();
     if (o.Get("frozenGrad").IsString()) {
         const std::string m = o.Get("frozenGrad").As<Napi::String>().Utf8Value();
         if (m != "mul_mat" && m != "out_prod") throw make_error(env, ERR_INVALID, "frozenGrad must be 'mul_mat' or 'out_prod', got '" + m + "'");

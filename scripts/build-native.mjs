@@ -8,7 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { findPrebuiltLibDir, findSourceBundle, findPackageDir, PREBUILT_LIBS, prebuiltRpath } from "./llama-paths.mjs";
+import { findPrebuiltLibDir, findSourceBundle, findPackageDir, findVariantLibDir, GPU_VARIANTS, PREBUILT_LIBS, prebuiltRpath, variantInfo, variantRpath } from "./llama-paths.mjs";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const { values: opts } = parseArgs({
@@ -106,16 +106,30 @@ if (opts["from-source"]) {
   if (!libDir) fail(`the prebuilt llama.cpp libraries were not found; looked at:\n  ${tried.join("\n  ")}\n` +
     "Install node-llama-cpp's optional platform package, or build from source: npm run build:native -- --from-source");
   target = { libDir, libs: PREBUILT_LIBS, rpath: prebuiltRpath() };
+  // The GPU variants of every flavor npm installed (node-llama-cpp's optional packages; W2S_VARIANTS=none or a
+  // list narrows it): the same objects linked to that flavor's libraries, weak2strong-<variant>.node.
+  const wanted = process.env.W2S_VARIANTS === undefined ? GPU_VARIANTS : process.env.W2S_VARIANTS.split(",").filter((v) => GPU_VARIANTS.includes(v));
+  target.variants = [];
+  for (const v of wanted) {
+    const dir = findVariantLibDir(v, root, []);
+    if (dir) target.variants.push({ variant: v, libDir: dir, libs: variantInfo(v).libs, rpath: variantRpath(v) });
+    else console.error(`(no ${variantInfo(v).pkg} installed: no ${v} variant)`);
+  }
 }
 
 const cmakeJs = findPackageDir("cmake-js", root);
 if (!cmakeJs) fail("cmake-js is not installed (it is a dependency: run npm install).");
-const cmakeArgs = [path.join(cmakeJs, "bin", "cmake-js"), "compile", "--directory", root, "--out", buildDir,
-  ...(opts.debug ? ["--debug"] : []),
+// configure, then build: `cmake-js compile` alone keeps an existing cache, so a changed -D (a variant that
+// appeared, another library folder) would not reach CMake.
+const common = ["--directory", root, "--out", buildDir, ...(opts.debug ? ["--debug"] : [])];
+const cmakeArgs = [path.join(cmakeJs, "bin", "cmake-js"), "configure", ...common,
   `--CDLLAMA_SRC_DIR=${src}`, `--CDLLAMA_LIB_DIR=${target.libDir}`, `--CDLLAMA_LIBS=${target.libs.join(";")}`,
   `--CDLLAMA_RPATH=${target.rpath.join(";")}`, `--CDW2S_BUILD_TESTS=${opts.tests ? "ON" : "OFF"}`,
-  "--parallel", opts.jobs];
+  `--CDW2S_VARIANTS=${(target.variants ?? []).map((v) => v.variant).join(";")}`,
+  ...(target.variants ?? []).flatMap((v) => [`--CDLLAMA_LIB_DIR_${v.variant}=${v.libDir}`, `--CDLLAMA_LIBS_${v.variant}=${v.libs.join(";")}`,
+    `--CDLLAMA_RPATH_${v.variant}=${v.rpath.join(";")}`])];
 run(process.execPath, cmakeArgs);
+run(process.execPath, [path.join(cmakeJs, "bin", "cmake-js"), "build", ...common, "--parallel", opts.jobs]);
 
 // Tell the runtime loader where the backend plugins of this build live (relative to the addon file).
 const outDir = path.join(buildDir, opts.debug ? "Debug" : "Release");
@@ -123,6 +137,13 @@ const manifest = {
   source: opts["from-source"] ? "source" : "prebuilt",
   cuda: opts.cuda,
   libDir: opts["from-source"] ? path.relative(outDir, target.libDir) : null,
+  // Addon files of the GPU variants beside weak2strong.node (prebuilt links only).
+  variants: Object.fromEntries((target.variants ?? []).map((v) => [v.variant, `weak2strong-${v.variant}.node`])),
 };
+for (const v of GPU_VARIANTS) {
+  // A variant from an earlier build whose flavor is gone must not be picked up as current.
+  if (!(v in manifest.variants)) fs.rmSync(path.join(outDir, `weak2strong-${v}.node`), { force: true });
+}
 fs.writeFileSync(path.join(outDir, "weak2strong.build.json"), JSON.stringify(manifest, null, 2) + "\n");
-console.error(`weak2strong build: ${path.join(outDir, "weak2strong.node")} (${manifest.source}${opts.cuda ? ", cuda" : ""})`);
+console.error(`weak2strong build: ${path.join(outDir, "weak2strong.node")} (${manifest.source}${opts.cuda ? ", cuda" : ""})` +
+  (Object.keys(manifest.variants).length ? `; variants ${Object.keys(manifest.variants).join(", ")}` : ""));

@@ -13,6 +13,66 @@ export function prebuiltPackageName(platform = process.platform, arch = process.
 }
 
 /**
+ * The GPU flavors node-llama-cpp ships prebuilt for this platform, as addon variants: the package, its bins
+ * folder, and its library names (the CPU names with the flavor inserted: libllama.cuda.v0.5.0.so; libggml-base.so
+ * is shared). `runtime`: a second build of the GPU plugin (linux-x64-cuda-ext's fallback/libggml-cuda.so, for
+ * CUDA 12 systems; the main one needs CUDA 13). Metal (macOS arm64) is in the CPU package itself: no variant.
+ */
+export const GPU_VARIANTS = ["cuda", "vulkan"];
+export function variantInfo(variant, platform = process.platform, arch = process.arch) {
+  const flavor = `${platform}-${arch}-${variant}`;
+  return {
+    variant,
+    pkg: `@node-llama-cpp/${flavor}`,
+    bins: flavor,
+    libs: PREBUILT_LIBS.map((l) => l.replace(/^lib(llama|ggml)\.v/, `lib$1.${variant}.v`)),
+    runtime: variant === "cuda" ? { pkg: `@node-llama-cpp/${flavor}-ext`, bins: `${flavor}/fallback` } : undefined,
+  };
+}
+
+/** The bins folder of `pkg` (looked up from node-llama-cpp's folder first, then from `from`) holding every file of `libs`. */
+function findBins(pkgName, bins, libs, from, tried) {
+  const starts = [];
+  const nlc = findNodeLlamaCppDir(from, []);
+  if (nlc) starts.push(nlc);
+  starts.push(from);
+  for (const start of starts) {
+    const pkg = findPackageDir(pkgName, start, tried);
+    if (!pkg) continue;
+    const dir = path.join(pkg, "bins", bins);
+    if (libs.every((lib) => fs.existsSync(path.join(dir, lib)))) return dir;
+    tried.push(`${dir} (missing one of ${libs.join(", ")})`);
+  }
+  return undefined;
+}
+
+/** The library folder of a GPU variant's prebuilt flavor, or undefined when npm did not install it. */
+export function findVariantLibDir(variant, from, tried = []) {
+  const v = variantInfo(variant);
+  return findBins(v.pkg, v.bins, v.libs, from, tried);
+}
+
+/** The folder of a variant's fallback plugin build (CUDA: cuda-ext's fallback/), or undefined. */
+export function findVariantRuntimeDir(variant, from, tried = []) {
+  const r = variantInfo(variant).runtime;
+  if (!r) return undefined;
+  const dir = findBins(r.pkg, r.bins, [], from, tried);
+  return dir && fs.existsSync(dir) ? dir : undefined;
+}
+
+/** Run-time search path entries of a variant's addon (relative to it, as prebuiltRpath). */
+export function variantRpath(variant) {
+  const v = variantInfo(variant);
+  const bins = `${v.pkg}/bins/${v.bins}`;
+  return [
+    `$ORIGIN/../../node_modules/${bins}`,
+    `$ORIGIN/../../node_modules/node-llama-cpp/node_modules/${bins}`,
+    `$ORIGIN/../../../${bins}`,
+    `$ORIGIN/../../../node-llama-cpp/node_modules/${bins}`,
+  ];
+}
+
+/**
  * Node's package lookup: `node_modules/<name>` in `from` and every parent folder.
  * Returns the package folder or undefined; `tried` collects every folder looked at.
  */

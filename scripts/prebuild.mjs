@@ -22,3 +22,15 @@ fs.mkdirSync(dir, { recursive: true });
 const dest = path.join(dir, "weak2strong.napi.node");
 fs.copyFileSync(built, dest);
 console.error(`weak2strong: prebuild ${path.relative(root, dest)} (${fs.statSync(dest).size} bytes)`);
+// The GPU variants (weak2strong-<variant>.node, linked to node-llama-cpp's CUDA and Vulkan flavors): every one
+// the build made; a stale one from an earlier pack whose flavor is gone is removed.
+const variants = JSON.parse(fs.readFileSync(manifest, "utf8")).variants ?? {};
+for (const v of ["cuda", "vulkan"]) {
+  const out = path.join(dir, `weak2strong-${v}.napi.node`);
+  if (!variants[v]) {
+    fs.rmSync(out, { force: true });
+    continue;
+  }
+  fs.copyFileSync(path.join(root, "build", "Release", variants[v]), out);
+  console.error(`weak2strong: prebuild ${path.relative(root, out)} (${fs.statSync(out).size} bytes)`);
+}

@@ -17,6 +17,9 @@ test('the packed tarball installs without scripts and runs w2s and the library',
   const info = JSON.parse(packed.slice(packed.indexOf('['))) as { filename: string; files: { path: string }[] }[];
   const files = info[0]!.files.map((f) => f.path);
   t.true(files.includes(`prebuilds/${process.platform}-${process.arch}/weak2strong.napi.node`), 'tarball has the prebuilt addon');
+  // Every GPU variant (issue 12): linux-x64 installs node-llama-cpp's CUDA and Vulkan flavors, so both exist.
+  const variants = process.platform === 'linux' && process.arch === 'x64' ? ['cuda', 'vulkan'] : [];
+  for (const v of variants) t.true(files.includes(`prebuilds/${process.platform}-${process.arch}/weak2strong-${v}.napi.node`), `tarball has the ${v} variant`);
   t.true(files.includes('dist/lib/cli/main.js'));
   t.false(files.some((f) => f.startsWith('build/') || f.startsWith('deps/') || f.startsWith('dist/test/')), 'no build folders or tests in the tarball');
 
@@ -49,5 +52,22 @@ m.dispose();`);
   t.true(out.addon.startsWith(installed), `addon loaded from ${out.addon}`);
   t.regex(out.addon, /prebuilds/);
   t.true(out.finite);
+  // Each GPU variant's prebuild loads from the installed package (on this machine's CPU devices without a GPU)
+  // and scores the same tokens.
+  for (const v of variants) {
+    const vo = JSON.parse(execFileSync(process.execPath, [script], { cwd: app, env: { ...env, W2S_VARIANT: v }, encoding: 'utf8' }).trim());
+    t.regex(vo.addon, new RegExp(`prebuilds/.*weak2strong-${v}\\.napi\\.node$`));
+    t.is(vo.tokens, out.tokens);
+    t.true(vo.finite);
+  }
+  // Install size (README, "Install size"): the tarball, and node_modules by package.
+  const du = (p: string): number => {
+    const st = fs.lstatSync(p);
+    return st.isDirectory() ? fs.readdirSync(p).reduce((a, e) => a + du(path.join(p, e)), 0) : st.size;
+  };
+  const nm = path.join(app, 'node_modules');
+  const scoped = fs.readdirSync(path.join(nm, '@node-llama-cpp')).map((d) => `@node-llama-cpp/${d}`);
+  const sizes = ['weak2strong', 'node-llama-cpp', ...scoped].filter((d) => fs.existsSync(path.join(nm, d))).map((d) => `${d} ${(du(path.join(nm, d)) / 2 ** 20).toFixed(0)} MiB`);
+  t.log(`tarball ${(fs.statSync(path.join(work, info[0]!.filename)).size / 2 ** 20).toFixed(1)} MiB; node_modules ${(du(nm) / 2 ** 20).toFixed(0)} MiB: ${sizes.join(', ')}`);
   fs.rmSync(work, { recursive: true, force: true });
 });

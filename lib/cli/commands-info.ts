@@ -1,13 +1,15 @@
 // `w2s info`: what this installation runs on, for bug reports and first-run checks: the package, Node and
 // the CPU (with the vector extensions ggml picks kernels by), the native addon that loaded and the llama.cpp
 // libraries it uses, ggml's devices and llama.cpp's system line, and the thread counts calibrated on this
-// machine. GPU variants of the addon do not exist yet (issue 12): it says so rather than guess.
+// machine, and the GPU variants: which are installed, which one this process loaded and why, and each
+// variant's driver library (present or not).
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { addon, addonLocation, packageRoot } from '../native.js';
+import { DRIVER_LIBRARY, findDriver, GPU_BACKENDS } from '../gpu.js';
+import { addon, addonLocation, installedVariants, packageRoot } from '../native.js';
 import { cacheDir } from '../thread-calibration.js';
 import { physicalCores, simdFlags } from '../threads.js';
 
@@ -34,7 +36,13 @@ export function collectInfo(): Record<string, unknown> {
     node: process.version,
     platform: `${process.platform}-${process.arch}`,
     cpu: { model: cpu, logical: os.availableParallelism(), physicalCores: physicalCores(), simd: simdFlags(), memoryGiB: +(os.totalmem() / 2 ** 30).toFixed(1) },
-    addon: { path: loc.addonPath, build: readJson(path.join(path.dirname(loc.addonPath), 'weak2strong.build.json')) ?? null, libDir: loc.libDir, gpuVariants: 'none yet (CPU build only)' },
+    addon: {
+      path: loc.addonPath, build: readJson(path.join(path.dirname(loc.addonPath), 'weak2strong.build.json')) ?? null, libDir: loc.libDir,
+      variant: loc.variant, reason: loc.reason, installed: installedVariants(),
+      drivers: Object.fromEntries(GPU_BACKENDS.map((b) => [b, findDriver(DRIVER_LIBRARY[b]) ?? null])),
+      pluginLog: loc.loadLog.trim(),
+    },
+    deviceList: loc.deviceList,
     llamaCpp: {
       nodeLlamaCpp: (readJson(path.join(nlcDir, 'package.json'))?.version as string | undefined) ?? 'unknown',
       release: (readJson(path.join(nlcDir, 'llama', 'llama.cpp.info.json'))?.tag as string | undefined) ?? 'unknown',
@@ -65,7 +73,8 @@ export function registerInfoCommand(program: Command): void {
       const i = info as {
         package: { version: string; root: string }; node: string; platform: string;
         cpu: { model: string; logical: number; physicalCores: number; simd: string[]; memoryGiB: number };
-        addon: { path: string; build: Record<string, unknown> | null; libDir: string; gpuVariants: string };
+        addon: { path: string; build: Record<string, unknown> | null; libDir: string; variant: string; reason: string; installed: string[]; drivers: Record<string, string | null>; pluginLog: string };
+        deviceList: Array<{ name: string; description: string; backend: string; type: string; memoryTotal: number; memoryFree: number }>;
         llamaCpp: { nodeLlamaCpp: string; release: string; devices: string[]; systemInfo: string };
         threadCalibration: { file: string; thisMachine: Record<string, { threads: number }> };
         training: Array<{ device: string; description: string; types: string[] }>;
@@ -75,7 +84,9 @@ export function registerInfoCommand(program: Command): void {
         `CPU: ${i.cpu.model}, ${i.cpu.logical} logical / ${i.cpu.physicalCores} physical cores, ${i.cpu.memoryGiB} GiB; SIMD: ${i.cpu.simd.join(' ') || 'unknown'}`,
         `addon: ${i.addon.path}${i.addon.build ? ` (${JSON.stringify(i.addon.build)})` : ''}`,
         `llama.cpp: ${i.llamaCpp.release} from node-llama-cpp ${i.llamaCpp.nodeLlamaCpp}, libraries in ${i.addon.libDir}`,
-        `devices: ${i.llamaCpp.devices.join(', ') || 'none'}; GPU variants: ${i.addon.gpuVariants}`,
+        `variant: ${i.addon.variant} (${i.addon.reason}); installed: ${i.addon.installed.join(', ')}; drivers: ${Object.entries(i.addon.drivers).map(([b, d]) => `${b} ${d ?? 'none'}`).join(', ')}`,
+        ...(i.addon.pluginLog ? [`GPU plugins not loaded: ${i.addon.pluginLog.split('\n').join('; ')}`] : []),
+        `devices: ${i.deviceList.map((d) => `${d.name} (${d.backend}, ${d.type}${d.memoryTotal ? `, ${(d.memoryTotal / 2 ** 30).toFixed(1)} GiB` : ''})`).join(', ') || 'none'}`,
         `system: ${i.llamaCpp.systemInfo}`,
         ...i.training.map((d) => `training on ${d.device} (${d.description}): frozen bases ${d.types.join(', ') || 'none'}`),
         `calibrated threads (${i.threadCalibration.file}): ${Object.entries(i.threadCalibration.thisMachine).map(([k, v]) => `${k.split('|').at(-1)} → ${v.threads}`).join(', ') || 'none measured yet'}`,

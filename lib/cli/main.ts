@@ -6,6 +6,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { W2sError } from '../errors.js';
+import { parseGpu } from '../gpu.js';
+import { onAddonLoaded } from '../native.js';
 import { registerBenchCommands } from './commands-bench.js';
 import { registerDemoCommand } from './commands-demo.js';
 import { registerInferCommands } from './commands-infer.js';
@@ -37,9 +39,28 @@ registerDemoCommand(program);
 registerBenchCommands(program);
 registerInfoCommand(program);
 
+// --gpu on every command: it sets the process's default (W2S_GPU), which every model and trainer load without
+// its own `gpu` takes; the first load picks the addon variant (lib/gpu.ts).
+(function addGpuOption(cmd: Command): void {
+  if (cmd.commands.length === 0 && cmd !== program) {
+    cmd.option('--gpu <backend>', "GPU backend: auto (CUDA, then Vulkan, then the CPU), cuda, vulkan, or false for the CPU (default: W2S_GPU or auto)");
+  }
+  for (const c of cmd.commands) addGpuOption(c);
+})(program);
+program.hook('preAction', (_root, action) => {
+  const g = action.opts().gpu as string | undefined;
+  if (g !== undefined) process.env.W2S_GPU = String(parseGpu(g, '--gpu'));
+});
+// Once per process, on the progress output (stderr): the backend and device the run uses, and why.
+onAddonLoaded((loc) => {
+  const gpus = loc.deviceList.filter((d) => d.type === 'gpu' || d.type === 'igpu');
+  const where = gpus.length ? gpus.map((d) => `${d.name} (${d.description}, ${(d.memoryTotal / 2 ** 30).toFixed(1)} GiB)`).join(', ') : 'the CPU';
+  process.stderr.write(`w2s: ${loc.variant} build of llama.cpp on ${where} (${loc.reason})\n`);
+});
+
 const USER_ERRORS = new Set(['ERR_W2S_INVALID_ARGUMENT', 'ERR_W2S_FILE_NOT_FOUND', 'ERR_W2S_GGUF_FORMAT', 'ERR_W2S_DATA_FORMAT',
   'ERR_W2S_CONTEXT_OVERFLOW', 'ERR_W2S_UNSUPPORTED_MODEL', 'ERR_W2S_ADAPTER', 'ERR_W2S_CHECKPOINT', 'ERR_W2S_OUTPUT',
-  'ERR_W2S_REMOTE_MODEL', 'ERR_W2S_REMOTE_AUTH', 'ERR_W2S_REMOTE_REQUEST', 'ERR_W2S_PARTIAL_RESULTS']);
+  'ERR_W2S_REMOTE_MODEL', 'ERR_W2S_REMOTE_AUTH', 'ERR_W2S_REMOTE_REQUEST', 'ERR_W2S_PARTIAL_RESULTS', 'ERR_W2S_BACKEND_UNAVAILABLE']);
 
 try {
   await program.parseAsync(process.argv);

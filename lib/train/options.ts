@@ -2,6 +2,7 @@
 import { InvalidArgumentError } from '../errors.js';
 import { checkOutputPaths, type NamedPath } from '../io/outputs.js';
 import { threadsOption } from '../threads.js';
+import { defaultGpu, parseGpu, type GpuOption } from '../gpu.js';
 import * as v from '../validate.js';
 import type { MemoryPlan } from './memory-plan.js';
 import type { ScheduleKind } from './schedule.js';
@@ -96,6 +97,12 @@ export interface TrainOptions {
    * first step.
    */
   memoryLimit?: number;
+  /**
+   * The device of the frozen base, LoRA state and graphs: 'auto' (default, or W2S_GPU): the first GPU of the
+   * process's addon variant, else the CPU; 'cuda' / 'vulkan': that backend (BackendUnavailableError without it);
+   * false: the CPU. See LoadModelOptions.gpu.
+   */
+  gpu?: GpuOption;
   onProgress?: (p: TrainProgress) => void;
   /** Called once before the first step with the measured memory plan (lib/train/memory-plan.ts). */
   onMemoryPlan?: (p: MemoryPlan) => void;
@@ -157,6 +164,7 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
     onProgress: o.onProgress,
     checkpointing: checkpointingOption(o.checkpointing),
     memoryLimit: v.nonNegativeInt('memoryLimit', o.memoryLimit ?? 0),
+    gpu: o.gpu === undefined ? defaultGpu() : parseGpu(o.gpu),
     onMemoryPlan: o.onMemoryPlan,
     signal: v.abortSignal('signal', o.signal),
   };

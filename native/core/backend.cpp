@@ -1,6 +1,8 @@
 // Process-wide llama.cpp/ggml setup and per-thread capture of llama.cpp's log errors.
 #include "backend.h"
 
+#include <dlfcn.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
@@ -25,16 +27,50 @@ void log_callback(ggml_log_level level, const char * text, void *) {
 
 }  // namespace
 
-bool backend_init(const std::string & lib_dir, std::string & err) {
+bool backend_init(const std::string & lib_dir, std::string & err, const std::vector<std::string> & fallback_dirs, std::string * load_log) {
     static std::once_flag once;
     static std::string init_err;
-    std::call_once(once, [&lib_dir]() {
+    static std::string log;
+    std::call_once(once, [&lib_dir, &fallback_dirs]() {
         const char * v = std::getenv("W2S_LLAMA_LOG");
         g_verbose = v != nullptr && v[0] != '\0' && v[0] != '0';
         llama_log_set(log_callback, nullptr);
         // Loading the plugins twice would register duplicate devices (native-notes.md).
         if (ggml_backend_reg_by_name("CPU") == nullptr && !lib_dir.empty()) {
+            clear_log_errors();
             ggml_backend_load_all_from_path(lib_dir.c_str());
+            log += take_log_errors();
+            if (!log.empty()) log += "\n";
+            // ggml loads the plugins silently. A GPU plugin that did not register: try the fallback folders
+            // (node-llama-cpp's CUDA 12 build of libggml-cuda.so for systems without CUDA 13), then open each
+            // copy once more to learn why it failed (typically a driver or runtime library: libcuda.so.1,
+            // libcudart.so.12, libvulkan.so.1).
+            const std::pair<const char *, const char *> gpu_plugins[] = {{"libggml-cuda.so", "CUDA"}, {"libggml-vulkan.so", "Vulkan"}};
+            auto exists = [](const std::string & path) {
+                FILE * f = std::fopen(path.c_str(), "rb");
+                if (f) std::fclose(f);
+                return f != nullptr;
+            };
+            for (const auto & [file, reg] : gpu_plugins) {
+                if (!exists(lib_dir + "/" + file) || ggml_backend_reg_by_name(reg) != nullptr) continue;
+                std::vector<std::string> tried{lib_dir + "/" + file};
+                for (const std::string & dir : fallback_dirs) {
+                    const std::string path = dir + "/" + file;
+                    if (!exists(path)) continue;
+                    tried.push_back(path);
+                    clear_log_errors();
+                    ggml_backend_load(path.c_str());
+                    take_log_errors();  // its failure is reported below, with the others
+                    if (ggml_backend_reg_by_name(reg) != nullptr) break;
+                }
+                if (ggml_backend_reg_by_name(reg) != nullptr) continue;
+                for (const std::string & path : tried) {
+                    void * h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+                    const char * e = h ? nullptr : dlerror();
+                    if (h) dlclose(h);
+                    log += path + ": " + (e ? e : "loaded but registered no backend (no usable device)") + "\n";
+                }
+            }
         }
         if (ggml_backend_reg_by_name("CPU") == nullptr) {
             init_err = "no ggml CPU backend could be loaded from " + lib_dir +
@@ -44,6 +80,7 @@ bool backend_init(const std::string & lib_dir, std::string & err) {
         llama_backend_init();
     });
     err = init_err;
+    if (load_log) *load_log = log;
     return init_err.empty();
 }
 
@@ -54,6 +91,23 @@ std::string backend_devices() {
         out += ggml_backend_dev_name(ggml_backend_dev_get(i));
     }
     return out;
+}
+
+bool pick_gpus(const std::string & want, std::vector<ggml_backend_dev_t> & out, std::string & err) {
+    out.clear();
+    if (want == "none") return true;
+    for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
+        ggml_backend_dev_t d = ggml_backend_dev_get(i);
+        const auto type = ggml_backend_dev_type(d);
+        if (type != GGML_BACKEND_DEVICE_TYPE_GPU && type != GGML_BACKEND_DEVICE_TYPE_IGPU) continue;
+        if (!want.empty() && want != ggml_backend_reg_name(ggml_backend_dev_backend_reg(d))) continue;
+        out.push_back(d);
+    }
+    if (!want.empty() && out.empty()) {
+        err = "no " + want + " device is available (devices: " + backend_devices() + ")";
+        return false;
+    }
+    return true;
 }
 
 std::string take_log_errors() {

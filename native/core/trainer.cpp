@@ -51,9 +51,15 @@ std::unique_ptr<trainer> trainer::create(const std::string & model_path, const t
         return nullptr;
     }
     set_threads(t->cpu_, p.n_threads);
-    // A GPU when the build has one (from-source CUDA builds); the CPU otherwise.
-    ggml_backend_dev_t gpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_GPU);
-    t->backend_ = gpu ? ggml_backend_dev_init(gpu, nullptr) : nullptr;
+    // The frozen base, LoRA state and graphs on a GPU when the build has one and p.gpu allows it (the CPU
+    // backend takes the ops the GPU refuses); the CPU otherwise.
+    std::vector<ggml_backend_dev_t> gpus;
+    if (!pick_gpus(p.gpu, gpus, err)) return nullptr;
+    t->backend_ = gpus.empty() ? nullptr : ggml_backend_dev_init(gpus[0], nullptr);
+    if (!gpus.empty() && !t->backend_) {
+        err = std::string("ggml_backend_dev_init failed for ") + ggml_backend_dev_name(gpus[0]);
+        return nullptr;
+    }
     if (!t->backend_) t->backend_ = t->cpu_;
 
     t->model_ = load_train_model(model_path, t->backend_, p.frozen_grad == frozen_grad_mode::out_prod, err);

@@ -37,6 +37,7 @@ struct trainer_params {
     uint64_t seed = 0;
     int n_threads = 1;
     std::string init_adapter;  // continue from this adapter instead of a fresh initialisation
+    std::string gpu;           // pick_gpus (backend.h): "" the first GPU if any, "none" the CPU, "CUDA"/"Vulkan" that backend
     frozen_grad_mode frozen_grad = frozen_grad_mode::mul_mat;
     head_mode head = head_mode::chunked;
     size_t head_chunk_bytes = size_t(256) << 20;      // logits + probabilities of one chunk of rows

@@ -87,6 +87,12 @@ export const configSchema = z.strictObject({
    * holds its own copy of its model, so memory grows with jobs.
    */
   jobs: z.int().min(1).max(16).default(1),
+  /**
+   * GPU backend of every model and trainer the run opens: 'auto' (CUDA, then Vulkan, then the CPU), 'cuda',
+   * 'vulkan' or false (the CPU). Default: the process's (--gpu / W2S_GPU, else auto). Not part of any step's
+   * inputs: a run resumed on another device keeps its finished steps.
+   */
+  gpu: z.union([z.enum(['auto', 'cuda', 'vulkan']), z.literal(false)]).optional(),
   /** Answer key; defaults by format: '####' (gsm8k, jsonl) or 'The answer is:' (math). */
   key: z.string().min(1).optional(),
   prompt: z.strictObject({

@@ -9,6 +9,7 @@ import { serializeRecords, type PairRecord, type ResultRecord, type SftRecord } 
 import { AbortError, AdapterError, InvalidArgumentError, W2sError } from '../../errors.js';
 import type { Generator } from '../../generate/generator.js';
 import { exportPeft } from '../../lora/peft.js';
+import type { GpuOption } from '../../gpu.js';
 import { loadModel, type Model } from '../../model.js';
 import { ggufChatTemplate, tokenizerFingerprint } from '../../model/tokenizer-fingerprint.js';
 import { RemoteGenerator } from '../../remote/openai.js';
@@ -32,8 +33,10 @@ const writeJsonl = (file: string, rows: readonly unknown[]) => fs.writeFileSync(
 const writeJson = (file: string, rows: readonly unknown[]) => fs.writeFileSync(file, serializeRecords(rows, 'json'));
 const readJsonl = <T>(file: string): T[] => fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as T);
 
-async function withModel<T>(file: string, adapter: string | undefined, fn: (m: Model, lora: Awaited<ReturnType<Model['loadLora']>> | undefined) => Promise<T>): Promise<T> {
-  const m = await loadModel(file);
+async function withModel<T>(file: string, adapter: string | undefined, gpu: GpuOption | undefined, ctx: StepContext | undefined,
+  fn: (m: Model, lora: Awaited<ReturnType<Model['loadLora']>> | undefined) => Promise<T>): Promise<T> {
+  const m = await loadModel(file, gpu === undefined ? {} : { gpu });
+  ctx?.noteDevice(`${m.device} (${m.variant} build)`);
   try {
     return await fn(m, adapter ? await m.loadLora(adapter) : undefined);
   } finally {
@@ -85,11 +88,14 @@ export async function runMethod(cfg: RunConfig, events: StepEvents, signal?: Abo
   }
   /** Step-input entry of chat runs' system message: absent otherwise, so other configs keep their hashes. */
   const chatInput = chat?.system !== undefined ? { system: chat.system } : {};
+  // The run's gpu option (config `gpu`), for every model and trainer it opens; not a step input (results do not
+  // depend on it beyond float rounding), so old step hashes hold.
+  const gpuOption = cfg.gpu === undefined ? {} : { gpu: cfg.gpu };
   // Tokenizer identities: a model trains on generated ids only when it has the generator's (token-ids.ts).
   const fp: Record<Role, string> = { weak: await tokenizerFingerprint(cfg.weak.model), strong: await tokenizerFingerprint(cfg.strong.model) };
   // Vocabulary-only copies of the models, for chat prompts and training rows: loaded on first use.
   const vocabs: Partial<Record<Role, Promise<Model>>> = {};
-  const vocab = (role: Role) => (vocabs[role] ??= loadModel(cfg[role].model, { vocabOnly: true }));
+  const vocab = (role: Role) => (vocabs[role] ??= loadModel(cfg[role].model, { vocabOnly: true, ...(cfg.gpu === undefined ? {} : { gpu: cfg.gpu }) }));
   // Chat runs render per model (zeroShots); their gold records hold the bare question until a training step
   // renders it for the trained model (buildSftRows).
   const zeroShot = (p: Problem) => (chat ? p.question : formatPrompt(p.question, cfg.prompt.template));
@@ -131,9 +137,10 @@ export async function runMethod(cfg: RunConfig, events: StepEvents, signal?: Abo
       writeJson(path.join(ctx.dir, 'train.json'), built.records);
       const r = await trainSft({
         model: cfg[model].model, out: path.join(ctx.dir, 'adapter.gguf'), data: built.examples,
-        ...tc, threads: cfg.generation.threads, signal: ctx.signal, ...(chat ? { parseSpecial: true } : {}),
+        ...tc, threads: cfg.generation.threads, signal: ctx.signal, ...(chat ? { parseSpecial: true } : {}), ...gpuOption,
         onProgress: (p) => ctx.progress(p.step, p.totalSteps, `loss ${p.loss.toFixed(3)}`),
       });
+      ctx.noteDevice(r.trainer.backend);
       return { rows: rows.length, ...r.data, generatedIds: built.generatedIds, textRows: built.text, steps: r.steps, firstLoss: r.history[0]?.loss, lastLoss: r.history.at(-1)?.loss };
     },
   });
@@ -173,7 +180,7 @@ export async function runMethod(cfg: RunConfig, events: StepEvents, signal?: Abo
   const withSource = async <T>(ctx: StepContext, model: 'weak' | 'strong', adapter: StepOutcome | undefined,
     fn: (source: Model | Generator, lora: Awaited<ReturnType<Model['loadLora']>> | undefined, partial: (name: string) => string | undefined) => Promise<T>): Promise<T> => {
     const ep = remoteFor(model, adapter);
-    if (!ep) return withModel(cfg[model].model, adapter?.file('adapter.gguf'), (m, lora) => fn(m, lora, () => undefined));
+    if (!ep) return withModel(cfg[model].model, adapter?.file('adapter.gguf'), cfg.gpu, ctx, (m, lora) => fn(m, lora, () => undefined));
     // An endpoint whose adapter a hook sets serves one adapter at a time: its steps take turns (jobs > 1).
     if (typeof ep.adapters !== 'object') return remoteGenerate(ctx, model, adapter, ep, fn);
     const turn = endpointTurn[model].then(() => remoteGenerate(ctx, model, adapter, ep, fn));
@@ -333,10 +340,11 @@ export async function runMethod(cfg: RunConfig, events: StepEvents, signal?: Abo
           const data = built.examples;
           const common = {
             model: cfg.strong.model, lora: mp.file('adapter.gguf'), out: path.join(ctx.dir, 'adapter.gguf'), data, ...tc,
-            threads: cfg.generation.threads, signal: ctx.signal, ...(chat ? { parseSpecial: true } : {}),
+            threads: cfg.generation.threads, signal: ctx.signal, ...(chat ? { parseSpecial: true } : {}), ...gpuOption,
             onProgress: (p: { step: number; totalSteps: number; loss: number }) => ctx.progress(p.step, p.totalSteps, `loss ${p.loss.toFixed(3)}`),
           };
           const r = s2.algorithm === 'dpo' ? await trainDpo({ ...common, beta: s2.beta }) : await trainOrpo({ ...common, lambda: s2.lambda });
+          ctx.noteDevice(r.trainer.backend);
           return { pairs: data.length, generatedIdSides: built.generatedIds, textSides: built.text, steps: r.steps, firstLoss: r.history[0]?.loss, lastLoss: r.history.at(-1)?.loss };
         },
       });

@@ -29,6 +29,8 @@ export interface StepContext {
    * a re-run resumes from (remote generation); created on first use, removed when the step completes.
    */
   scratch(): string;
+  /** Notes the device a model or trainer of this step ran on; recorded as `stats.device` (report.json). */
+  noteDevice(device: string): void;
 }
 
 export interface StepDef {
@@ -212,13 +214,16 @@ export class RunFolder {
       for (const e of fs.readdirSync(partialRoot)) if (e.startsWith(`${def.name}-`) && path.join(partialRoot, e) !== scratch) fs.rmSync(path.join(partialRoot, e), { recursive: true, force: true });
     }
     try {
+      const devices = new Set<string>();
       const stats = await def.run({
         dir: tmp, signal: this.signal, progress: (d, t, x) => this.events.progress(def.name, d, t, x),
         scratch: () => {
           fs.mkdirSync(scratch, { recursive: true });
           return scratch;
         },
+        noteDevice: (d) => void devices.add(d),
       });
+      if (devices.size && stats.device === undefined) stats.device = [...devices].join('; ');
       const files: Record<string, string> = {};
       for (const f of listFiles(tmp)) files[f] = sha256(fs.readFileSync(path.join(tmp, f)));
       const manifest: StepManifest = {
