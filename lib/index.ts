@@ -3,7 +3,8 @@
 export { loadModel, Model, LoraAdapter, checkGgufFile, type LoadModelOptions, type ModelInfo, type ChatMessage } from './model.js';
 export { SAMPLE_DEFAULTS, type SampleOptions, type Sample, type AdapterUse } from './sample-options.js';
 export type { ScoreItem, ScoreOptions, ScoreResult } from './score-options.js';
-export { addonLocation } from './native.js';
+export { addonLocation, installedVariants, type AddonLocation, type NativeDevice } from './native.js';
+export { parseGpu, type AddonVariant, type GpuOption } from './gpu.js';
 export { defaultThreads, physicalCores } from './threads.js';
 export * from './errors.js';
 

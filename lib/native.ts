@@ -315,8 +315,10 @@ function fallbackDirs(root: string, variant: AddonVariant): string[] {
   return dir ? [dir] : [];
 }
 
+/** The variant's addon file exists and (for a GPU variant) so does its node-llama-cpp flavor's library folder. */
 function variantInstalled(root: string, v: AddonVariant): boolean {
-  return candidates(root, v).some((f) => fs.existsSync(f));
+  if (!candidates(root, v).some((f) => fs.existsSync(f))) return false;
+  return v === 'cpu' || process.env.W2S_ADDON_PATH !== undefined || findVariantLibDir(v, root) !== undefined;
 }
 
 /**
@@ -416,7 +418,17 @@ export function installedVariants(): AddonVariant[] {
 function load(gpu: GpuOption): { addon: NativeAddon; location: AddonLocation } {
   if (loaded) return loaded;
   const root = packageRoot();
-  const { variant, reason } = chooseVariant(root, gpu);
+  const choice = chooseVariant(root, gpu);
+  try {
+    return loadVariant(root, choice.variant, choice.reason);
+  } catch (err) {
+    // 'auto' never fails for want of a GPU build: the CPU build, with the reason.
+    if (gpu !== 'auto' || choice.variant === 'cpu' || process.env.W2S_VARIANT || process.env.W2S_ADDON_PATH) throw err;
+    return loadVariant(root, 'cpu', `gpu: 'auto' fell back to the CPU: the ${choice.variant} variant did not load (${(err as Error).message.split('\n').slice(1, 3).join(' ').trim()})`);
+  }
+}
+
+function loadVariant(root: string, variant: AddonVariant, reason: string): { addon: NativeAddon; location: AddonLocation } {
   const require = createRequire(import.meta.url);
   const attempts: string[] = [];
   for (const file of candidates(root, variant)) {
