@@ -55,3 +55,44 @@ export function findDriver(lib: string): string | undefined {
 export function defaultGpu(): GpuOption {
   return parseGpu(process.env.W2S_GPU === undefined || process.env.W2S_GPU === '' ? undefined : process.env.W2S_GPU, 'W2S_GPU');
 }
+
+/** What a GGUF's layers need on a device, from its tensor table (bytes as stored). */
+export interface LayerBytes {
+  /** blk.N.* tensors, per layer. */
+  perLayer: number[];
+  /** Everything else (embeddings, output head, final norm). */
+  other: number;
+}
+
+export function layerBytes(tensors: readonly { name: string; bytes: number }[], nLayer: number): LayerBytes {
+  const perLayer = Array.from({ length: nLayer }, () => 0);
+  let other = 0;
+  for (const t of tensors) {
+    const m = /^blk\.(\d+)\./.exec(t.name);
+    const l = m ? Number(m[1]) : -1;
+    if (l >= 0 && l < nLayer) perLayer[l]! += t.bytes;
+    else other += t.bytes;
+  }
+  return { perLayer, other };
+}
+
+/**
+ * Layers to offload so that the weights fit `freeBytes` of GPU memory with `reserveBytes` kept for the KV
+ * cache, compute buffers and other processes: llama.cpp offloads the last n layers, then (all layers in) the
+ * output head, so all layers + head when everything fits (999: llama.cpp's "all"), else the most layers that
+ * fit beside the head's share. 0 when not even one layer fits.
+ */
+export function fitGpuLayers(bytes: LayerBytes, freeBytes: number, reserveBytes: number): number {
+  const budget = freeBytes - reserveBytes;
+  const layers = bytes.perLayer.reduce((a, b) => a + b, 0);
+  if (layers + bytes.other <= budget) return 999;
+  let used = 0;
+  let n = 0;
+  // From the last layer down, as llama.cpp assigns them (the output head stays on the CPU until all layers are in).
+  for (let l = bytes.perLayer.length - 1; l >= 0; l--) {
+    if (used + bytes.perLayer[l]! > budget) break;
+    used += bytes.perLayer[l]!;
+    n += 1;
+  }
+  return n;
+}

@@ -11,7 +11,7 @@ import { normalizeSampleOptions, type Sample, type SampleOptions } from './sampl
 import { calibratedThreads, calibrationEnabled, type ThreadCalibration } from './thread-calibration.js';
 import { normalizeScoreOptions, type ScoreItem, type ScoreOptions, type ScoreResult } from './score-options.js';
 import * as v from './validate.js';
-import { defaultGpu, parseGpu, type GpuOption } from './gpu.js';
+import { defaultGpu, fitGpuLayers, layerBytes, parseGpu, type GpuOption } from './gpu.js';
 
 export interface LoadModelOptions {
   /**
@@ -20,7 +20,10 @@ export interface LoadModelOptions {
    * the CPU only. The first model or trainer of a process picks its addon variant (lib/gpu.ts).
    */
   gpu?: GpuOption;
-  /** Layers to offload to the GPU. Defaults to all (-1); ignored without a GPU device. */
+  /**
+   * Layers to offload to the GPU. Default (-1): all that fit the chosen GPUs' free memory (keeping 1 GiB +
+   * 10% for the KV cache and compute buffers); ignored without a GPU device.
+   */
   gpuLayers?: number;
   /** Let the CPU backend repack quantized weights for faster inference. Defaults to true. */
   repack?: boolean;
@@ -69,8 +72,17 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
   const meta = await checkGgufFile(file, 'model file', options.vocabOnly ? 'vocab' : 'model');
   let native: NativeModel;
   const { addon: a, device, location } = addonFor(gpu);
+  // Default: all layers that fit the chosen GPUs' free memory, keeping 1 GiB + 10% of it for the KV cache,
+  // compute buffers and the rest of the machine (fitGpuLayers).
+  const targets = location.deviceList.filter((d) => (d.type === 'gpu' || d.type === 'igpu') && (device === '' || d.backend === device));
+  let layers = gpuLayers < 0 ? 999 : gpuLayers;
+  if (gpuLayers < 0 && targets.length && !options.vocabOnly) {
+    const free = targets.reduce((x, d) => x + d.memoryFree, 0);
+    const nLayer = Number(meta.values.get(`${String(meta.values.get('general.architecture'))}.block_count`) ?? 0);
+    layers = fitGpuLayers(layerBytes(meta.tensors, nLayer), free, 2 ** 30 + 0.1 * free);
+  }
   try {
-    native = await a.loadModel(file, { gpuLayers: gpuLayers < 0 ? 999 : gpuLayers, repack: options.repack ?? true, vocabOnly: options.vocabOnly ?? false, gpu: device });
+    native = await a.loadModel(file, { gpuLayers: layers, repack: options.repack ?? true, vocabOnly: options.vocabOnly ?? false, gpu: device });
   } catch (err) {
     throw mapNativeError(err, `loading ${file}`);
   }
@@ -78,8 +90,10 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
   const kvHeads = meta.values.get(`${architecture}.attention.head_count_kv`);
   const model = new Model(native, file, architecture, typeof kvHeads === 'number' ? kvHeads : undefined, maxTokenBytes(meta));
   // The devices the weights went to: the GPUs the filter lets through (with offloaded layers), else the CPU.
-  const gpus = gpuLayers === 0 ? [] : location.deviceList.filter((d) => (d.type === 'gpu' || d.type === 'igpu') && (device === '' || d.backend === device));
-  model.device = gpus.length ? gpus.map((d) => `${d.name} (${d.description}, ${(d.memoryTotal / 2 ** 30).toFixed(1)} GiB)`).join(', ') : 'CPU';
+  const gpus = layers === 0 ? [] : targets;
+  model.device = gpus.length ? gpus.map((d) => `${d.name} (${d.description}, ${(d.memoryTotal / 2 ** 30).toFixed(1)} GiB)`).join(', ') +
+    (layers < 999 ? ` (${layers} layers; the rest on the CPU)` : '') : 'CPU';
+  model.gpuLayers = gpus.length ? layers : 0;
   model.variant = location.variant;
   if (signal?.aborted) {
     model.dispose();
@@ -93,6 +107,8 @@ export class Model {
   readonly info: ModelInfo;
   /** Where the weights run: GPU device names with their memory, or 'CPU'. */
   device = 'CPU';
+  /** Layers offloaded to the GPU (999 = all, llama.cpp's convention; 0 on the CPU). */
+  gpuLayers = 0;
   /** The addon variant of this process (lib/gpu.ts). */
   variant: import('./gpu.js').AddonVariant = 'cpu';
   #native: NativeModel | undefined;
