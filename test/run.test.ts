@@ -65,6 +65,11 @@ dataTest('w2s run: all steps, consistent counts, resume after an interruption, a
   t.deepEqual(report.accuracy, metrics.metrics.accuracy);
   t.true(Object.keys(report.losses).includes('01-weak-sft'));
   t.true(fs.readFileSync(path.join(cfg.out, 'report.html'), 'utf8').includes('<canvas id="losses">'));
+  // Every step that ran a model or a trainer records its device (issue 12): here the CPU build on the CPU.
+  const timing = (name: string) => (report.timings as { step: string; device?: string }[]).find((x) => x.step === name);
+  t.is(timing('01-weak-sft')?.device, 'CPU');
+  t.regex(timing('30-eval-weak')?.device ?? '', /^CPU \((cpu|cuda|vulkan) build\)$/);
+  t.is(timing('04-select-1')?.device, undefined, 'a step without a model records none');
   // Every step folder has its manifest and the files it lists.
   for (const s of steps) {
     const m = JSON.parse(fs.readFileSync(path.join(cfg.out, s.name, 'manifest.json'), 'utf8'));

@@ -33,7 +33,8 @@ export interface Report {
   preference?: Record<string, PreferencePoint[]>;
   selection: SelectionRound[] | undefined;
   pairs: Partial<PairStats> | undefined;
-  timings: { step: string; seconds: number; skipped: boolean }[];
+  /** Per step: wall time, whether it was cached, and the device its models/trainers ran on (manifest stats.device). */
+  timings: { step: string; seconds: number; skipped: boolean; device?: string }[];
   extra?: Record<string, unknown>;
 }
 
@@ -76,6 +77,16 @@ export function verdict(accuracy: Record<string, number | undefined>, pgr: Recor
 
 interface HistoryRow { step: number; loss: number; 'rewards/margins'?: number; 'rewards/accuracies'?: number }
 
+/** The device a step recorded in its manifest (steps.ts noteDevice), if any. */
+function stepDevice(runDir: string, step: string): { device?: string } {
+  try {
+    const d = (JSON.parse(fs.readFileSync(path.join(runDir, step, 'manifest.json'), 'utf8')) as { stats?: { device?: unknown } }).stats?.device;
+    return typeof d === 'string' ? { device: d } : {};
+  } catch {
+    return {};
+  }
+}
+
 /** Collects the report from a finished run folder (its metrics.json and the training logs of its steps). */
 export function collectReport(runDir: string, title: string, extra?: Record<string, unknown>): Report {
   const summary = JSON.parse(fs.readFileSync(path.join(runDir, 'metrics.json'), 'utf8')) as {
@@ -97,7 +108,7 @@ export function collectReport(runDir: string, title: string, extra?: Record<stri
   return {
     title, verdict: verdict(accuracy, pgr).text, accuracy, pgr, losses, preference,
     selection: summary.metrics.selection, pairs: summary.metrics.pairs,
-    timings: summary.steps.map((s) => ({ step: s.name, seconds: s.seconds, skipped: s.skipped })), extra,
+    timings: summary.steps.map((s) => ({ step: s.name, seconds: s.seconds, skipped: s.skipped, ...stepDevice(runDir, s.name) })), extra,
   };
 }
 
@@ -170,7 +181,7 @@ export function renderHtml(r: Report): string {
   const v = verdict(r.accuracy, r.pgr);
   const stages = STAGES.filter(([k]) => typeof r.accuracy[k] === 'number');
   const rows = stages.map(([k, l]) => `<tr><td>${l}</td><td>${pct(r.accuracy[k]!)}</td><td>${typeof r.pgr[k] === 'number' ? (r.pgr[k] as number).toFixed(2) : '–'}</td></tr>`).join('');
-  const timing = r.timings.map((t) => `<tr><td>${escapeHtml(t.step)}</td><td>${t.seconds.toFixed(1)} s${t.skipped ? ' (cached)' : ''}</td></tr>`).join('');
+  const timing = r.timings.map((t) => `<tr><td>${escapeHtml(t.step)}</td><td>${t.seconds.toFixed(1)} s${t.skipped ? ' (cached)' : ''}</td><td>${escapeHtml(t.device ?? '–')}</td></tr>`).join('');
   const total = r.timings.filter((t) => !t.skipped).reduce((a, t) => a + t.seconds, 0);
   const rounds = Array.isArray(r.selection) ? r.selection : [];
   const pairs = r.pairs && typeof r.pairs === 'object' ? r.pairs : undefined;
@@ -205,7 +216,7 @@ ${pairsTable(pairs)}${num(pairs.pairs) ? '<canvas id="pairs" class="small"></can
 <h2>Training loss per step</h2><canvas id="losses"></canvas>
 ${preference.map(([name], i) => `<h3>Preference training: ${escapeHtml(name)}</h3>
 <p>Loss, reward margin (chosen minus rejected) and reward accuracy (share of pairs with a positive margin) per step.</p><canvas id="preference-${i}"></canvas>`).join('\n')}
-<h2>Timings</h2><table><tr><th>step</th><th>time</th></tr>${timing}<tr><th>total (steps run)</th><th>${total.toFixed(1)} s</th></tr></table>
+<h2>Timings</h2><table><tr><th>step</th><th>time</th><th>device</th></tr>${timing}<tr><th>total (steps run)</th><th>${total.toFixed(1)} s</th><th></th></tr></table>
 ${r.extra ? worldSection(r.extra) : ''}
 <script>${chartJs}</script>
 <script>
