@@ -29,8 +29,13 @@ private:
 // Scratch buffers reused across calls (one per worker thread): sampling runs once per generated token.
 struct sampling_scratch {
     std::vector<float> probs;
+    std::vector<float> block_sums;  // sums of probs per block of 256 (the fast path's inverse CDF)
     std::vector<llama_token_data> cand;
 };
+
+// Writes probs[i] = exp((logits[i] - max) · inv_t) (a vectorized expf, relative error ~1e-7) and the sum of
+// each block of 256 of them into block_sums[i / 256]; returns the maximum. The fast path of sample_token.
+float unnormalized_softmax(const float * logits, int32_t n, float inv_t, float * probs, float * block_sums);
 
 llama_token sample_token(const float * logits, int32_t n_vocab, const sampling_params & p, rng & r,
                          sampling_scratch & s);
