@@ -63,13 +63,7 @@ export function findVariantRuntimeDir(variant, from, tried = []) {
 /** Run-time search path entries of a variant's addon (relative to it, as prebuiltRpath). */
 export function variantRpath(variant) {
   const v = variantInfo(variant);
-  const bins = `${v.pkg}/bins/${v.bins}`;
-  return [
-    `$ORIGIN/../../node_modules/${bins}`,
-    `$ORIGIN/../../node_modules/node-llama-cpp/node_modules/${bins}`,
-    `$ORIGIN/../../../${bins}`,
-    `$ORIGIN/../../../node-llama-cpp/node_modules/${bins}`,
-  ];
+  return rpathFor(`${v.pkg}/bins/${v.bins}`);
 }
 
 /**
@@ -128,7 +122,11 @@ export function findSourceBundle(from, tried = []) {
  * prebuilt package nested in our own node_modules, nested under node-llama-cpp, and hoisted beside us.
  */
 export function prebuiltRpath() {
-  const bins = `${prebuiltPackageName()}/bins/${process.platform}-${process.arch}`;
+  return rpathFor(`${prebuiltPackageName()}/bins/${process.platform}-${process.arch}`);
+}
+
+/** The four places npm may put a package's `bins` folder, relative to an addon two folders below our root. */
+function rpathFor(bins) {
   return [
     `$ORIGIN/../../node_modules/${bins}`,
     `$ORIGIN/../../node_modules/node-llama-cpp/node_modules/${bins}`,

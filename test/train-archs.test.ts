@@ -15,7 +15,7 @@ import { writeRandomLora } from './helpers/lora.js';
 import { editGguf } from './helpers/gguf-edit.js';
 import { readGgufMetadata } from '../lib/gguf/reader.js';
 import { TMP } from './helpers/models.js';
-import { FD_STEP, finiteDifferenceCheck } from './helpers/gradcheck.js';
+import { FD_STEP, loraGradientCheck } from './helpers/gradcheck.js';
 import { referenceLogprobs } from './helpers/nlc.js';
 
 const ITEMS = [
@@ -121,18 +121,7 @@ for (const [name, c] of Object.entries(CASES).filter(([n]) => !n.includes('vocab
     // llama.cpp's kernels in the forward pass (the default) the gradient is the same smooth one; GELU's F16
     // table makes the loss itself piecewise constant at ~1e-3 relative, noise that finite differences amplify.
     const tr = await trainer(file, { smoothForward: true });
-    const p0 = tr.getParams();
-    let s = 7;
-    for (let i = 0; i < p0.length; i++) if (p0[i] === 0) p0[i] = (((s = (s * 16807) % 2147483647) / 2147483647) - 0.5) * 0.1;
-    tr.setParams(p0);
-    await tr.accumulate({ ...batch, lossScale: 1 });
-    const grad = tr.getGrads();
-    tr.clearGrads();
-    const loss = async (p: Float32Array) => {
-      tr.setParams(p);
-      return -(await tr.logprobs({ ...batch, useLora: true })).reduce((a, b) => a + b, 0);
-    };
-    const { worst, n } = await finiteDifferenceCheck(p0, grad, loss, () => 0.05);
+    const { p0, grad, worst, n } = await loraGradientCheck(tr, batch);
     t.log(`${name}: ${n} parameters, worst relative difference ${worst.toExponential(2)} (h = ${FD_STEP})`);
     t.true(worst < 2e-2);
     // The same gradients from the checkpointed, chunked engine and from ggml's autodiff graph (dense head, OUT_PROD).

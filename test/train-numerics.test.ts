@@ -7,7 +7,7 @@ import { addon, type NativeTrainer } from '../lib/native.js';
 import { makeBatch } from '../lib/train/batches.js';
 import { writeLoraAndMerged, writeRandomLora } from './helpers/lora.js';
 import { TMP, tinyModel } from './helpers/models.js';
-import { FD_STEP, finiteDifferenceCheck } from './helpers/gradcheck.js';
+import { FD_STEP, finiteDifferenceCheck, loraGradientCheck } from './helpers/gradcheck.js';
 
 const ITEMS = [
   { prompt: 'Question: Natalia sold 48 clips in April and half as many in May. How many?\nAnswer:', completion: ' 48 / 2 = 24. 48 + 24 = 72. #### 72' },
@@ -91,18 +91,7 @@ for (const [arch, config] of Object.entries(ARCHS)) {
     const tr = await trainer(file);
     const batch = batchOf(model);
     // Random B as well (B = 0 would make every A-gradient exactly zero).
-    const p0 = tr.getParams();
-    let s = 7;
-    for (let i = 0; i < p0.length; i++) if (p0[i] === 0) p0[i] = (((s = (s * 16807) % 2147483647) / 2147483647) - 0.5) * 0.1;
-    tr.setParams(p0);
-    await tr.accumulate({ ...batch, lossScale: 1 });
-    const grad = tr.getGrads();
-    tr.clearGrads();
-    const loss = async (p: Float32Array) => {
-      tr.setParams(p);
-      return -(await tr.logprobs({ ...batch, useLora: true })).reduce((a, b) => a + b, 0);
-    };
-    const { worst, n } = await finiteDifferenceCheck(p0, grad, loss, () => 0.05);
+    const { worst, n } = await loraGradientCheck(tr, batch);
     t.log(`${arch}: ${n} parameters, worst relative difference ${worst.toExponential(2)} (h = ${FD_STEP})`);
     t.true(worst < 2e-2);
     model.dispose();

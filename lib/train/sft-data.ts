@@ -69,6 +69,13 @@ export interface TokenizeReport {
 export function tokenizeSft(model: Model, data: readonly SftExample[], maxLen: number, parseSpecial = false): TokenizeReport {
   const eos = model.info.eos;
   const report: TokenizeReport = { examples: [], kept: [], skippedPromptTooLong: 0, skippedEmptyResponse: 0, truncated: 0 };
+  // Row i's sequence (prompt + response + EOS), cut to maxLen.
+  const keep = (i: number, all: number[], nPrompt: number) => {
+    const truncated = all.length > maxLen;
+    if (truncated) report.truncated += 1;
+    report.examples.push({ tokens: truncated ? all.slice(0, maxLen) : all, nPrompt, truncated });
+    report.kept.push(i);
+  };
   const bound = model.maxTokenBytes;
   data.forEach((ex, i) => {
     if (ex.tokens) {
@@ -76,16 +83,7 @@ export function tokenizeSft(model: Model, data: readonly SftExample[], maxLen: n
       const { prompt, response } = ex.tokens;
       if (response.length === 0) report.skippedEmptyResponse += 1;
       else if (prompt.length === 0 || prompt.length >= maxLen) report.skippedPromptTooLong += 1;
-      else {
-        let tokens = [...prompt, ...response, eos];
-        const truncated = tokens.length > maxLen;
-        if (truncated) {
-          tokens = tokens.slice(0, maxLen);
-          report.truncated += 1;
-        }
-        report.examples.push({ tokens, nPrompt: prompt.length, truncated });
-        report.kept.push(i);
-      }
+      else keep(i, [...prompt, ...response, eos], prompt.length);
       return;
     }
     // A response of megabytes is tokenized only as far as maxLen can use (token-bound.ts).
@@ -107,14 +105,7 @@ export function tokenizeSft(model: Model, data: readonly SftExample[], maxLen: n
       report.skippedPromptTooLong += 1;
       return;
     }
-    let tokens = [...pair.tokens, eos];
-    const truncated = tokens.length > maxLen;
-    if (truncated) {
-      tokens = tokens.slice(0, maxLen);
-      report.truncated += 1;
-    }
-    report.examples.push({ tokens, nPrompt: pair.nPrompt, truncated });
-    report.kept.push(i);
+    keep(i, [...pair.tokens, eos], pair.nPrompt);
   });
   return report;
 }

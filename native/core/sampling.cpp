@@ -5,6 +5,12 @@
 #include <cmath>
 #include <cstring>
 
+#if defined(__GNUC__)
+// The 8-float helpers below are always inlined into one clone, so the ABI note GCC gives for passing 32-byte
+// vectors in the baseline ISA never applies.
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
 namespace w2s {
 
 static uint64_t splitmix64(uint64_t & x) {
@@ -45,19 +51,25 @@ namespace {
 // |r| <= ln2/2, a degree-6 polynomial for exp(r), 2^n from the exponent bits — with no calls or branches, so
 // the loops below vectorize (relative error ~1e-7, like expf's). Below -87 the result is clamped to ~1.6e-38
 // instead of underflowing: a mass of < 1e-33 over any vocabulary.
-inline float exp_nonpos(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    const float t = x * 1.44269504088896341f + 12582912.0f;  // 1.5·2^23: round(x / ln2) lands in the low bits
-    const float n = t - 12582912.0f;
-    float r = x - n * 0.693359375f;
+// The same steps for one float or eight (T = float or v8f below).
+template <typename T> __attribute__((always_inline)) inline T exp_poly(T x, T & t) {
+    t = x * 1.44269504088896341f + 12582912.0f;  // 1.5·2^23: round(x / ln2) lands in the low mantissa bits
+    const T n = t - 12582912.0f;
+    T r = x - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
+    T p = T{} + 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
     p = p * r + 8.3334519073e-3f;
     p = p * r + 4.1665795894e-2f;
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
+    return p * r * r + r + 1.0f;
+}
+
+inline float exp_nonpos(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    float t;
+    const float p = exp_poly(x, t);
     int32_t ti;
     std::memcpy(&ti, &t, sizeof(ti));
     const int32_t e = (ti - 0x4B400000 + 127) << 23;  // 2^n as a float's bits (n >= -126 here)
@@ -84,17 +96,8 @@ typedef int32_t v8i __attribute__((vector_size(32)));
 __attribute__((always_inline)) inline v8f exp_nonpos8(v8f x) {
     const v8f lo = v8f{} - 87.0f;
     x = x < lo ? lo : x;
-    const v8f t = x * 1.44269504088896341f + 12582912.0f;
-    const v8f n = t - 12582912.0f;
-    v8f r = x - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    v8f p = v8f{} + 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
+    v8f t;
+    const v8f p = exp_poly(x, t);
     const v8i e = ((v8i)t - 0x4B400000 + 127) << 23;  // a vector cast reinterprets the bits
     return p * (v8f)e;
 }
