@@ -92,19 +92,7 @@ export function findNodeLlamaCppDir(from, tried = []) {
  * platform package), looked up from node-llama-cpp's folder first (where npm nests it), then from `from`.
  */
 export function findPrebuiltLibDir(from, tried = []) {
-  const name = prebuiltPackageName();
-  const starts = [];
-  const nlc = findNodeLlamaCppDir(from, []);
-  if (nlc) starts.push(nlc);
-  starts.push(from);
-  for (const start of starts) {
-    const pkg = findPackageDir(name, start, tried);
-    if (!pkg) continue;
-    const bins = path.join(pkg, "bins", `${process.platform}-${process.arch}`);
-    if (PREBUILT_LIBS.every((lib) => fs.existsSync(path.join(bins, lib)))) return bins;
-    tried.push(`${bins} (missing one of ${PREBUILT_LIBS.join(", ")})`);
-  }
-  return undefined;
+  return findBins(prebuiltPackageName(), `${process.platform}-${process.arch}`, PREBUILT_LIBS, from, tried);
 }
 
 /** The llama.cpp git bundle shipped by node-llama-cpp. */
