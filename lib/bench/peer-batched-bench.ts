@@ -15,6 +15,9 @@ export interface BatchedBenchRow {
   tgTokensPerSecond: number;
   /** Prompt processing tokens/s. */
   ppTokensPerSecond: number;
+  /** Seconds of prompt processing (every sequence's prompt, none shared) and of text generation. */
+  ppSeconds: number;
+  tgSeconds: number;
 }
 
 /** The cached binary, building it when missing (minutes, once per llama.cpp commit); logs the build time. */
@@ -38,8 +41,8 @@ export function runBatchedBench(bin: string, model: string, o: { promptTokens: n
   for (const line of `${r.stdout}\n${r.stderr}`.split('\n')) {
     const cells = line.split('|').map((c) => c.trim()).filter((c) => c !== '');
     if (cells.length !== 10 || !/^\d+$/.test(cells[0]!)) continue;
-    const [pp, tg, b, , , spp, , stg] = cells.map(Number);
-    rows.push({ parallel: b!, threads: o.threads, promptTokens: pp!, newTokens: tg!, tgTokensPerSecond: stg!, ppTokensPerSecond: spp! });
+    const [pp, tg, b, , tpp, spp, ttg, stg] = cells.map(Number);
+    rows.push({ parallel: b!, threads: o.threads, promptTokens: pp!, newTokens: tg!, tgTokensPerSecond: stg!, ppTokensPerSecond: spp!, ppSeconds: tpp!, tgSeconds: ttg! });
   }
   if (rows.length === 0) throw new Error(`llama-batched-bench printed no result table: ${(r.stdout + r.stderr).trim().split('\n').slice(-3).join(' | ')}`);
   return rows;

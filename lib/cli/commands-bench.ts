@@ -1,7 +1,8 @@
 // `w2s bench sample` / `w2s bench train` / `w2s bench remote`: print figures and the ratio against a peer measured in the same run.
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { runRemoteBench } from '../bench/remote-bench.js';
 import { runSampleBench } from '../bench/sample-bench.js';
+import { runSampleSuite } from '../bench/sample-suite.js';
 import { runRealSizeTrainBench } from '../bench/train-real-size.js';
 import { runTrainBench } from '../bench/train-bench.js';
 import { intArg } from './args.js';
@@ -18,12 +19,20 @@ export function registerBenchCommands(program: Command): void {
     .option('--threads <n...>', 'thread counts to try (default 1 … physical cores)')
     .option('--parallel <n...>', 'weak2strong sequences in flight to try (default: the sampler\'s default)')
     .option('--few-shot <k>', 'solved examples before each question (long prompts, as weak-ICL\'s)', intArg('--few-shot', 0), 0)
+    .option('--long-questions', 'GSM8K-length questions (~100 tokens) instead of the short ones (~47)')
+    .addOption(new Option('--suite <name>', 'method: every shape of the method (zero-/few-shot prompts, n = 1 and 10, 256 new tokens) and parallel 1-64, with a table; the shape options are then ignored').choices(['method']))
     .option('--no-batched-bench', 'skip llama-batched-bench (built once from the bundled source, then cached)')
     .option('--json', 'print the rows as JSON on stdout')
     .action(async (o) => {
-      const rows = await runSampleBench({
+      const threads = o.threads?.map((t: string) => intArg('--threads', 1)(t));
+      if (o.suite !== undefined) {
+        const suite = await runSampleSuite({ model: o.model, threads, batchedBench: o.batchedBench });
+        if (o.json) process.stdout.write(JSON.stringify(suite, null, 2) + '\n');
+        return;
+      }
+      const rows = await runSampleBench({ longQuestions: o.longQuestions,
         model: o.model, prompts: o.prompts, n: o.n, maxTokens: o.maxTokens, fewShot: o.fewShot, batchedBench: o.batchedBench,
-        threads: o.threads?.map((t: string) => intArg('--threads', 1)(t)),
+        threads,
         parallel: o.parallel?.map((t: string) => intArg('--parallel', 1)(t)),
       });
       if (o.json) process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
