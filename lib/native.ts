@@ -151,9 +151,12 @@ export interface NativeTrainerOptions {
   head?: 'chunked' | 'dense';
   /**
    * Activation checkpointing (chunked head only): keep each layer's input and recompute the layer in the
-   * backward pass. 'auto' (default) turns it on when the whole graph's activations would pass 256 MiB.
+   * backward pass. 'auto' (default) turns it on when the whole graph's activations would pass
+   * `checkpointAutoBytes`.
    */
   checkpointing?: 'auto' | 'on' | 'off';
+  /** auto checkpointing's budget, bytes. Default: an eighth of the device's memory (CPU: physical RAM), at least 256 MiB. */
+  checkpointAutoBytes?: number;
   /** Bytes of logits + probabilities per head chunk (default 256 MiB). */
   headChunkBytes?: number;
   /** Bytes of one transposed chunk of a frozen weight (default 64 MiB). */
@@ -165,6 +168,11 @@ export interface NativeTrainerOptions {
    * exactly the function the gradient belongs to (finite-difference checks). Default false.
    */
   smoothForward?: boolean;
+  /**
+   * CPU backend: the F32 OUT_PRODs left in the backward graph (attention, LoRA factors) run the addon's
+   * register-tiled kernel (native/core/cpu_out_prod.h) instead of ggml's. Default true; false for ggml's.
+   */
+  cpuOutProd?: boolean;
   /** Device filter (lib/gpu.ts nativeGpu): '' the first GPU if any, 'none' the CPU, 'CUDA', 'Vulkan'. */
   gpu?: string;
 }

@@ -370,8 +370,10 @@ Napi::Value create_trainer(const Napi::CallbackInfo & info) {
         p.checkpoint = m == "on" ? trainer_params::checkpointing::on : m == "off" ? trainer_params::checkpointing::off : trainer_params::checkpointing::auto_;
     }
     if (o.Get("smoothForward").IsBoolean()) p.smooth_forward = o.Get("smoothForward").As<Napi::Boolean>().Value();
+    if (o.Get("cpuOutProd").IsBoolean()) p.cpu_out_prod = o.Get("cpuOutProd").As<Napi::Boolean>().Value();
     for (const auto & [key, field] : {std::pair<const char *, size_t *>{"headChunkBytes", &p.head_chunk_bytes},
-                                      std::pair<const char *, size_t *>{"transposeChunkBytes", &p.transpose_chunk_bytes}}) {
+                                      std::pair<const char *, size_t *>{"transposeChunkBytes", &p.transpose_chunk_bytes},
+                                      std::pair<const char *, size_t *>{"checkpointAutoBytes", &p.checkpoint_auto_bytes}}) {
         Napi::Value v = o.Get(key);
         if (v.IsUndefined()) continue;
         const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;

@@ -5,9 +5,11 @@
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { OutOfMemoryError } from '../lib/errors.js';
+import { addon } from '../lib/native.js';
 import { trainSft } from '../lib/train/sft.js';
 import type { MemoryPlan } from '../lib/train/memory-plan.js';
 import type { NativeMemoryPlan } from '../lib/native.js';
@@ -52,4 +54,21 @@ test('a run whose memory plan passes the limit is an OutOfMemoryError naming bat
   t.true(seen!.weightsBytes > 0 && seen!.loraBytes > 0 && seen!.computeBytes > 0);
   t.is(seen!.totalBytes, seen!.weightsBytes + seen!.loraBytes + seen!.computeBytes + seen!.checkpointBytes);
   t.deepEqual(ok.memory, seen);
+});
+
+test("checkpointing 'auto' turns on only where the activations pass its budget (default: an eighth of the device memory)", async (t) => {
+  const model = await tinyModel(SHAPE);
+  // 4 × 384 tokens: activations ~0.55 GiB by the trainer's own estimate, under an eighth of a machine with 4.4+ GiB that
+  // runs this suite (>= 4 GiB) but far over a 1 MiB budget.
+  const plans: Record<string, boolean> = {};
+  for (const [name, extra] of [['default', {}], ['1 MiB budget', { checkpointAutoBytes: 2 ** 20 }], ['64 GiB budget', { checkpointAutoBytes: 64 * 2 ** 30 }]] as const) {
+    const tr = await addon().createTrainer(model, { rank: 4, alpha: 8, dropout: 0, targets: 0x7f, seed: 0, threads: 1, checkpointing: 'auto', ...extra });
+    try {
+      plans[name] = (await tr.plan({ T: 384, B: 4, pairs: false })).checkpointing;
+    } finally {
+      tr.dispose();
+    }
+  }
+  t.log(`checkpointed: ${JSON.stringify(plans)}; machine memory ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`);
+  t.deepEqual(plans, { default: os.totalmem() / 8 < 0.55 * 2 ** 30, '1 MiB budget': true, '64 GiB budget': false });
 });

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AbortError } from '../errors.js';
+import { AbortError, InvalidArgumentError } from '../errors.js';
 import { createModel } from '../model/create.js';
 import { loadModel, type Model } from '../model.js';
 import { defaultParallel } from '../sample-options.js';
@@ -118,6 +118,7 @@ const fmt = (x: number) => x.toFixed(1);
 
 export async function runSampleBench(o: SampleBenchOptions = {}): Promise<SampleBenchRow[]> {
   const log = o.log ?? ((line: string) => process.stderr.write(line + '\n'));
+  if (o.peerLimitFactor !== undefined && !(o.peerLimitFactor > 0)) throw InvalidArgumentError.expected('number > 0', 'peerLimitFactor', o.peerLimitFactor);
   const modelFile = o.model ?? (await benchModel(path.join(os.tmpdir(), 'weak2strong-bench')));
   const prompts = benchPrompts(o.prompts ?? 16, o.fewShot ?? 0, o.longQuestions ?? false);
   const n = o.n ?? 4;
@@ -201,7 +202,7 @@ export async function runSampleBench(o: SampleBenchOptions = {}): Promise<Sample
     const parallelsRun = [...new Set(rows.filter((r) => r.engine === 'weak2strong').map((r) => Math.min(r.sequences, prompts.length * n)))];
     for (const threads of threadCounts) {
       try {
-        for (const b of runBatchedBench(bin, modelFile, { promptTokens: meanPrompt, newTokens: maxTokens, parallels: parallelsRun, threads, timeoutMs: Math.max(120_000, 20_000 * oursBestSeconds) })) {
+        for (const b of runBatchedBench(bin, modelFile, { promptTokens: meanPrompt, newTokens: maxTokens, parallels: parallelsRun, threads, timeoutMs: Math.round(Math.max(120_000, 20_000 * oursBestSeconds)) })) {
           const generated = b.parallel * b.newTokens;
           const endToEnd = generated / (b.ppSeconds + b.tgSeconds);
           rows.push({ engine: 'llama-batched-bench', threads, generated, seconds: b.tgSeconds, tokensPerSecond: b.tgTokensPerSecond, sequences: b.parallel, endToEndTokensPerSecond: endToEnd });

@@ -1,6 +1,6 @@
 // `w2s bench train`: LoRA SFT tokens/s and peak RSS of weak2strong (F32, F16 and Q8_0 bases; engine v2 as
-// users get it, v2 without activation checkpointing, and the v1 engine: ggml autodiff's OUT_PROD on the frozen
-// weights, dense head) against llama.cpp's own trainer (llama_opt_epoch, full fine-tune of the F32 model)
+// users get it, v2 without and with activation checkpointing, v2 with ggml's own OUT_PROD kernel, and the v1
+// engine: ggml autodiff's OUT_PROD on the frozen weights, dense head) against llama.cpp's own trainer (llama_opt_epoch, full fine-tune of the F32 model)
 // measured in the same run, each in its own process.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -104,6 +104,25 @@ function machineBusySeconds(): number {
   }
 }
 
+/**
+ * Matrix multiply-adds per trained token of one step, from the shapes (what bounds the speed ratio at equal
+ * kernel efficiency). P = the layers' projection weights, H = the output head (vocab × embd), A = the dense
+ * attention products (QKᵀ and AV over all T keys: 2·T·embd per layer). Full fine-tune: forward, input
+ * gradients and weight gradients of everything, head on every position (llama_opt's loss covers them all).
+ * LoRA: forward and input gradients only (frozen weights get no gradient), the head on response tokens
+ * only, + the layers' forward again when checkpointed. LoRA's own rank-r products are left out (< 1%).
+ */
+export function matmulWork(cfg: typeof CFG, seqLen: number, promptLen: number): { fullFt: number; lora: number; loraCheckpointed: number } {
+  const kv = (cfg.embd / cfg.heads) * cfg.kvHeads;
+  const P = cfg.layers * (2 * cfg.embd * cfg.embd + 2 * cfg.embd * kv + 3 * cfg.embd * cfg.ff);
+  const H = cfg.vocab * cfg.embd;
+  const A = cfg.layers * 2 * seqLen * cfg.embd;
+  const response = (seqLen - promptLen) / seqLen;
+  const fullFt = 3 * (P + H) + 3 * A;  // forward; input and weight gradients (attention backward: 2 products per forward one)
+  const lora = 2 * P + 2 * H * response + 3 * A;
+  return { fullFt, lora, loraCheckpointed: lora + P + A };
+}
+
 export async function runTrainBench(o: TrainBenchOptions = {}): Promise<TrainBenchRow[]> {
   const log = o.log ?? ((line: string) => process.stderr.write(line + '\n'));
   const steps = o.steps ?? 20, batch = o.batch ?? 8, seqLen = o.seqLen ?? 256, promptLen = o.promptLen ?? 32, rank = o.rank ?? 8;
@@ -148,11 +167,14 @@ export async function runTrainBench(o: TrainBenchOptions = {}): Promise<TrainBen
   const add = (engine: string, type: 'f32' | 'f16' | 'q8_0', r: TrainRunResult, estimateBytes: number) => {
     const median = [...r.stepSeconds].sort((a, b) => a - b)[Math.floor(r.stepSeconds.length / 2)]!;
     rows.push({ engine, base: type, ...r, tokensPerSecond: r.tokens / r.seconds, medianStepTokensPerSecond: r.tokens / r.steps / median, estimateBytes });
-    log(`  ${engine} ${type}: ${r.tokens} tokens in ${r.seconds.toFixed(1)} s, mean loss ${r.loss.toFixed(3)}`);
+    log(`  ${engine} ${type}: ${r.tokens} tokens in ${r.seconds.toFixed(1)} s, mean loss ${r.loss.toFixed(3)}` +
+      `${r.checkpointed === undefined ? '' : r.checkpointed ? ' (checkpointed)' : ' (not checkpointed)'}`);
   };
   const variants = [
     { engine: 'weak2strong LoRA v2', job: { loraEngine: 'v2', checkpointing: 'auto' }, types: ['f32', 'f16', 'q8_0'] },
     { engine: 'weak2strong LoRA v2 no-ckpt', job: { loraEngine: 'v2', checkpointing: 'off' }, types: ['f32', 'q8_0'] },
+    { engine: 'weak2strong LoRA v2 ckpt', job: { loraEngine: 'v2', checkpointing: 'on' }, types: ['f32', 'q8_0'] },
+    { engine: 'weak2strong LoRA v2 ggml OUT_PROD', job: { loraEngine: 'v2', checkpointing: 'off', cpuOutProd: false }, types: ['f32', 'q8_0'] },
     { engine: 'weak2strong LoRA v1 (old)', job: { loraEngine: 'v1' }, types: ['f32', 'q8_0'] },
   ] as const;
   for (const v of variants) {
@@ -208,11 +230,18 @@ export async function runTrainBench(o: TrainBenchOptions = {}): Promise<TrainBen
   }
   const row = (engine: string, type: string) => rows.find((r) => r.engine === engine && r.base === type)!;
   for (const type of ['f32', 'q8_0'] as const) {
-    const [v2, noCkpt, v1] = ['weak2strong LoRA v2', 'weak2strong LoRA v2 no-ckpt', 'weak2strong LoRA v1 (old)'].map((e) => row(e, type));
+    const [v2, noCkpt, ckpt, ggmlOp, v1] = ['weak2strong LoRA v2', 'weak2strong LoRA v2 no-ckpt', 'weak2strong LoRA v2 ckpt',
+      'weak2strong LoRA v2 ggml OUT_PROD', 'weak2strong LoRA v1 (old)'].map((e) => row(e, type));
     log(`${type}: v2 ${(v2!.tokensPerSecond / v1!.tokensPerSecond).toFixed(2)}× v1's tokens/s, v2 without checkpointing ` +
-      `${(noCkpt!.tokensPerSecond / v1!.tokensPerSecond).toFixed(2)}×; peak RSS v2 ${MiB(v2!.maxRssKiB * 1024).toFixed(0)}, ` +
-      `no-ckpt ${MiB(noCkpt!.maxRssKiB * 1024).toFixed(0)}, v1 ${MiB(v1!.maxRssKiB * 1024).toFixed(0)} MiB`);
+      `${(noCkpt!.tokensPerSecond / v1!.tokensPerSecond).toFixed(2)}×, checkpointed ${(ckpt!.tokensPerSecond / v1!.tokensPerSecond).toFixed(2)}×; ` +
+      `peak RSS v2 ${MiB(v2!.maxRssKiB * 1024).toFixed(0)}, no-ckpt ${MiB(noCkpt!.maxRssKiB * 1024).toFixed(0)}, ckpt ${MiB(ckpt!.maxRssKiB * 1024).toFixed(0)}, ` +
+      `v1 ${MiB(v1!.maxRssKiB * 1024).toFixed(0)} MiB`);
+    log(`${type}: the CPU OUT_PROD kernel (no-ckpt) ${(noCkpt!.tokensPerSecond / ggmlOp!.tokensPerSecond).toFixed(2)}× the tokens/s with ggml's OUT_PROD`);
   }
+  const w = matmulWork(CFG, seqLen, promptLen);
+  log(`matmul work per token (multiply-adds): full fine-tune ${(w.fullFt / 1e6).toFixed(1)}M, LoRA ${(w.lora / 1e6).toFixed(1)}M, ` +
+    `checkpointed ${(w.loraCheckpointed / 1e6).toFixed(1)}M: at equal kernel efficiency LoRA would be ${(w.fullFt / w.lora).toFixed(2)}× ` +
+    `(${(w.fullFt / w.loraCheckpointed).toFixed(2)}× checkpointed) the full fine-tune's tokens/s`);
   const q8 = row('weak2strong LoRA v2', 'q8_0'), f32 = row('weak2strong LoRA v2', 'f32');
   log(`v2 Q8_0 base / F32 base tokens/s: ${(q8.tokensPerSecond / f32.tokensPerSecond).toFixed(2)} (target >= 1: ${q8.tokensPerSecond >= f32.tokensPerSecond ? 'met' : 'missed'})`);
   return rows;

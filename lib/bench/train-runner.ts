@@ -28,6 +28,8 @@ export interface TrainRunJob {
   loraEngine?: 'v2' | 'v1';
   /** lora v2: activation checkpointing (default 'auto'). */
   checkpointing?: 'auto' | 'on' | 'off';
+  /** lora v2: the addon's CPU OUT_PROD kernel (default true) or ggml's. */
+  cpuOutProd?: boolean;
 }
 
 export interface TrainRunResult {
@@ -44,6 +46,8 @@ export interface TrainRunResult {
   cpuSeconds: number;
   /** lora: the trainer's memory plan of the step shape (weights + LoRA state + compute + checkpoints), bytes. */
   planBytes?: number;
+  /** lora: whether the step shape ran checkpointed (what 'auto' chose). */
+  checkpointed?: boolean;
 }
 
 function readTokens(file: string): Int32Array {
@@ -53,7 +57,7 @@ function readTokens(file: string): Int32Array {
 
 async function runLora(job: TrainRunJob, stream: Int32Array): Promise<Omit<TrainRunResult, 'maxRssKiB' | 'cpuSeconds'>> {
   const trainer = await addon().createTrainer(job.model, { rank: job.rank, alpha: 2 * job.rank, dropout: 0, targets: 0x7f, seed: 0, threads: job.threads,
-    ...(job.loraEngine === 'v1' ? { frozenGrad: 'out_prod', head: 'dense', checkpointing: 'off' } as const : { checkpointing: job.checkpointing ?? 'auto' }) });
+    ...(job.loraEngine === 'v1' ? { frozenGrad: 'out_prod', head: 'dense', checkpointing: 'off' } as const : { checkpointing: job.checkpointing ?? 'auto', cpuOutProd: job.cpuOutProd ?? true }) });
   try {
     // Sequence k = stream[k·seqLen, +seqLen): every token is real (no padding), the first promptLen carry no loss.
     const seq = (k: number): Sequence => ({ tokens: Array.from(stream.subarray(k * job.seqLen, (k + 1) * job.seqLen)), nPrompt: job.promptLen });
@@ -73,7 +77,7 @@ async function runLora(job: TrainRunJob, stream: Int32Array): Promise<Omit<Train
     const seconds = (performance.now() - t0) / 1000;
     const p = await trainer.plan({ T: job.seqLen, B: job.batch, pairs: false });
     const planBytes = p.weights + p.lora + p.compute + p.checkpoints;
-    return { seconds, tokens, steps: job.steps, loss: loss / job.steps, nParams: trainer.info().nParams, stepSeconds, planBytes };
+    return { seconds, tokens, steps: job.steps, loss: loss / job.steps, nParams: trainer.info().nParams, stepSeconds, planBytes, checkpointed: p.checkpointing };
   } finally {
     trainer.dispose();
   }

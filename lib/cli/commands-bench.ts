@@ -5,7 +5,7 @@ import { runSampleBench } from '../bench/sample-bench.js';
 import { runSampleSuite } from '../bench/sample-suite.js';
 import { runRealSizeTrainBench } from '../bench/train-real-size.js';
 import { runTrainBench } from '../bench/train-bench.js';
-import { intArg } from './args.js';
+import { floatArg, intArg } from './args.js';
 
 export function registerBenchCommands(program: Command): void {
   const bench = program.command('bench').description('benchmarks against a peer measured in the same run');
@@ -22,6 +22,8 @@ export function registerBenchCommands(program: Command): void {
     .option('--long-questions', 'GSM8K-length questions (~100 tokens) instead of the short ones (~47)')
     .addOption(new Option('--suite <name>', 'method: every shape of the method (zero-/few-shot prompts, n = 1 and 10, 256 new tokens) and parallel 1-64, with a table; the shape options are then ignored').choices(['method']))
     .option('--no-batched-bench', 'skip llama-batched-bench (built once from the bundled source, then cached)')
+    .option('--no-node-llama-cpp', 'skip node-llama-cpp')
+    .option('--peer-limit <factor>', 'stop a node-llama-cpp run after this many times our best time (reported as a bound; default 20)', floatArg('--peer-limit'))
     .option('--json', 'print the rows as JSON on stdout')
     .action(async (o) => {
       const threads = o.threads?.map((t: string) => intArg('--threads', 1)(t));
@@ -30,7 +32,7 @@ export function registerBenchCommands(program: Command): void {
         if (o.json) process.stdout.write(JSON.stringify(suite, null, 2) + '\n');
         return;
       }
-      const rows = await runSampleBench({ longQuestions: o.longQuestions,
+      const rows = await runSampleBench({ longQuestions: o.longQuestions, nodeLlamaCpp: o.nodeLlamaCpp, peerLimitFactor: o.peerLimit,
         model: o.model, prompts: o.prompts, n: o.n, maxTokens: o.maxTokens, fewShot: o.fewShot, batchedBench: o.batchedBench,
         threads,
         parallel: o.parallel?.map((t: string) => intArg('--parallel', 1)(t)),

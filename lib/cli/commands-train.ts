@@ -36,7 +36,7 @@ export function addTrainOptions(cmd: Command): Command {
     .option('--log <file>', 'JSON training log (default <out>.log.json)')
     .option('--threads <n>', 'CPU threads (default: physical cores)', intArg('--threads', 1))
     .option('--parse-special', 'tokenize control-token text in the data (<|im_end|>) as control tokens (chat-formatted rows)')
-    .option('--checkpointing <mode>', 'activation checkpointing: auto | on | off (auto: on past 256 MiB of activations)', 'auto')
+    .option('--checkpointing <mode>', 'activation checkpointing: auto | on | off (auto: on when activations would pass 1/8 of the device memory, at least 256 MiB)', 'auto')
     .option('--memory-limit <bytes>', 'stop before the first step if the memory plan passes this (default: free memory)', intArg('--memory-limit', 0), 0);
 }
 

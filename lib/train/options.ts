@@ -87,8 +87,9 @@ export interface TrainOptions {
   parseSpecial?: boolean;
   /**
    * Activation checkpointing: keep each layer's input and recompute the layer in the backward pass (one more
-   * forward of compute; one layer's activations alive instead of all). 'auto' (default) turns it on when all
-   * layers' activations would pass 256 MiB.
+   * forward of compute, ~20% of a step; one layer's activations alive instead of all). 'auto' (default)
+   * turns it on when all layers' activations would pass an eighth of the device's memory (the CPU's physical
+   * RAM, a GPU's free memory; an eighth of `memoryLimit` when that is set), and at least 256 MiB.
    */
   checkpointing?: 'auto' | 'on' | 'off';
   /**

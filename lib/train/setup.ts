@@ -44,6 +44,7 @@ export async function openTrainer(o: ResolvedTrainOptions): Promise<NativeTraine
     return await addon.createTrainer(o.model, {
       gpu: device,
       rank: o.rank, alpha: o.alpha, dropout: o.dropout, targets: targetMask(o.targets), seed: o.seed, threads: o.threads, checkpointing: o.checkpointing,
+      ...(o.memoryLimit > 0 ? { checkpointAutoBytes: Math.max(256 * 2 ** 20, Math.floor(o.memoryLimit / 8)) } : {}),
       ...(o.lora ? { initAdapter: o.lora } : {}),
     });
   } catch (err) {

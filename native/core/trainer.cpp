@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "backend.h"
+#include "cpu_out_prod.h"
 #include "frozen_grad.h"
 #include "graph_ctx.h"
 #include "ggml-alloc.h"
@@ -72,6 +73,8 @@ std::unique_ptr<trainer> trainer::create(const std::string & model_path, const t
     if (!t->lora_) return nullptr;
 
     t->graph_size_ = 4096 + static_cast<size_t>(t->model_->hp.n_layer) * 1024;
+    // After the weights are loaded: a GPU's free memory then excludes them.
+    t->checkpoint_auto_bytes_ = p.checkpoint_auto_bytes > 0 ? p.checkpoint_auto_bytes : checkpoint_auto_budget(t->backend_);
     ggml_backend_t backends[2] = {t->backend_, t->cpu_};
     const int n_backends = t->backend_ == t->cpu_ ? 1 : 2;
     t->sched_ = ggml_backend_sched_new(backends, nullptr, n_backends, t->graph_size_, false, true);
@@ -196,8 +199,13 @@ bool trainer::run_backward(ggml_context * ctx, ggml_tensor * loss, size_t graph_
         for (const auto & L : model_->layers) frozen.insert(frozen.end(), std::begin(L.w), std::end(L.w));
         fg = rewrite_frozen_grads(ctx, gf, frozen, graph_size, params_.transpose_chunk_bytes, iota);
     }
+    // The op audit (GPU supports_op) sees the portable graph; the CPU-only kernel swap comes after it.
     last_graph_ops_ = graph_op_signatures(fg.graph);
     last_transient_bytes_ = fg.transient_bytes;
+    if (params_.frozen_grad == frozen_grad_mode::mul_mat && params_.cpu_out_prod &&
+        ggml_backend_dev_type(ggml_backend_get_device(backend_)) == GGML_BACKEND_DEVICE_TYPE_CPU) {
+        use_cpu_out_prod(ctx, fg.graph);
+    }
     ggml_backend_sched_reset(sched_);
     if (reserve_only_) {
         if (!ggml_backend_sched_reserve(sched_, fg.graph)) {

@@ -47,13 +47,22 @@ struct trainer_params {
     // the smooth form. true: the smooth forms in the forward pass too, so that the loss is exactly the
     // function whose gradient is computed (finite-difference checks; GELU's CPU kernel is an F16 table).
     bool smooth_forward = false;
+    // On the CPU backend (mul_mat mode), the graph's remaining F32 OUT_PRODs (attention backward, LoRA
+    // factors) run the register-tiled kernel of cpu_out_prod.h instead of ggml's. false: ggml's own.
+    bool cpu_out_prod = true;
     // Activation checkpointing (chunked head only): keep each layer's input, recompute the layer in the
     // backward pass (+1 forward of compute; activations of one layer at a time instead of all). auto = on
-    // when the whole graph's activations would pass CHECKPOINT_AUTO_BYTES.
+    // when the whole graph's activations would pass checkpoint_auto_bytes.
     enum class checkpointing { auto_, on, off } checkpoint = checkpointing::auto_;
+    // 0: derived from the device (checkpoint_auto_budget).
+    size_t checkpoint_auto_bytes = 0;
 };
 
-inline constexpr size_t CHECKPOINT_AUTO_BYTES = size_t(256) << 20;
+// auto checkpointing's budget: an eighth of the device's memory (the CPU's physical RAM; a GPU's free
+// memory), never under 256 MiB. Recomputing costs ~20% of a step (one more forward of the body), so it is
+// paid where activations would take a real share of memory, not for a small model on a large machine.
+inline constexpr size_t CHECKPOINT_AUTO_MIN_BYTES = size_t(256) << 20;
+size_t checkpoint_auto_budget(ggml_backend_t backend);
 
 // One micro-batch: B sequences padded to T tokens. targets[i] is the token that position i must predict
 // (the next token of a response), or -1 where no loss applies (prompt, padding, last position).
@@ -215,6 +224,7 @@ private:
     int64_t step_ = 0;        // optimizer steps taken
     uint64_t micro_ = 0;      // micro-batches since the last optimizer step (dropout mask stream)
     size_t graph_size_ = 0;
+    size_t checkpoint_auto_bytes_ = CHECKPOINT_AUTO_MIN_BYTES;  // resolved at creation (trainer_params)
     size_t sched_size_ = 0;   // node capacity of sched_ when raised by ensure_sched (0 = graph_size_)
     bool reserve_only_ = false;  // plan(): graphs are reserved, not run (no inputs set, nothing read back)
     std::vector<std::pair<std::string, int>> last_graph_ops_;

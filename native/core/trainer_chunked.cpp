@@ -91,6 +91,13 @@ size_t trainer::graph_capacity(int64_t R, int64_t B) const {
     return graph_size_ + static_cast<size_t>(chunks * (24 + 7 * t_chunks) + 40 * B + body_t);
 }
 
+size_t checkpoint_auto_budget(ggml_backend_t backend) {
+    size_t free = 0, total = 0;
+    ggml_backend_dev_t dev = ggml_backend_get_device(backend);
+    if (dev) ggml_backend_dev_memory(dev, &free, &total);
+    return std::max(CHECKPOINT_AUTO_MIN_BYTES, free / 8);
+}
+
 bool trainer::use_checkpointing(const train_batch & batch) const {
     if (params_.checkpoint != trainer_params::checkpointing::auto_) return params_.checkpoint == trainer_params::checkpointing::on;
     const train_hparams & hp = model_->hp;
@@ -99,7 +106,7 @@ bool trainer::use_checkpointing(const train_batch & batch) const {
     // activations and their gradients, and 3 [T, T] score tensors per head and sequence.
     const double N = static_cast<double>(batch.T * batch.B);
     const double per_layer = 4.0 * (N * (10.0 * hp.n_embd + 4.0 * hp.n_ff) + 3.0 * hp.n_head * static_cast<double>(batch.T) * batch.T * batch.B);
-    return per_layer * hp.n_layer > static_cast<double>(CHECKPOINT_AUTO_BYTES);
+    return per_layer * hp.n_layer > static_cast<double>(checkpoint_auto_bytes_);
 }
 
 bool trainer::train_chunked(const train_batch & batch, const std::vector<int32_t> & rows, const top_builder & top,

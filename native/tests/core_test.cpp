@@ -11,6 +11,9 @@
 #include <vector>
 
 #include "backend.h"
+#include "cpu_out_prod.h"
+#include "ggml-alloc.h"
+#include "ggml-backend.h"
 #include "gguf.h"
 #include "sampling.h"
 #include "scorer.h"
@@ -166,6 +169,55 @@ int main(int argc, char ** argv) {
             std::printf("     softmax at 1/T = %.1f: worst relative error %.2e per entry, %.2e per block sum\n", inv_t, worst, worst_block);
             check(worst < 5e-7 && worst_block < 5e-7, "vectorized softmax matches std::exp");
         }
+    }
+    {
+        // The CPU OUT_PROD kernel against ggml's own OUT_PROD on the CPU backend, same inputs, at the shapes
+        // the training graph has: attention dK (head_dim 32, 8 heads over 4 KV heads: src0 broadcast, src1 a
+        // transposed view), LoRA dB (rank 8 rows) and dA, and ragged sizes that no tile covers whole.
+        ggml_backend_t cpu = ggml_backend_init_by_type(GGML_BACKEND_DEVICE_TYPE_CPU, nullptr);
+        struct shape { int64_t m, n, K, h, ha; bool transposed; };
+        for (const shape sh : {shape{32, 256, 256, 8, 4, true}, shape{8, 300, 77, 1, 1, false}, shape{256, 8, 300, 1, 1, true},
+                               shape{130, 9, 50, 2, 2, true}, shape{5, 3, 7, 1, 1, false}}) {
+            ggml_init_params ip = {64 * ggml_tensor_overhead() + ggml_graph_overhead() * 2, nullptr, true};
+            ggml_context * c = ggml_init(ip);
+            ggml_tensor * a = ggml_new_tensor_3d(c, GGML_TYPE_F32, sh.m, sh.K, sh.ha);
+            ggml_tensor * braw = sh.transposed ? ggml_new_tensor_3d(c, GGML_TYPE_F32, sh.K, sh.n, sh.h)
+                                               : ggml_new_tensor_3d(c, GGML_TYPE_F32, sh.n, sh.K, sh.h);
+            ggml_tensor * b = sh.transposed ? ggml_transpose(c, braw) : braw;  // [n, K, h]
+            ggml_tensor * ref = ggml_out_prod(c, a, b);
+            ggml_tensor * ours = ggml_out_prod(c, a, b);
+            ggml_cgraph * g1 = ggml_new_graph(c);
+            ggml_build_forward_expand(g1, ref);
+            ggml_cgraph * g2 = ggml_new_graph(c);
+            ggml_build_forward_expand(g2, ours);
+            const int swapped = use_cpu_out_prod(c, g2);
+            ggml_backend_buffer_t buf = ggml_backend_alloc_ctx_tensors(c, cpu);
+            uint64_t x = 99;
+            for (ggml_tensor * t : {a, braw}) {
+                std::vector<float> v(static_cast<size_t>(ggml_nelements(t)));
+                for (auto & e : v) {
+                    x = x * 6364136223846793005ull + 1442695040888963407ull;
+                    e = static_cast<float>(static_cast<double>(x >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+                }
+                ggml_backend_tensor_set(t, v.data(), 0, ggml_nbytes(t));
+            }
+            ggml_backend_graph_compute(cpu, g1);
+            ggml_backend_graph_compute(cpu, g2);
+            std::vector<float> r(static_cast<size_t>(ggml_nelements(ref))), o(r.size());
+            ggml_backend_tensor_get(ref, r.data(), 0, ggml_nbytes(ref));
+            ggml_backend_tensor_get(ours, o.data(), 0, ggml_nbytes(ours));
+            double worst = 0.0, scale = 0.0;
+            for (size_t i = 0; i < r.size(); ++i) {
+                worst = std::max(worst, static_cast<double>(std::fabs(r[i] - o[i])));
+                scale = std::max(scale, static_cast<double>(std::fabs(r[i])));
+            }
+            std::printf("     out_prod [%lld x %lld] over %lld, %lld slices%s: max |diff| %.2e (max |ref| %.2f)\n", static_cast<long long>(sh.m),
+                        static_cast<long long>(sh.n), static_cast<long long>(sh.K), static_cast<long long>(sh.h), sh.transposed ? ", transposed src1" : "", worst, scale);
+            check(swapped == 1 && scale > 0.1 && worst <= 2e-6 * scale, "CPU OUT_PROD kernel matches ggml's");
+            ggml_backend_buffer_free(buf);
+            ggml_free(c);
+        }
+        ggml_backend_free(cpu);
     }
     const std::string path = "w2s_core_test_model.gguf";
     check(write_tiny_model(path, err), "write a tiny llama GGUF");
