@@ -230,11 +230,11 @@ export async function runSampleBench(o: SampleBenchOptions = {}): Promise<Sample
   return rows;
 }
 
-/** The best finished row of an engine (at one parallelism, when given). */
+/** The best finished row of an engine (at one parallelism, when given); the best bound when every run was stopped. */
 export function bestRow(rows: SampleBenchRow[], engine: SampleBenchRow['engine'], sequences?: number): SampleBenchRow | undefined {
   const pick = rows.filter((r) => r.engine === engine && (sequences === undefined || r.sequences === sequences));
   const done = pick.filter((r) => !r.stopped);
-  return (done.length > 0 ? done : pick).sort((a, b) => (a.stopped ? 1 : 0) - (b.stopped ? 1 : 0) || b.tokensPerSecond - a.tokensPerSecond)[0];
+  return (done.length > 0 ? done : pick).sort((a, b) => b.tokensPerSecond - a.tokensPerSecond)[0];
 }
 
 /** The ratio lines: against node-llama-cpp (best vs best) and llama-batched-bench (same parallelism). */

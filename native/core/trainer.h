@@ -59,7 +59,7 @@ struct trainer_params {
 };
 
 // auto checkpointing's budget: an eighth of the device's memory (the CPU's physical RAM; a GPU's free
-// memory), never under 256 MiB. Recomputing costs ~20% of a step (one more forward of the body), so it is
+// memory), never under 256 MiB. Recomputing costs ~20–25% of a step (one more forward of the body), so it is
 // paid where activations would take a real share of memory, not for a small model on a large machine.
 inline constexpr size_t CHECKPOINT_AUTO_MIN_BYTES = size_t(256) << 20;
 size_t checkpoint_auto_budget(ggml_backend_t backend);
