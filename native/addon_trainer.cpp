@@ -371,6 +371,7 @@ Napi::Value create_trainer(const Napi::CallbackInfo & info) {
     }
     if (o.Get("smoothForward").IsBoolean()) p.smooth_forward = o.Get("smoothForward").As<Napi::Boolean>().Value();
     if (o.Get("cpuOutProd").IsBoolean()) p.cpu_out_prod = o.Get("cpuOutProd").As<Napi::Boolean>().Value();
+    if (o.Get("cpuGemm").IsBoolean()) p.cpu_gemm = o.Get("cpuGemm").As<Napi::Boolean>().Value();
     for (const auto & [key, field] : {std::pair<const char *, size_t *>{"headChunkBytes", &p.head_chunk_bytes},
                                       std::pair<const char *, size_t *>{"transposeChunkBytes", &p.transpose_chunk_bytes},
                                       std::pair<const char *, size_t *>{"checkpointAutoBytes", &p.checkpoint_auto_bytes}}) {

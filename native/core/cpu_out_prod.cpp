@@ -1,5 +1,7 @@
 #include "cpu_out_prod.h"
 
+#include "cpu_swap.h"
+
 #include <algorithm>
 #include <cstring>
 #include <memory>
@@ -157,20 +159,6 @@ void cpu_out_prod(ggml_tensor * dst, const ggml_tensor * a, const ggml_tensor * 
     run_cells(slices, first, last, cells0, cells1, ne0, ne1, wide);
 }
 
-int use_cpu_out_prod(ggml_context * ctx, ggml_cgraph * gf) {
-    int count = 0;
-    ggml_tensor * proto = nullptr;  // one for the graph: every swapped node gets the same op parameters
-    for (int i = 0; i < ggml_graph_n_nodes(gf); ++i) {
-        ggml_tensor * n = ggml_graph_node(gf, i);
-        if (!cpu_out_prod_applies(n)) continue;
-        // The custom op's parameters (function, tasks, user data) as ggml_map_custom2 lays them out; the node
-        // keeps its own shape, buffer and sources.
-        if (!proto) proto = ggml_map_custom2(ctx, n->src[0], n->src[1], cpu_out_prod, GGML_N_TASKS_MAX, nullptr);
-        n->op = proto->op;
-        std::memcpy(n->op_params, proto->op_params, sizeof(n->op_params));
-        count += 1;
-    }
-    return count;
-}
+int use_cpu_out_prod(ggml_context * ctx, ggml_cgraph * gf) { return swap_to_custom2(ctx, gf, cpu_out_prod_applies, cpu_out_prod); }
 
 }  // namespace w2s

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "backend.h"
+#include "cpu_gemm.h"
 #include "cpu_out_prod.h"
 #include "frozen_grad.h"
 #include "graph_ctx.h"
@@ -202,9 +203,10 @@ bool trainer::run_backward(ggml_context * ctx, ggml_tensor * loss, size_t graph_
     // The op audit (GPU supports_op) sees the portable graph; the CPU-only kernel swap comes after it.
     last_graph_ops_ = graph_op_signatures(fg.graph);
     last_transient_bytes_ = fg.transient_bytes;
-    if (params_.frozen_grad == frozen_grad_mode::mul_mat && params_.cpu_out_prod &&
+    if (params_.frozen_grad == frozen_grad_mode::mul_mat &&
         ggml_backend_dev_type(ggml_backend_get_device(backend_)) == GGML_BACKEND_DEVICE_TYPE_CPU) {
-        use_cpu_out_prod(ctx, fg.graph);
+        if (params_.cpu_out_prod) use_cpu_out_prod(ctx, fg.graph);
+        if (params_.cpu_gemm) use_cpu_gemm(ctx, fg.graph);
     }
     ggml_backend_sched_reset(sched_);
     if (reserve_only_) {

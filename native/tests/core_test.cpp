@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "backend.h"
+#include "cpu_gemm.h"
 #include "cpu_out_prod.h"
 #include "ggml-alloc.h"
 #include "ggml-backend.h"
@@ -130,6 +131,94 @@ train_batch make_batch(score_request & score) {
     return b;
 }
 
+// Uniform values in [-1, 1) from a fixed LCG, into every given tensor.
+void fill_uniform(const std::vector<ggml_tensor *> & ts, uint64_t x) {
+    for (ggml_tensor * t : ts) {
+        std::vector<float> v(static_cast<size_t>(ggml_nelements(t)));
+        for (auto & e : v) {
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            e = static_cast<float>(static_cast<double>(x >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+        }
+        ggml_backend_tensor_set(t, v.data(), 0, ggml_nbytes(t));
+    }
+}
+
+// The packed CPU GEMM against ggml's own MUL_MAT on the CPU backend, same inputs, at the training graph's
+// shapes and at every edge of its blocking (K past one 256 block, M past one 128 block, N past one 768 block,
+// ragged tiles), with broadcast slices (attention: 8 heads over 4 KV heads) and a strided view of src1; then
+// the same product with 1 and 3 threads, which must agree to the bit.
+void check_cpu_gemm() {
+    ggml_backend_t cpu = ggml_backend_init_by_type(GGML_BACKEND_DEVICE_TYPE_CPU, nullptr);
+    auto reg = ggml_backend_dev_backend_reg(ggml_backend_get_device(cpu));
+    auto set_threads = reinterpret_cast<void (*)(ggml_backend_t, int)>(ggml_backend_reg_get_proc_address(reg, "ggml_backend_set_n_threads"));
+    struct shape { int64_t K, m, n, h, ha; bool strided; ggml_type type; };
+    const ggml_type F32 = GGML_TYPE_F32;
+    for (const shape sh : {shape{256, 768, 512, 1, 1, false, F32}, shape{300, 130, 770, 1, 1, false, F32}, shape{32, 256, 256, 8, 4, false, F32},
+                           shape{1000, 40, 9, 2, 1, true, F32}, shape{17, 16, 6, 1, 1, true, F32}, shape{64, 33, 7, 3, 3, false, F32},
+                           // quantized and F16 bases: src1 goes through ggml's rounding for each (Q8_0, Q8_K, F16). The wide ones
+                           // hold enough src1 values (1M) that some land on a rounding tie (k + 0.5) after the product.
+                           shape{512, 130, 70, 1, 1, false, GGML_TYPE_Q8_0}, shape{256, 16, 4096, 1, 1, false, GGML_TYPE_Q8_0}, shape{512, 16, 2048, 1, 1, false, GGML_TYPE_Q4_K},
+                           shape{288, 48, 20, 1, 1, true, GGML_TYPE_Q4_0},
+                           shape{256, 40, 13, 1, 1, false, GGML_TYPE_Q5_0}, shape{768, 64, 30, 1, 1, false, GGML_TYPE_Q4_K},
+                           shape{512, 32, 12, 1, 1, false, GGML_TYPE_Q6_K}, shape{320, 100, 50, 1, 1, false, GGML_TYPE_F16}}) {
+        ggml_init_params ip = {64 * ggml_tensor_overhead() + ggml_graph_overhead() * 2, nullptr, true};
+        ggml_context * c = ggml_init(ip);
+        ggml_tensor * a = ggml_new_tensor_3d(c, sh.type, sh.K, sh.m, sh.ha);
+        // strided: src1's rows are K of every K + 5 floats (a view into a wider tensor)
+        ggml_tensor * braw = ggml_new_tensor_3d(c, GGML_TYPE_F32, sh.K + (sh.strided ? 5 : 0), sh.n, sh.h);
+        ggml_tensor * b = sh.strided ? ggml_view_3d(c, braw, sh.K, sh.n, sh.h, braw->nb[1], braw->nb[2], 0) : braw;
+        ggml_tensor * ref = ggml_mul_mat(c, a, b);
+        ggml_tensor * ours = ggml_mul_mat(c, a, b);
+        ggml_cgraph * g1 = ggml_new_graph(c);
+        ggml_build_forward_expand(g1, ref);
+        ggml_cgraph * g2 = ggml_new_graph(c);
+        ggml_build_forward_expand(g2, ours);
+        const int swapped = use_cpu_gemm(c, g2);
+        ggml_backend_buffer_t buf = ggml_backend_alloc_ctx_tensors(c, cpu);
+        if (sh.type == F32) {
+            fill_uniform({a}, 77);
+        } else {
+            // The same uniform values, quantized by ggml.
+            ggml_context * tmp = ggml_init({ggml_tensor_overhead(), nullptr, true});
+            ggml_tensor * af = ggml_new_tensor_3d(tmp, F32, sh.K, sh.m, sh.ha);
+            ggml_backend_buffer_t fb = ggml_backend_alloc_ctx_tensors(tmp, cpu);
+            fill_uniform({af}, 77);
+            std::vector<float> v(static_cast<size_t>(ggml_nelements(af)));
+            ggml_backend_tensor_get(af, v.data(), 0, ggml_nbytes(af));
+            std::vector<char> q(ggml_nbytes(a));
+            ggml_quantize_chunk(sh.type, v.data(), q.data(), 0, sh.m * sh.ha, sh.K, nullptr);
+            ggml_backend_tensor_set(a, q.data(), 0, q.size());
+            ggml_backend_buffer_free(fb);
+            ggml_free(tmp);
+        }
+        fill_uniform({braw}, 78);
+        set_threads(cpu, 1);
+        ggml_backend_graph_compute(cpu, g1);
+        ggml_backend_graph_compute(cpu, g2);
+        std::vector<float> r(static_cast<size_t>(ggml_nelements(ref))), o(r.size()), o3(r.size());
+        ggml_backend_tensor_get(ref, r.data(), 0, ggml_nbytes(ref));
+        ggml_backend_tensor_get(ours, o.data(), 0, ggml_nbytes(ours));
+        set_threads(cpu, 3);
+        ggml_backend_graph_compute(cpu, g2);
+        ggml_backend_tensor_get(ours, o3.data(), 0, ggml_nbytes(ours));
+        double worst = 0.0, scale = 0.0;
+        for (size_t i = 0; i < r.size(); ++i) {
+            worst = std::max(worst, static_cast<double>(std::fabs(r[i] - o[i])));
+            scale = std::max(scale, static_cast<double>(std::fabs(r[i])));
+        }
+        const bool same = std::equal(o.begin(), o.end(), o3.begin());
+        std::printf("     gemm %s K %lld, [%lld x %lld], %lld slices over %lld%s: max |diff| %.2e (max |ref| %.2f), 3 threads %s\n",
+                    ggml_type_name(sh.type), static_cast<long long>(sh.K), static_cast<long long>(sh.m), static_cast<long long>(sh.n), static_cast<long long>(sh.h),
+                    static_cast<long long>(sh.ha), sh.strided ? ", strided src1" : "", worst, scale, same ? "bitwise equal" : "DIFFER");
+        // F32 sums of K products in another order: |error| grows like √K·ε·|terms|.
+        check(swapped == 1 && scale > 0.1 && worst <= 2e-6 * std::sqrt(static_cast<double>(sh.K)) * scale / 4 && same,
+              "CPU GEMM matches ggml's MUL_MAT, same bits at any thread count");
+        ggml_backend_buffer_free(buf);
+        ggml_free(c);
+    }
+    ggml_backend_free(cpu);
+}
+
 }  // namespace
 
 int main(int argc, char ** argv) {
@@ -219,6 +308,7 @@ int main(int argc, char ** argv) {
         }
         ggml_backend_free(cpu);
     }
+    check_cpu_gemm();
     const std::string path = "w2s_core_test_model.gguf";
     check(write_tiny_model(path, err), "write a tiny llama GGUF");
 
