@@ -1,5 +1,5 @@
 // `w2s bench train`: LoRA SFT tokens/s and peak RSS of weak2strong (F32, F16 and Q8_0 bases; engine v2 as
-// users get it, v2 without and with activation checkpointing, v2 with ggml's own OUT_PROD kernel, and the v1
+// users get it, v2 without and with activation checkpointing, v2 with ggml's own OUT_PROD or MUL_MAT kernel, and the v1
 // engine: ggml autodiff's OUT_PROD on the frozen weights, dense head) against llama.cpp's own trainer (llama_opt_epoch, full fine-tune of the F32 model)
 // measured in the same run, each in its own process.
 import { spawnSync } from 'node:child_process';
@@ -175,6 +175,7 @@ export async function runTrainBench(o: TrainBenchOptions = {}): Promise<TrainBen
     { engine: 'weak2strong LoRA v2 no-ckpt', job: { loraEngine: 'v2', checkpointing: 'off' }, types: ['f32', 'q8_0'] },
     { engine: 'weak2strong LoRA v2 ckpt', job: { loraEngine: 'v2', checkpointing: 'on' }, types: ['f32', 'q8_0'] },
     { engine: 'weak2strong LoRA v2 ggml OUT_PROD', job: { loraEngine: 'v2', checkpointing: 'off', cpuOutProd: false }, types: ['f32', 'q8_0'] },
+    { engine: 'weak2strong LoRA v2 ggml MUL_MAT', job: { loraEngine: 'v2', checkpointing: 'off', cpuGemm: false }, types: ['f32', 'q8_0'] },
     { engine: 'weak2strong LoRA v1 (old)', job: { loraEngine: 'v1' }, types: ['f32', 'q8_0'] },
   ] as const;
   for (const v of variants) {
@@ -230,13 +231,14 @@ export async function runTrainBench(o: TrainBenchOptions = {}): Promise<TrainBen
   }
   const row = (engine: string, type: string) => rows.find((r) => r.engine === engine && r.base === type)!;
   for (const type of ['f32', 'q8_0'] as const) {
-    const [v2, noCkpt, ckpt, ggmlOp, v1] = ['weak2strong LoRA v2', 'weak2strong LoRA v2 no-ckpt', 'weak2strong LoRA v2 ckpt',
-      'weak2strong LoRA v2 ggml OUT_PROD', 'weak2strong LoRA v1 (old)'].map((e) => row(e, type));
+    const [v2, noCkpt, ckpt, ggmlOp, ggmlMm, v1] = ['weak2strong LoRA v2', 'weak2strong LoRA v2 no-ckpt', 'weak2strong LoRA v2 ckpt',
+      'weak2strong LoRA v2 ggml OUT_PROD', 'weak2strong LoRA v2 ggml MUL_MAT', 'weak2strong LoRA v1 (old)'].map((e) => row(e, type));
     log(`${type}: v2 ${(v2!.tokensPerSecond / v1!.tokensPerSecond).toFixed(2)}× v1's tokens/s, v2 without checkpointing ` +
       `${(noCkpt!.tokensPerSecond / v1!.tokensPerSecond).toFixed(2)}×, checkpointed ${(ckpt!.tokensPerSecond / v1!.tokensPerSecond).toFixed(2)}×; ` +
       `peak RSS v2 ${MiB(v2!.maxRssKiB * 1024).toFixed(0)}, no-ckpt ${MiB(noCkpt!.maxRssKiB * 1024).toFixed(0)}, ckpt ${MiB(ckpt!.maxRssKiB * 1024).toFixed(0)}, ` +
       `v1 ${MiB(v1!.maxRssKiB * 1024).toFixed(0)} MiB`);
-    log(`${type}: the CPU OUT_PROD kernel (no-ckpt) ${(noCkpt!.tokensPerSecond / ggmlOp!.tokensPerSecond).toFixed(2)}× the tokens/s with ggml's OUT_PROD`);
+    log(`${type}: the CPU OUT_PROD kernel (no-ckpt) ${(noCkpt!.tokensPerSecond / ggmlOp!.tokensPerSecond).toFixed(2)}× the tokens/s with ggml's OUT_PROD; ` +
+      `the CPU GEMM ${(noCkpt!.tokensPerSecond / ggmlMm!.tokensPerSecond).toFixed(2)}× the tokens/s with ggml's MUL_MAT`);
   }
   const w = matmulWork(CFG, seqLen, promptLen);
   log(`matmul work per token (multiply-adds): full fine-tune ${(w.fullFt / 1e6).toFixed(1)}M, LoRA ${(w.lora / 1e6).toFixed(1)}M, ` +

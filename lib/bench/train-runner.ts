@@ -30,6 +30,8 @@ export interface TrainRunJob {
   checkpointing?: 'auto' | 'on' | 'off';
   /** lora v2: the addon's CPU OUT_PROD kernel (default true) or ggml's. */
   cpuOutProd?: boolean;
+  /** lora v2: the addon's packed CPU GEMM (default true) or ggml's MUL_MAT. */
+  cpuGemm?: boolean;
 }
 
 export interface TrainRunResult {
@@ -57,7 +59,7 @@ function readTokens(file: string): Int32Array {
 
 async function runLora(job: TrainRunJob, stream: Int32Array): Promise<Omit<TrainRunResult, 'maxRssKiB' | 'cpuSeconds'>> {
   const trainer = await addon().createTrainer(job.model, { rank: job.rank, alpha: 2 * job.rank, dropout: 0, targets: 0x7f, seed: 0, threads: job.threads,
-    ...(job.loraEngine === 'v1' ? { frozenGrad: 'out_prod', head: 'dense', checkpointing: 'off' } as const : { checkpointing: job.checkpointing ?? 'auto', cpuOutProd: job.cpuOutProd ?? true }) });
+    ...(job.loraEngine === 'v1' ? { frozenGrad: 'out_prod', head: 'dense', checkpointing: 'off' } as const : { checkpointing: job.checkpointing ?? 'auto', cpuOutProd: job.cpuOutProd ?? true, cpuGemm: job.cpuGemm ?? true }) });
   try {
     // Sequence k = stream[k·seqLen, +seqLen): every token is real (no padding), the first promptLen carry no loss.
     const seq = (k: number): Sequence => ({ tokens: Array.from(stream.subarray(k * job.seqLen, (k + 1) * job.seqLen)), nPrompt: job.promptLen });
