@@ -167,6 +167,12 @@ bool trainer::accumulate(const train_batch & batch, float loss_scale, double & l
     return true;
 }
 
+void trainer::use_cpu_kernels(ggml_context * ctx, ggml_cgraph * gf) const {
+    if (params_.frozen_grad != frozen_grad_mode::mul_mat || ggml_backend_dev_type(ggml_backend_get_device(backend_)) != GGML_BACKEND_DEVICE_TYPE_CPU) return;
+    if (params_.cpu_out_prod) use_cpu_out_prod(ctx, gf);
+    if (params_.cpu_gemm) use_cpu_gemm(ctx, gf);
+}
+
 bool trainer::run_backward(ggml_context * ctx, ggml_tensor * loss, size_t graph_size, const std::function<void()> & set_inputs,
                            const std::string & what, std::string & err, const std::vector<ggml_tensor *> & order,
                            const grad_seeds & seeds, ggml_tensor * iota, graph_inputs * swaps) {
@@ -203,11 +209,7 @@ bool trainer::run_backward(ggml_context * ctx, ggml_tensor * loss, size_t graph_
     // The op audit (GPU supports_op) sees the portable graph; the CPU-only kernel swap comes after it.
     last_graph_ops_ = graph_op_signatures(fg.graph);
     last_transient_bytes_ = fg.transient_bytes;
-    if (params_.frozen_grad == frozen_grad_mode::mul_mat &&
-        ggml_backend_dev_type(ggml_backend_get_device(backend_)) == GGML_BACKEND_DEVICE_TYPE_CPU) {
-        if (params_.cpu_out_prod) use_cpu_out_prod(ctx, fg.graph);
-        if (params_.cpu_gemm) use_cpu_gemm(ctx, fg.graph);
-    }
+    use_cpu_kernels(ctx, fg.graph);
     ggml_backend_sched_reset(sched_);
     if (reserve_only_) {
         if (!ggml_backend_sched_reserve(sched_, fg.graph)) {

@@ -193,6 +193,9 @@ private:
                       const std::string & what, std::string & err, const std::vector<ggml_tensor *> & order = {},
                       const grad_seeds & seeds = {}, ggml_tensor * iota = nullptr, graph_inputs * swaps = nullptr);
     bool chunked_head() const;
+    // On the CPU backend in mul_mat mode: the CPU kernels of cpu_out_prod.h and cpu_gemm.h in place of ggml's
+    // OUT_PROD and MUL_MAT nodes of a training graph (after the op audit has seen it).
+    void use_cpu_kernels(ggml_context * ctx, ggml_cgraph * gf) const;
     // Applies (or, with smooth_forward, drops) the graph's pending forward swaps.
     void finish_swaps(graph_inputs & in) const;
     // Node capacity for a graph with R target rows: the body + the chunked head's nodes.

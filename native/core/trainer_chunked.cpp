@@ -182,6 +182,7 @@ bool trainer::train_chunked(const train_batch & batch, const std::vector<int32_t
             x = ggml_cpy(cc.ctx, y, xs[l + 1]);
             ggml_build_forward_expand(gf, x);
         }
+        use_cpu_kernels(cc.ctx, gf);  // as in the layer graphs that recompute this forward
         ggml_backend_sched_reset(sched_);
         if (reserve_only_) {
             if (!ggml_backend_sched_reserve(sched_, gf)) {
