@@ -143,6 +143,42 @@ void fill_uniform(const std::vector<ggml_tensor *> & ts, uint64_t x) {
     }
 }
 
+// One op twice on the same inputs: as ggml builds it (ref) and after `swap` turned it into a CPU kernel (ours).
+struct op_pair {
+    ggml_tensor * ref, * ours;
+    ggml_cgraph * g_ref, * g_ours;
+    int swapped;
+};
+
+op_pair twin_graphs(ggml_context * c, ggml_tensor * (*op)(ggml_context *, ggml_tensor *, ggml_tensor *), ggml_tensor * a, ggml_tensor * b,
+                    int (*swap)(ggml_context *, ggml_cgraph *)) {
+    op_pair p;
+    p.ref = op(c, a, b);
+    p.ours = op(c, a, b);
+    p.g_ref = ggml_new_graph(c);
+    ggml_build_forward_expand(p.g_ref, p.ref);
+    p.g_ours = ggml_new_graph(c);
+    ggml_build_forward_expand(p.g_ours, p.ours);
+    p.swapped = swap(c, p.g_ours);
+    return p;
+}
+
+std::vector<float> values(ggml_tensor * t) {
+    std::vector<float> v(static_cast<size_t>(ggml_nelements(t)));
+    ggml_backend_tensor_get(t, v.data(), 0, ggml_nbytes(t));
+    return v;
+}
+
+// max |ref - ours| and max |ref|.
+std::pair<double, double> max_diff(const std::vector<float> & r, const std::vector<float> & o) {
+    double worst = 0.0, scale = 0.0;
+    for (size_t i = 0; i < r.size(); ++i) {
+        worst = std::max(worst, static_cast<double>(std::fabs(r[i] - o[i])));
+        scale = std::max(scale, static_cast<double>(std::fabs(r[i])));
+    }
+    return {worst, scale};
+}
+
 // The packed CPU GEMM against ggml's own MUL_MAT on the CPU backend, same inputs, at the training graph's
 // shapes and at every edge of its blocking (K past one 256 block, M past one 128 block, N past one 768 block,
 // ragged tiles), with broadcast slices (attention: 8 heads over 4 KV heads) and a strided view of src1; then
@@ -167,13 +203,7 @@ void check_cpu_gemm() {
         // strided: src1's rows are K of every K + 5 floats (a view into a wider tensor)
         ggml_tensor * braw = ggml_new_tensor_3d(c, GGML_TYPE_F32, sh.K + (sh.strided ? 5 : 0), sh.n, sh.h);
         ggml_tensor * b = sh.strided ? ggml_view_3d(c, braw, sh.K, sh.n, sh.h, braw->nb[1], braw->nb[2], 0) : braw;
-        ggml_tensor * ref = ggml_mul_mat(c, a, b);
-        ggml_tensor * ours = ggml_mul_mat(c, a, b);
-        ggml_cgraph * g1 = ggml_new_graph(c);
-        ggml_build_forward_expand(g1, ref);
-        ggml_cgraph * g2 = ggml_new_graph(c);
-        ggml_build_forward_expand(g2, ours);
-        const int swapped = use_cpu_gemm(c, g2);
+        const op_pair p = twin_graphs(c, ggml_mul_mat, a, b, use_cpu_gemm);
         ggml_backend_buffer_t buf = ggml_backend_alloc_ctx_tensors(c, cpu);
         if (sh.type == F32) {
             fill_uniform({a}, 77);
@@ -193,25 +223,19 @@ void check_cpu_gemm() {
         }
         fill_uniform({braw}, 78);
         set_threads(cpu, 1);
-        ggml_backend_graph_compute(cpu, g1);
-        ggml_backend_graph_compute(cpu, g2);
-        std::vector<float> r(static_cast<size_t>(ggml_nelements(ref))), o(r.size()), o3(r.size());
-        ggml_backend_tensor_get(ref, r.data(), 0, ggml_nbytes(ref));
-        ggml_backend_tensor_get(ours, o.data(), 0, ggml_nbytes(ours));
+        ggml_backend_graph_compute(cpu, p.g_ref);
+        ggml_backend_graph_compute(cpu, p.g_ours);
+        const std::vector<float> r = values(p.ref), o = values(p.ours);
         set_threads(cpu, 3);
-        ggml_backend_graph_compute(cpu, g2);
-        ggml_backend_tensor_get(ours, o3.data(), 0, ggml_nbytes(ours));
-        double worst = 0.0, scale = 0.0;
-        for (size_t i = 0; i < r.size(); ++i) {
-            worst = std::max(worst, static_cast<double>(std::fabs(r[i] - o[i])));
-            scale = std::max(scale, static_cast<double>(std::fabs(r[i])));
-        }
+        ggml_backend_graph_compute(cpu, p.g_ours);
+        const std::vector<float> o3 = values(p.ours);
+        const auto [worst, scale] = max_diff(r, o);
         const bool same = std::equal(o.begin(), o.end(), o3.begin());
         std::printf("     gemm %s K %lld, [%lld x %lld], %lld slices over %lld%s: max |diff| %.2e (max |ref| %.2f), 3 threads %s\n",
                     ggml_type_name(sh.type), static_cast<long long>(sh.K), static_cast<long long>(sh.m), static_cast<long long>(sh.n), static_cast<long long>(sh.h),
                     static_cast<long long>(sh.ha), sh.strided ? ", strided src1" : "", worst, scale, same ? "bitwise equal" : "DIFFER");
         // F32 sums of K products in another order: |error| grows like √K·ε·|terms|.
-        check(swapped == 1 && scale > 0.1 && worst <= 2e-6 * std::sqrt(static_cast<double>(sh.K)) * scale / 4 && same,
+        check(p.swapped == 1 && scale > 0.1 && worst <= 2e-6 * std::sqrt(static_cast<double>(sh.K)) * scale / 4 && same,
               "CPU GEMM matches ggml's MUL_MAT, same bits at any thread count");
         ggml_backend_buffer_free(buf);
         ggml_free(c);
@@ -273,36 +297,15 @@ int main(int argc, char ** argv) {
             ggml_tensor * braw = sh.transposed ? ggml_new_tensor_3d(c, GGML_TYPE_F32, sh.K, sh.n, sh.h)
                                                : ggml_new_tensor_3d(c, GGML_TYPE_F32, sh.n, sh.K, sh.h);
             ggml_tensor * b = sh.transposed ? ggml_transpose(c, braw) : braw;  // [n, K, h]
-            ggml_tensor * ref = ggml_out_prod(c, a, b);
-            ggml_tensor * ours = ggml_out_prod(c, a, b);
-            ggml_cgraph * g1 = ggml_new_graph(c);
-            ggml_build_forward_expand(g1, ref);
-            ggml_cgraph * g2 = ggml_new_graph(c);
-            ggml_build_forward_expand(g2, ours);
-            const int swapped = use_cpu_out_prod(c, g2);
+            const op_pair p = twin_graphs(c, ggml_out_prod, a, b, use_cpu_out_prod);
             ggml_backend_buffer_t buf = ggml_backend_alloc_ctx_tensors(c, cpu);
-            uint64_t x = 99;
-            for (ggml_tensor * t : {a, braw}) {
-                std::vector<float> v(static_cast<size_t>(ggml_nelements(t)));
-                for (auto & e : v) {
-                    x = x * 6364136223846793005ull + 1442695040888963407ull;
-                    e = static_cast<float>(static_cast<double>(x >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-                }
-                ggml_backend_tensor_set(t, v.data(), 0, ggml_nbytes(t));
-            }
-            ggml_backend_graph_compute(cpu, g1);
-            ggml_backend_graph_compute(cpu, g2);
-            std::vector<float> r(static_cast<size_t>(ggml_nelements(ref))), o(r.size());
-            ggml_backend_tensor_get(ref, r.data(), 0, ggml_nbytes(ref));
-            ggml_backend_tensor_get(ours, o.data(), 0, ggml_nbytes(ours));
-            double worst = 0.0, scale = 0.0;
-            for (size_t i = 0; i < r.size(); ++i) {
-                worst = std::max(worst, static_cast<double>(std::fabs(r[i] - o[i])));
-                scale = std::max(scale, static_cast<double>(std::fabs(r[i])));
-            }
+            fill_uniform({a, braw}, 99);
+            ggml_backend_graph_compute(cpu, p.g_ref);
+            ggml_backend_graph_compute(cpu, p.g_ours);
+            const auto [worst, scale] = max_diff(values(p.ref), values(p.ours));
             std::printf("     out_prod [%lld x %lld] over %lld, %lld slices%s: max |diff| %.2e (max |ref| %.2f)\n", static_cast<long long>(sh.m),
                         static_cast<long long>(sh.n), static_cast<long long>(sh.K), static_cast<long long>(sh.h), sh.transposed ? ", transposed src1" : "", worst, scale);
-            check(swapped == 1 && scale > 0.1 && worst <= 2e-6 * scale, "CPU OUT_PROD kernel matches ggml's");
+            check(p.swapped == 1 && scale > 0.1 && worst <= 2e-6 * scale, "CPU OUT_PROD kernel matches ggml's");
             ggml_backend_buffer_free(buf);
             ggml_free(c);
         }
