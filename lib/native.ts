@@ -174,9 +174,9 @@ export interface NativeTrainerOptions {
    */
   cpuOutProd?: boolean;
   /**
-   * CPU backend: the F32 × F32 MUL_MATs of the training graph (an F32 base's projections, the chunked head,
-   * the input gradients through transposed frozen weights) run the addon's packed GEMM
-   * (native/core/cpu_gemm.h) instead of ggml's. Default true; false for ggml's.
+   * CPU backend: the training graph's MUL_MATs of F32 activations by an F32, F16 or quantized matrix (the
+   * projections, the chunked head, the input gradients through transposed frozen weights) run the addon's
+   * packed GEMM (native/core/cpu_gemm.h) instead of ggml's. Default true; false for ggml's.
    */
   cpuGemm?: boolean;
   /** Device filter (lib/gpu.ts nativeGpu): '' the first GPU if any, 'none' the CPU, 'CUDA', 'Vulkan'. */

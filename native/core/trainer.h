@@ -50,9 +50,9 @@ struct trainer_params {
     // On the CPU backend (mul_mat mode), the graph's remaining F32 OUT_PRODs (attention backward, LoRA
     // factors) run the register-tiled kernel of cpu_out_prod.h instead of ggml's. false: ggml's own.
     bool cpu_out_prod = true;
-    // On the CPU backend (mul_mat mode), the graph's F32 × F32 MUL_MATs (projections of an F32 base, the
-    // chunked head, the input gradients through transposed frozen weights) run the packed GEMM of
-    // cpu_gemm.h instead of ggml's (tinyBLAS). false: ggml's own.
+    // On the CPU backend (mul_mat mode), the graph's MUL_MATs of F32 activations by an F32, F16 or quantized
+    // matrix (the projections, the chunked head, the input gradients through transposed frozen weights) run
+    // the packed GEMM of cpu_gemm.h instead of ggml's (tinyBLAS, vec_dot). false: ggml's own.
     bool cpu_gemm = true;
     // Activation checkpointing (chunked head only): keep each layer's input, recompute the layer in the
     // backward pass (+1 forward of compute; activations of one layer at a time instead of all). auto = on
