@@ -3,7 +3,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
-import { GgufFormatError } from '../lib/gguf/reader.js';
+import { GgufFormatError, readGgufMetadata } from '../lib/gguf/reader.js';
+import { decode } from '../lib/gguf/quantize.js';
+import { GgmlType } from '../lib/gguf/types.js';
+import { mergeAdapterFile } from '../lib/lora/merge.js';
 import { loadModel, type Model } from '../lib/model.js';
 import { referenceLogprobs } from './helpers/nlc.js';
 import { writeLoraAndMerged, writeRandomLora, type LoraTargets } from './helpers/lora.js';
@@ -71,6 +74,49 @@ test('scoring with base + adapter equals scoring the merged model', async (t) =>
   // The comparison means something only if the adapter changes the model a lot more than that.
   t.true(effect > 1e-2);
   lora.dispose();
+});
+
+test('a merge stored as Q8_0: matrices in Q8_0 within one quantization step of the F32 merge, vectors F32, scored like it', async (t) => {
+  const q8Path = path.join(dir, 'random.merged-q8_0.gguf');
+  await mergeAdapterFile(basePath, adapterPath, q8Path, { store: 'q8_0' });
+  const [f32, q8] = await Promise.all([readGgufMetadata(mergedPath), readGgufMetadata(q8Path)]);
+  t.is(Number(q8.values.get('general.file_type')), 7);
+  const f32Bytes = fs.readFileSync(mergedPath);
+  const q8Bytes = fs.readFileSync(q8Path);
+  let worst = 0;
+  for (const a of f32.tensors) {
+    const b = q8.tensors.find((x) => x.name === a.name)!;
+    const matrix = a.ne.length >= 2 && a.ne[0]! % 32 === 0;
+    t.is(b.type, matrix ? GgmlType.Q8_0 : a.type, a.name);
+    if (!matrix) {
+      t.deepEqual(q8Bytes.subarray(q8.dataOffset + b.offset, q8.dataOffset + b.offset + b.bytes), f32Bytes.subarray(f32.dataOffset + a.offset, f32.dataOffset + a.offset + a.bytes), a.name);
+      continue;
+    }
+    const w = new Float32Array(f32Bytes.buffer.slice(f32Bytes.byteOffset + f32.dataOffset + a.offset, f32Bytes.byteOffset + f32.dataOffset + a.offset + a.bytes));
+    const dq = decode(GgmlType.Q8_0, q8Bytes.subarray(q8.dataOffset + b.offset, q8.dataOffset + b.offset + b.bytes), w.length);
+    // Each block of 32 is rounded to multiples of d = max|w| / 127: no value may move by more than one step.
+    for (let blk = 0; blk < w.length; blk += 32) {
+      let amax = 0;
+      for (let i = blk; i < blk + 32; i++) amax = Math.max(amax, Math.abs(w[i]!));
+      for (let i = blk; i < blk + 32; i++) {
+        const err = Math.abs(w[i]! - dq[i]!);
+        worst = Math.max(worst, err / (amax / 127 || 1));
+        if (err > amax / 127 + 1e-12) t.fail(`${a.name}[${i}]: ${w[i]} stored as ${dq[i]} (step ${amax / 127})`);
+      }
+    }
+  }
+  const q8Model = await loadModel(q8Path);
+  try {
+    const diff = maxDiffOf(await q8Model.score(ITEMS), await merged.score(ITEMS));
+    t.log(`worst rounding ${worst.toFixed(3)} steps; max |log-prob Q8_0 - F32| = ${diff.toExponential(2)}; ${q8Bytes.length} / ${f32Bytes.length} bytes`);
+    // Rounding to nearest moves a value by half a step; the scale stored as F16 (relative error ≤ 2^-11) adds up
+    // to 127 · 2^-11 steps at the block's largest quant.
+    t.true(worst <= 0.5 + 127 * 2 ** -11, `${worst} steps`);
+    t.true(diff > 0 && diff < 0.05);
+    t.true(q8Bytes.length < 0.4 * f32Bytes.length);
+  } finally {
+    q8Model.dispose();
+  }
 });
 
 test('an adapter with B = 0 and an adapter at scale 0 leave the base log-probs unchanged', async (t) => {

@@ -19,7 +19,7 @@ import type { WorldModelSpec, WorldSpec } from './presets.js';
 import { findShippedWorld, shippedWorldsDir, verifiedShippedFile, type ShippedFile, type ShippedWorld } from './shipped.js';
 
 /** Bumped when the world's text or pretraining changes meaning, so cached models are not reused. */
-const WORLD_FORMAT = 3; // 2: pretraining also adapts the output head; 3: WorldSpec.spacedShare
+const WORLD_FORMAT = 4; // 2: pretraining also adapts the output head; 3: WorldSpec.spacedShare; 4: models stored as Q8_0
 
 /** What the two models depend on: a shipped world is used only when its key equals the preset's. */
 export function worldKey(spec: WorldSpec): string {
@@ -73,7 +73,9 @@ async function pretrain(ctx: StepContext, m: WorldModelSpec, seed: number, corpu
     seed, maxLen: 1024, warmupRatio: 0.02, threads, signal: ctx.signal,
     onProgress: (p) => ctx.progress(p.step, p.totalSteps, `loss ${p.loss.toFixed(3)}`),
   });
-  await mergeAdapterFile(base, adapter, path.join(ctx.dir, 'model.gguf'));
+  // Stored as Q8_0: the shipped worlds stay small (the full strong model is 4.2 MB in F32, 1.2 MB in Q8_0), and
+  // the method then trains on a quantized base as most users' models are. Pretraining itself ran in F32.
+  await mergeAdapterFile(base, adapter, path.join(ctx.dir, 'model.gguf'), { store: 'q8_0' });
   // Keep the merged model and the loss log; the random base, adapter and resume checkpoint are scaffolding.
   fs.renameSync(r.log, path.join(ctx.dir, 'pretrain.log.json'));
   for (const f of [base, adapter, r.checkpoint]) fs.rmSync(f, { force: true });

@@ -40,6 +40,12 @@ export interface ShippedWorld {
     builtAt: string;
     /** Pretraining wall clock of each model. */
     seconds: { weak: number; strong: number };
+    /**
+     * Set on worlds pretrained before models were stored as Q8_0 (lib/world/build.ts WORLD_FORMAT 4) and
+     * converted afterwards: the sha256 of the F32 files the Q8_0 ones were rounded from (by the same rounding a
+     * rebuild applies after its merge, lib/lora/merge.ts).
+     */
+    stored?: { as: 'q8_0'; from: { weak: string; strong: string } };
   };
   /** The pretraining steps' statistics (documents, steps, first and last loss, parameters). */
   stats: { weak: Record<string, unknown>; strong: Record<string, unknown> };
