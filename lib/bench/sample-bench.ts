@@ -93,9 +93,13 @@ const solved = (i: number) => {
   return `${question(i)} In May ${NAMES[i % NAMES.length]} sold ${a} / 2 = ${a / 2} clips. Altogether ${a} + ${a / 2} = ${a * 1.5} clips.\n#### ${a * 1.5}\n\n`;
 };
 
-/** Bench prompts; with `fewShot` k, each starts with k solved examples (about 113 tokens each), as weak-ICL's do. */
+/**
+ * Bench prompts; with `fewShot` k, each starts with k solved examples (about 113 tokens each), as weak-ICL's do.
+ * Like weak-ICL's (4 random D_weak rows per question), each prompt draws its own examples: prompts share no
+ * prefix, so no engine gains from a prefix cache that the method would not see.
+ */
 export function benchPrompts(count: number, fewShot = 0, longQuestions = false): string[] {
-  return Array.from({ length: count }, (_, i) => Array.from({ length: fewShot }, (_, k) => solved(1000 + 2 * k)).join('') +
+  return Array.from({ length: count }, (_, i) => Array.from({ length: fewShot }, (_, k) => solved(1000 + ((i * 37 + k * 11) % 97) * 2)).join('') +
     (longQuestions ? longQuestion(i) : question(i)));
 }
 
