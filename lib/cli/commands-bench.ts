@@ -63,9 +63,11 @@ export function registerBenchCommands(program: Command): void {
     .option('--prompt-len <n>', 'leading tokens without loss (LoRA SFT prompt)', intArg('--prompt-len', 1), 32)
     .option('--rank <n>', 'LoRA rank', intArg('--rank', 1), 8)
     .option('--threads <n>', 'threads for both engines (default: physical cores)', intArg('--threads', 1))
+    .option('--paired <rounds>', 'rounds of the closing Q8_0-vs-F32 comparison (both bases alternated, the F32 runs\' spread as the noise band)', intArg('--paired', 2), 3)
+    .option('--paired-only', 'only that comparison, not the table')
     .option('--json', 'print the rows as JSON on stdout')
     .action(async (o) => {
-      const rows = await runTrainBench({ steps: o.steps, batch: o.batch, seqLen: o.seqLen, promptLen: o.promptLen, rank: o.rank, threads: o.threads });
+      const rows = await runTrainBench({ steps: o.steps, batch: o.batch, seqLen: o.seqLen, promptLen: o.promptLen, rank: o.rank, threads: o.threads, paired: o.paired, pairedOnly: o.pairedOnly });
       if (o.json) process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
     });
   bench
