@@ -95,8 +95,9 @@ const solved = (i: number) => {
 
 /**
  * Bench prompts; with `fewShot` k, each starts with k solved examples (about 113 tokens each), as weak-ICL's do.
- * Like weak-ICL's (4 random D_weak rows per question), each prompt draws its own examples: prompts share no
- * prefix, so no engine gains from a prefix cache that the method would not see.
+ * Like weak-ICL's (4 random D_weak rows per question), each prompt draws its own examples (37 and 97 are
+ * coprime: no two of up to 97 prompts open with the same example), so no engine gains from a prefix cache that
+ * the method would not see.
  */
 export function benchPrompts(count: number, fewShot = 0, longQuestions = false): string[] {
   return Array.from({ length: count }, (_, i) => Array.from({ length: fewShot }, (_, k) => solved(1000 + ((i * 37 + k * 11) % 97) * 2)).join('') +
