@@ -1,6 +1,8 @@
 // The long-running jobs of a model, as AsyncProgressWorkers resolving Promises: SampleWorker (batched
 // sampling) and ScoreWorker (sequence log-probs). Constructors copy every input on the JS thread;
 // Execute() touches no N-API; progress reaches JS coalesced (only the latest report is delivered).
+#include <chrono>
+
 #include "addon.h"
 #include "backend.h"
 #include "batch_sampler.h"
@@ -61,6 +63,16 @@ public:
         if (on_progress.IsFunction()) progress_cb_ = Napi::Persistent(on_progress.As<Napi::Function>());
     }
     Napi::Promise promise() { return deferred_.Promise(); }
+    // Whether a report should go to JS now: never without a callback, else at most every 50 ms, and always
+    // the last one. Each Send wakes the JS thread; at one per decode step (100+ per second) those wakes
+    // land on the cores that ggml's workers spin on and stall a step at its barrier.
+    bool progress_due(bool last) {
+        if (progress_cb_.IsEmpty()) return false;
+        const auto now = std::chrono::steady_clock::now();
+        if (!last && now - last_sent_ < std::chrono::milliseconds(50)) return false;
+        last_sent_ = now;
+        return true;
+    }
     void OnError(const Napi::Error & e) override { deferred_.Reject(e.Value()); }
 
 protected:
@@ -83,6 +95,7 @@ protected:
     Napi::FunctionReference progress_cb_;
     std::shared_ptr<std::atomic<bool>> cancel_;
     job_failure fail_;
+    std::chrono::steady_clock::time_point last_sent_{};
 };
 
 class SampleWorker : public job_worker<sample_progress> {
@@ -132,7 +145,9 @@ public:
         }
         std::string err;
         const bool ok = run_batch_sampler(model_.get(), req_, *cancel_,
-            [&progress](const sample_progress & p) { progress.Send(&p, 1); }, results_, err);
+            [&](const sample_progress & p) {
+                if (progress_due(p.finished >= p.total)) progress.Send(&p, 1);
+            }, results_, err);
         if (!ok) failed_run(err);
     }
     void OnProgress(const sample_progress * p, size_t count) override {
@@ -226,9 +241,9 @@ public:
             }
         }
         std::string err;
-        const bool ok = run_scorer(model_.get(), req_, *cancel_, [&progress](int32_t done, int32_t total) {
+        const bool ok = run_scorer(model_.get(), req_, *cancel_, [&](int32_t done, int32_t total) {
             score_progress p{done, total};
-            progress.Send(&p, 1);
+            if (progress_due(done >= total)) progress.Send(&p, 1);
         }, results_, err);
         if (!ok) failed_run(err);
     }

@@ -63,6 +63,21 @@ test.serial('the event loop keeps running and progress arrives while sample() ru
   t.true(progressAt[0]! < elapsed / 2, 'progress arrives while the job runs, not all at the end');
 });
 
+test.serial('progress is paced (at most one report per 50 ms) and its last report says every sample finished', async (t) => {
+  const reports: { finished: number; total: number; at: number }[] = [];
+  const start = performance.now();
+  const result = await model.sample(PROMPTS, { ...LONG_SAMPLE, onProgress: (p) => reports.push({ finished: p.finished, total: p.total, at: performance.now() - start }) });
+  const elapsed = performance.now() - start;
+  const gaps = reports.slice(1).map((r, i) => r.at - reports[i]!.at);
+  t.log(`${reports.length} reports in ${elapsed.toFixed(0)} ms (${result.length} samples, ${totalTokens(result)} tokens); ` +
+    `shortest gap ${Math.min(...gaps).toFixed(1)} ms; last ${JSON.stringify(reports.at(-1))}`);
+  // Each report wakes the JS thread: one per decode step (hundreds per second) stole the cores that ggml's
+  // workers run on. Reports are sent 50 ms apart at least; delivery can bunch them, so count, not gaps.
+  t.true(reports.length > 1);
+  t.true(reports.length <= elapsed / 50 + 2, `${reports.length} reports in ${elapsed.toFixed(0)} ms`);
+  t.deepEqual(reports.at(-1), { ...reports.at(-1)!, finished: result.length, total: result.length });
+});
+
 test.serial('the event loop keeps running and progress arrives while score() runs', async (t) => {
   const progress: { done: number; total: number; at: number }[] = [];
   const start = performance.now();

@@ -3,7 +3,7 @@
 // tokens (zero-shot) and of ~400 tokens (three solved examples before the question, the length of a GSM8K
 // 4-shot prompt), n = 1 and n = 10 samples each, 256 new tokens, at the sampler's default parallelism.
 // Prints each shape's lines as it goes and a markdown table at the end (the README's).
-import { bestRow, runSampleBench, type SampleBenchOptions, type SampleBenchRow } from './sample-bench.js';
+import { BATCHED_BENCH_TARGET, bestRow, runSampleBench, type SampleBenchOptions, type SampleBenchRow } from './sample-bench.js';
 
 export interface SampleShape {
   name: string;
@@ -21,18 +21,24 @@ export const METHOD_SHAPES: SampleShape[] = [
 /** One shape's rows; `work` is its samples (prompts × n). */
 export interface SuiteRow { shape: string; work: number; rows: SampleBenchRow[] }
 
-export async function runSampleSuite(o: Pick<SampleBenchOptions, 'model' | 'threads' | 'batchedBench' | 'log'> = {}): Promise<SuiteRow[]> {
+/**
+ * `paired`: closing rounds against llama-batched-bench (see SampleBenchOptions.paired), on the shapes named in
+ * `pairedShapes` (default: (a) only, whose jobs take seconds; a (b) n = 10 round takes ~4 min here).
+ */
+export async function runSampleSuite(o: Pick<SampleBenchOptions, 'model' | 'threads' | 'batchedBench' | 'log' | 'paired'> & { pairedShapes?: 'a' | 'all' } = {}): Promise<SuiteRow[]> {
   const log = o.log ?? ((line: string) => process.stderr.write(line + '\n'));
   const out: SuiteRow[] = [];
   const t0 = performance.now();
   for (const [i, shape] of METHOD_SHAPES.entries()) {
     log(`\n== ${shape.name} ==`);
     const rows = await runSampleBench({ ...shape.options, model: o.model, threads: o.threads, batchedBench: o.batchedBench, log,
-      peerLimitFactor: 3.1, calibration: i === METHOD_SHAPES.length - 1 });
+      peerLimitFactor: 3.1, calibration: i === METHOD_SHAPES.length - 1, paired: i === 0 || o.pairedShapes === 'all' ? o.paired : 0 });
     out.push({ shape: shape.name, work: (shape.options.prompts ?? 16) * (shape.options.n ?? 4), rows });
   }
   log(`\nsuite: ${((performance.now() - t0) / 60000).toFixed(1)} min`);
   for (const line of suiteTable(out)) log(line);
+  const paired = pairedTable(out);
+  if (paired.length > 2) for (const line of ['', ...paired]) log(line);
   return out;
 }
 
@@ -54,6 +60,31 @@ export function suiteTable(suite: SuiteRow[]): string[] {
       const nlcRatio = nlc ? `${nlc.stopped ? '> ' : ''}${(ours.tokensPerSecond / nlc.tokensPerSecond).toFixed(2)}×` : '—';
       lines.push(`| ${shape} | ${p}${ours.defaultParallel ? ' (default)' : ''} | ${f(ours.tokensPerSecond)} (${ours.threads} t) | ${f(gen)} | ` +
         `${bb ? `${f(bb.tokensPerSecond)} (${bb.threads} t)` : '—'} | ${bbRatio} | ${nlc ? `${f(nlc.tokensPerSecond, nlc.stopped)} (${nlc.threads} t)` : '—'} | ${nlcRatio} |`);
+    }
+  }
+  return lines;
+}
+
+const median = (xs: readonly number[]) => {
+  const v = [...xs].sort((a, b) => a - b);
+  return v.length % 2 ? v[v.length >> 1]! : (v[v.length / 2 - 1]! + v[v.length / 2]!) / 2;
+};
+
+/** The paired rounds (rows with `round`): per shape and parallelism, each round's ratio and their median. */
+export function pairedTable(suite: SuiteRow[]): string[] {
+  const lines = [
+    `| shape | parallel | rounds: generation phase / llama-batched-bench TG | median ratio (≥ ${BATCHED_BENCH_TARGET}) |`,
+    '|---|---|---|---|',
+  ];
+  for (const { shape, work, rows } of suite) {
+    for (const p of [...new Set(rows.filter((r) => r.engine === 'weak2strong' && r.round !== undefined).map((r) => r.sequences))]) {
+      const ours = rows.filter((r) => r.engine === 'weak2strong' && r.round !== undefined && r.sequences === p);
+      const ratios = ours.flatMap((r) => {
+        const bb = rows.find((b) => b.engine === 'llama-batched-bench' && b.round === r.round && b.sequences === Math.min(p, work));
+        return bb && r.generationTokensPerSecond !== undefined ? [r.generationTokensPerSecond / bb.tokensPerSecond] : [];
+      });
+      if (ratios.length === 0) continue;
+      lines.push(`| ${shape} | ${p} | ${ratios.map((x) => x.toFixed(2)).join(', ')} | ${median(ratios).toFixed(2)}× |`);
     }
   }
   return lines;

@@ -24,17 +24,19 @@ export function registerBenchCommands(program: Command): void {
     .option('--no-batched-bench', 'skip llama-batched-bench (built once from the bundled source, then cached)')
     .option('--no-node-llama-cpp', 'skip node-llama-cpp')
     .option('--peer-limit <factor>', 'stop a node-llama-cpp run after this many times our best time (reported as a bound; default 20)', floatArg('--peer-limit'))
+    .option('--paired <rounds>', 'closing rounds against llama-batched-bench at each parallelism, alternated (the median ratio judges the 0.9 target; with --suite on shape (a) unless --paired-shapes all)', intArg('--paired', 2))
+    .addOption(new Option('--paired-shapes <which>', 'with --suite: shapes that get the paired rounds').choices(['a', 'all']).default('a'))
     .option('--json', 'print the rows as JSON on stdout')
     .action(async (o) => {
       const threads = o.threads?.map((t: string) => intArg('--threads', 1)(t));
       if (o.suite !== undefined) {
-        const suite = await runSampleSuite({ model: o.model, threads, batchedBench: o.batchedBench });
+        const suite = await runSampleSuite({ model: o.model, threads, batchedBench: o.batchedBench, paired: o.paired, pairedShapes: o.pairedShapes });
         if (o.json) process.stdout.write(JSON.stringify(suite, null, 2) + '\n');
         return;
       }
       const rows = await runSampleBench({ longQuestions: o.longQuestions, nodeLlamaCpp: o.nodeLlamaCpp, peerLimitFactor: o.peerLimit,
         model: o.model, prompts: o.prompts, n: o.n, maxTokens: o.maxTokens, fewShot: o.fewShot, batchedBench: o.batchedBench,
-        threads,
+        threads, paired: o.paired,
         parallel: o.parallel?.map((t: string) => intArg('--parallel', 1)(t)),
       });
       if (o.json) process.stdout.write(JSON.stringify(rows, null, 2) + '\n');

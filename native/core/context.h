@@ -30,8 +30,14 @@ struct context_request {
     bool unified = true;
 };
 
+// Frees the context, then the CPU thread pool it computed on (when it had one).
 struct context_deleter {
-    void operator()(llama_context * c) const { llama_free(c); }
+    struct ggml_threadpool * pool = nullptr;
+    void (*free_pool)(struct ggml_threadpool *) = nullptr;
+    void operator()(llama_context * c) const {
+        llama_free(c);
+        if (pool != nullptr && free_pool != nullptr) free_pool(pool);
+    }
 };
 using context_ptr = std::unique_ptr<llama_context, context_deleter>;
 
