@@ -17,6 +17,7 @@ import { loadModel, type Model } from '../model.js';
 import { defaultParallel } from '../sample-options.js';
 import { physicalCores } from '../threads.js';
 import { batchedBenchBinary, runBatchedBench } from './peer-batched-bench.js';
+import { median, spread } from './stats.js';
 
 export interface SampleBenchOptions {
   /** Model to use; by default a ~25M-parameter, 32k-vocabulary q8_0 llama model is created (cached). */
@@ -263,12 +264,6 @@ export async function runSampleBench(o: SampleBenchOptions = {}): Promise<Sample
   return rows;
 }
 
-const median = (xs: readonly number[]) => {
-  const v = [...xs].sort((a, b) => a - b);
-  return v.length % 2 ? v[v.length >> 1]! : (v[v.length / 2 - 1]! + v[v.length / 2]!) / 2;
-};
-/** How far the farthest value lands from the values' median, as a fraction. */
-const spread = (xs: readonly number[]) => Math.max(...xs.map((x) => Math.abs(x / median(xs) - 1)));
 
 /**
  * The closing paired comparison: at each parallelism we ran, `rounds` rounds of our generation phase (the job

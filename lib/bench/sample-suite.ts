@@ -4,6 +4,7 @@
 // 4-shot prompt), n = 1 and n = 10 samples each, 256 new tokens, at the sampler's default parallelism.
 // Prints each shape's lines as it goes and a markdown table at the end (the README's).
 import { BATCHED_BENCH_TARGET, bestRow, runSampleBench, type SampleBenchOptions, type SampleBenchRow } from './sample-bench.js';
+import { median } from './stats.js';
 
 export interface SampleShape {
   name: string;
@@ -65,10 +66,6 @@ export function suiteTable(suite: SuiteRow[]): string[] {
   return lines;
 }
 
-const median = (xs: readonly number[]) => {
-  const v = [...xs].sort((a, b) => a - b);
-  return v.length % 2 ? v[v.length >> 1]! : (v[v.length / 2 - 1]! + v[v.length / 2]!) / 2;
-};
 
 /** The paired rounds (rows with `round`): per shape and parallelism, each round's ratio and their median. */
 export function pairedTable(suite: SuiteRow[]): string[] {

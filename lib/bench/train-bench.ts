@@ -15,6 +15,7 @@ import { createRng } from '../pipeline/random.js';
 import { physicalCores } from '../threads.js';
 import { benchModel } from './sample-bench.js';
 import type { TrainRunJob, TrainRunResult } from './train-runner.js';
+import { median, spread } from './stats.js';
 
 /** The shape of benchModel() in sample-bench.ts (~24M parameters); the F32 twin is written next to it. */
 const CFG = { layers: 10, embd: 256, heads: 8, kvHeads: 4, ff: 768, vocab: 32000 };
@@ -178,8 +179,8 @@ export async function runTrainBench(o: TrainBenchOptions = {}): Promise<TrainBen
   if (o.pairedOnly) return paired();
   const rows: TrainBenchRow[] = [];
   const add = (engine: string, type: 'f32' | 'f16' | 'q8_0', r: TrainRunResult, estimateBytes: number) => {
-    const median = [...r.stepSeconds].sort((a, b) => a - b)[Math.floor(r.stepSeconds.length / 2)]!;
-    rows.push({ engine, base: type, ...r, tokensPerSecond: r.tokens / r.seconds, medianStepTokensPerSecond: r.tokens / r.steps / median, estimateBytes });
+    const midStep = [...r.stepSeconds].sort((a, b) => a - b)[Math.floor(r.stepSeconds.length / 2)]!;
+    rows.push({ engine, base: type, ...r, tokensPerSecond: r.tokens / r.seconds, medianStepTokensPerSecond: r.tokens / r.steps / midStep, estimateBytes });
     log(`  ${engine} ${type}: ${r.tokens} tokens in ${r.seconds.toFixed(1)} s, mean loss ${r.loss.toFixed(3)}` +
       `${r.checkpointed === undefined ? '' : r.checkpointed ? ' (checkpointed)' : ' (not checkpointed)'}`);
   };
@@ -263,10 +264,6 @@ export async function runTrainBench(o: TrainBenchOptions = {}): Promise<TrainBen
   return [...rows, ...paired()];
 }
 
-const median = (xs: readonly number[]) => {
-  const v = [...xs].sort((a, b) => a - b);
-  return v.length % 2 ? v[v.length >> 1]! : (v[v.length / 2 - 1]! + v[v.length / 2]!) / 2;
-};
 
 /**
  * The Q8_0-versus-F32 target measured against this host's noise: `rounds` pairs of runs, alternated. A single
@@ -292,7 +289,7 @@ function pairedRounds(rounds: number, run: (type: 'f32' | 'q8_0') => TrainRunRes
   const q8 = rows.filter((r) => r.base === 'q8_0').map((r) => r.medianStepTokensPerSecond);
   // The noise band: how far one F32 run lands from the F32 runs' median (the same job, the same code).
   const f32Median = median(f32);
-  const noise = Math.max(...f32.map((x) => Math.abs(x / f32Median - 1)));
+  const noise = spread(f32);
   const m = median(ratios);
   const pooled = median(q8) / f32Median;
   // "No slower" is judged against what this host can resolve: a median below 1 by less than the F32 runs'
