@@ -75,7 +75,7 @@ test.serial('progress is paced (at most one report per 50 ms) and its last repor
   // workers run on. Reports are sent 50 ms apart at least; delivery can bunch them, so count, not gaps.
   t.true(reports.length > 1);
   t.true(reports.length <= elapsed / 50 + 2, `${reports.length} reports in ${elapsed.toFixed(0)} ms`);
-  t.deepEqual(reports.at(-1), { ...reports.at(-1)!, finished: result.length, total: result.length });
+  t.like(reports.at(-1), { finished: result.length, total: result.length });
 });
 
 test.serial('the event loop keeps running and progress arrives while score() runs', async (t) => {

@@ -16,7 +16,7 @@ import { createModel } from '../model/create.js';
 import { loadModel, type Model } from '../model.js';
 import { defaultParallel } from '../sample-options.js';
 import { physicalCores } from '../threads.js';
-import { batchedBenchBinary, runBatchedBench } from './peer-batched-bench.js';
+import { batchedBenchBinary, runBatchedBench, type BatchedBenchRow } from './peer-batched-bench.js';
 import { median, spread } from './stats.js';
 
 export interface SampleBenchOptions {
@@ -145,6 +145,16 @@ async function timedSample(model: Model, prompts: string[], o: { n: number; maxT
 
 const fmt = (x: number) => x.toFixed(1);
 
+/** The generation phase: the marginal rate of the job at M new tokens over the same job at 1 (file comment). */
+const generationRate = (long: Pick<Timed, 'generated' | 'seconds'>, short: Pick<Timed, 'generated' | 'seconds'>) => (long.generated - short.generated) / (long.seconds - short.seconds);
+
+/** A llama-batched-bench row of the report: its pooled text generation, and its end to end over all its runs. */
+function batchedBenchRow(b: BatchedBenchRow, round?: number): SampleBenchRow {
+  const generated = b.runs * b.parallel * b.newTokens;
+  return { engine: 'llama-batched-bench', threads: b.threads, generated, seconds: b.tgSeconds, tokensPerSecond: b.tgTokensPerSecond, sequences: b.parallel,
+    endToEndTokensPerSecond: generated / (b.ppSeconds + b.tgSeconds), runs: b.runs, ...(round === undefined ? {} : { round }) };
+}
+
 export async function runSampleBench(o: SampleBenchOptions = {}): Promise<SampleBenchRow[]> {
   const log = o.log ?? ((line: string) => process.stderr.write(line + '\n'));
   if (o.peerLimitFactor !== undefined && !(o.peerLimitFactor > 0)) throw InvalidArgumentError.expected('number > 0', 'peerLimitFactor', o.peerLimitFactor);
@@ -182,7 +192,7 @@ export async function runSampleBench(o: SampleBenchOptions = {}): Promise<Sample
         // The generation phase of the best thread count: the same job with one new token per sample.
         const short = await timedSample(model, prompts, { n, maxTokens: 1, threads: best.threads, parallel });
         if (best.seconds > short.seconds && best.generated > short.generated) {
-          best.generationTokensPerSecond = (best.generated - short.generated) / (best.seconds - short.seconds);
+          best.generationTokensPerSecond = generationRate(best, short);
           log(`${label} threads ${best.threads}: prompts + first tokens ${short.seconds.toFixed(2)} s; generation phase ${fmt(best.generationTokensPerSecond)} tokens/s`);
         }
       }
@@ -233,11 +243,10 @@ export async function runSampleBench(o: SampleBenchOptions = {}): Promise<Sample
       try {
         const repeats = parallelsRun.map((p) => batchedBenchRepeats(p, prompts.length * n, maxTokens));
         for (const b of runBatchedBench(bin, modelFile, { promptTokens: meanPrompt, newTokens: maxTokens, parallels: parallelsRun, repeats, threads, timeoutMs: Math.round(Math.max(120_000, 20_000 * oursBestSeconds)) })) {
-          const generated = b.runs * b.parallel * b.newTokens;
-          const endToEnd = generated / (b.ppSeconds + b.tgSeconds);
-          rows.push({ engine: 'llama-batched-bench', threads, generated, seconds: b.tgSeconds, tokensPerSecond: b.tgTokensPerSecond, sequences: b.parallel, endToEndTokensPerSecond: endToEnd, runs: b.runs });
+          const bbRow = batchedBenchRow(b);
+          rows.push(bbRow);
           log(`llama-batched-bench parallel ${b.parallel} threads ${threads}: text generation ${fmt(b.tgTokensPerSecond)} tokens/s over ${b.runs} batch(es); ` +
-            `end to end ${fmt(endToEnd)} (prompt ${b.promptTokens} tokens per sequence at ${b.ppTokensPerSecond.toFixed(0)} tokens/s)`);
+            `end to end ${fmt(bbRow.endToEndTokensPerSecond!)} (prompt ${b.promptTokens} tokens per sequence at ${b.ppTokensPerSecond.toFixed(0)} tokens/s)`);
         }
       } catch (err) {
         log(`llama-batched-bench threads ${threads}: ${(err as Error).message}`);
@@ -264,7 +273,6 @@ export async function runSampleBench(o: SampleBenchOptions = {}): Promise<Sample
   return rows;
 }
 
-
 /**
  * The closing paired comparison: at each parallelism we ran, `rounds` rounds of our generation phase (the job
  * at M and at 1 new token, at our best thread count) and llama-batched-bench's text generation (the same
@@ -286,30 +294,23 @@ async function pairedRounds(rounds: number, c: { modelFile: string; prompts: str
       const repeats = batchedBenchRepeats(Math.min(p, work), work, c.maxTokens);
       const gens: number[] = [];
       const tgs: number[] = [];
-      const ratios: number[] = [];
       for (let i = 0; i < rounds; i++) {
         const order = i % 2 === 0 ? ['ours', 'bb'] : ['bb', 'ours'];
-        let gen = 0;
-        let tg = 0;
         for (const who of order) {
           if (who === 'ours') {
             const long = await timedSample(model, c.prompts, { n: c.n, maxTokens: c.maxTokens, threads: ours.threads, parallel: p });
             const short = await timedSample(model, c.prompts, { n: c.n, maxTokens: 1, threads: ours.threads, parallel: p });
-            gen = (long.generated - short.generated) / Math.max(1e-9, long.seconds - short.seconds);
+            gens[i] = generationRate(long, short);
             out.push({ engine: 'weak2strong', threads: ours.threads, generated: long.generated, seconds: long.seconds, tokensPerSecond: long.generated / long.seconds,
-              sequences: p, generationTokensPerSecond: gen, round: i + 1 });
+              sequences: p, generationTokensPerSecond: gens[i], round: i + 1 });
           } else {
             const b = runBatchedBench(c.bin, c.modelFile, { promptTokens: meanPrompt, newTokens: c.maxTokens, parallels: [Math.min(p, work)], repeats: [repeats], threads: bb.threads, timeoutMs: 600_000 })[0]!;
-            tg = b.tgTokensPerSecond;
-            out.push({ engine: 'llama-batched-bench', threads: bb.threads, generated: b.runs * b.parallel * b.newTokens, seconds: b.tgSeconds, tokensPerSecond: tg,
-              sequences: b.parallel, endToEndTokensPerSecond: (b.runs * b.parallel * b.newTokens) / (b.ppSeconds + b.tgSeconds), runs: b.runs, round: i + 1 });
+            tgs[i] = b.tgTokensPerSecond;
+            out.push(batchedBenchRow(b, i + 1));
           }
         }
-        gens.push(gen);
-        tgs.push(tg);
-        ratios.push(gen / tg);
         c.log(`paired parallel ${p} round ${i + 1} (${order.map((w) => (w === 'ours' ? 'weak2strong' : 'llama-batched-bench')).join(' then ')}): ` +
-          `generation phase ${fmt(gen)} (${ours.threads} t) vs text generation ${fmt(tg)} (${bb.threads} t): ${(gen / tg).toFixed(3)}×`);
+          `generation phase ${fmt(gens[i]!)} (${ours.threads} t) vs text generation ${fmt(tgs[i]!)} (${bb.threads} t): ${(gens[i]! / tgs[i]!).toFixed(3)}×`);
       }
       for (const line of pairedVerdict(p, gens, tgs)) c.log(line);
     }

@@ -66,7 +66,6 @@ export function suiteTable(suite: SuiteRow[]): string[] {
   return lines;
 }
 
-
 /** The paired rounds (rows with `round`): per shape and parallelism, each round's ratio and their median. */
 export function pairedTable(suite: SuiteRow[]): string[] {
   const lines = [

@@ -264,7 +264,6 @@ export async function runTrainBench(o: TrainBenchOptions = {}): Promise<TrainBen
   return [...rows, ...paired()];
 }
 
-
 /**
  * The Q8_0-versus-F32 target measured against this host's noise: `rounds` pairs of runs, alternated. A single
  * pair of runs moved by ±7% between two invocations here (0.93 and 1.00), which is the size of the effect.

@@ -15,8 +15,8 @@ static bool abort_cb(void * data) {
 // export one). Without it ggml makes and joins a disposable pool for every graph: a llama_decode of 8
 // tokens (~9 ms here) started a fresh worker thread each time, and the worker's core idled while we
 // sampled. The pool's workers poll for the next graph (ggml's default level, 50) before they sleep, so
-// they are running when it arrives. Measured on the 2-vCPU EPYC, 2 threads, six interleaved pairs: p8
-// +0.4–20% (median 6%), p16 +4–13%, p64 +1–7%.
+// they are running when it arrives. Measured on the 2-vCPU EPYC, 2 threads, interleaved pairs: p8 −7% to
+// +20% (ten pairs, median +6%), p16 +4–13%, p64 +1–7% (three pairs each).
 static ggml_threadpool * make_pool(int32_t n_threads, void (**free_out)(ggml_threadpool *)) {
     if (n_threads <= 1) return nullptr;
     ggml_backend_dev_t dev = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
