@@ -60,6 +60,8 @@ export interface NativeSampleRequest {
   highPrecision: boolean;
   tokenIds?: boolean;
   logprobs?: boolean;
+  /** Decode the prompts' common token prefix once (native/core/batch_sampler.cpp); default true. */
+  sharePrefix?: boolean;
 }
 
 export interface NativeSample {
@@ -73,7 +75,10 @@ export interface NativeSample {
 }
 
 export interface NativeSampleProgress {
+  /** Tokens generated so far. */
   tokens: number;
+  /** Prompt tokens decoded so far; a prefix shared by every prompt (`sharePrefix`) counts once. */
+  promptTokens: number;
   finished: number;
   total: number;
 }

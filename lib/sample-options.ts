@@ -58,6 +58,12 @@ export interface SampleOptions {
   tokenIds?: boolean;
   /** Return the log-prob of each sampled token (`Sample.logprobs`, with `tokenIds`). Defaults to false. */
   logprobs?: boolean;
+  /**
+   * When every prompt starts with the same 32 or more tokens (weak-ICL's demonstrations, a chat system
+   * prompt), decode them once and give each prompt a copy, so only each prompt's own suffix is decoded.
+   * Results are the same up to batch-shape rounding; false decodes every prompt whole. Defaults to true.
+   */
+  sharePrefix?: boolean;
   /** Called with the running totals after every decode step (coalesced when the event loop is busy). */
   onProgress?: (p: NativeSampleProgress) => void;
   signal?: AbortSignal;
@@ -166,6 +172,7 @@ export function normalizeSampleOptions(prompts: readonly string[], o: SampleOpti
     highPrecision: Boolean(o.highPrecision),
     tokenIds: v.optionalBoolean('tokenIds', o.tokenIds) || v.optionalBoolean('logprobs', o.logprobs),
     logprobs: v.optionalBoolean('logprobs', o.logprobs),
+    sharePrefix: v.optionalBoolean('sharePrefix', o.sharePrefix, true),
   };
   // A prompt of megabytes is refused by its size, before the native side spends seconds tokenizing it.
   prompts.forEach((p, i) => {

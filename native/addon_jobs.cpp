@@ -123,6 +123,7 @@ public:
         req_.high_precision = r.Get("highPrecision").ToBoolean().Value();
         req_.want_token_ids = r.Has("tokenIds") && r.Get("tokenIds").ToBoolean().Value();
         req_.want_logprobs = r.Has("logprobs") && r.Get("logprobs").ToBoolean().Value();
+        req_.share_prefix = !r.Has("sharePrefix") || r.Get("sharePrefix").ToBoolean().Value();
     }
 
     void Execute(const ExecutionProgress & progress) override {
@@ -155,6 +156,7 @@ public:
         Napi::Env env = Env();
         Napi::Object o = Napi::Object::New(env);
         o.Set("tokens", static_cast<double>(p->tokens));
+        o.Set("promptTokens", static_cast<double>(p->prompt_tokens));
         o.Set("finished", p->finished);
         o.Set("total", p->total);
         progress_cb_.Call({o});

@@ -31,6 +31,12 @@ export interface SampleBenchOptions {
   parallel?: number[];
   /** Solved examples before each question (weak-ICL's long few-shot prompts). Defaults to 0. */
   fewShot?: number;
+  /**
+   * With `fewShot`: every prompt opens with its own examples instead of the same ones. The pipeline's
+   * weak-ICL step selects one set of demonstrations for every question (lib/pipeline/run/method.ts), so the
+   * same-examples default is the method's shape and this one the worst case (no common prefix to share).
+   */
+  distinctDemos?: boolean;
   /** Questions with a longer setting (~100 tokens instead of ~47), the zero-shot prompts of the method. */
   longQuestions?: boolean;
   /** Also measure llama-batched-bench (built once from the bundled source, cached). Defaults to true. */
@@ -118,13 +124,13 @@ const solved = (i: number) => {
 };
 
 /**
- * Bench prompts; with `fewShot` k, each starts with k solved examples (about 113 tokens each), as weak-ICL's do.
- * Like weak-ICL's (4 random D_weak rows per question), each prompt draws its own examples (37 and 97 are
- * coprime: no two of up to 97 prompts open with the same example), so no engine gains from a prefix cache that
- * the method would not see.
+ * Bench prompts; with `fewShot` k, each starts with k solved examples (about 113 tokens each), as weak-ICL's do:
+ * the same k before every question, as the pipeline's one selection of demonstrations gives. With
+ * `distinctDemos` each prompt draws its own (37 and 97 are coprime: no two of up to 97 prompts open with the
+ * same example), so no engine gains from a common prefix.
  */
-export function benchPrompts(count: number, fewShot = 0, longQuestions = false): string[] {
-  return Array.from({ length: count }, (_, i) => Array.from({ length: fewShot }, (_, k) => solved(1000 + ((i * 37 + k * 11) % 97) * 2)).join('') +
+export function benchPrompts(count: number, fewShot = 0, longQuestions = false, distinctDemos = false): string[] {
+  return Array.from({ length: count }, (_, i) => Array.from({ length: fewShot }, (_, k) => solved(1000 + (((distinctDemos ? i * 37 : 0) + k * 11) % 97) * 2)).join('') +
     (longQuestions ? longQuestion(i) : question(i)));
 }
 
@@ -159,7 +165,7 @@ export async function runSampleBench(o: SampleBenchOptions = {}): Promise<Sample
   const log = o.log ?? ((line: string) => process.stderr.write(line + '\n'));
   if (o.peerLimitFactor !== undefined && !(o.peerLimitFactor > 0)) throw InvalidArgumentError.expected('number > 0', 'peerLimitFactor', o.peerLimitFactor);
   const modelFile = o.model ?? (await benchModel(path.join(os.tmpdir(), 'weak2strong-bench')));
-  const prompts = benchPrompts(o.prompts ?? 16, o.fewShot ?? 0, o.longQuestions ?? false);
+  const prompts = benchPrompts(o.prompts ?? 16, o.fewShot ?? 0, o.longQuestions ?? false, o.distinctDemos ?? false);
   const n = o.n ?? 4;
   const maxTokens = o.maxTokens ?? 64;
   const cores = physicalCores();

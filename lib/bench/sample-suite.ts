@@ -1,7 +1,8 @@
 // `w2s bench sample --suite method`: every shape issue 14 names, in one command, on the same created model:
 // (a) the default bench job at parallel 1, 8, 16 and 64; (b) the method's own jobs: 64 prompts of ~100
 // tokens (zero-shot) and of ~400 tokens (three solved examples before the question, the length of a GSM8K
-// 4-shot prompt), n = 1 and n = 10 samples each, 256 new tokens, at the sampler's default parallelism.
+// 4-shot prompt; the same examples before every question, as the pipeline's weak-ICL step has), n = 1 and
+// n = 10 samples each, 256 new tokens, at the sampler's default parallelism.
 // Prints each shape's lines as it goes and a markdown table at the end (the README's).
 import { BATCHED_BENCH_TARGET, bestRow, runSampleBench, type SampleBenchOptions, type SampleBenchRow } from './sample-bench.js';
 import { median } from './stats.js';

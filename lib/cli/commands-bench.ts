@@ -19,6 +19,7 @@ export function registerBenchCommands(program: Command): void {
     .option('--threads <n...>', 'thread counts to try (default 1 … physical cores)')
     .option('--parallel <n...>', 'weak2strong sequences in flight to try (default: the sampler\'s default)')
     .option('--few-shot <k>', 'solved examples before each question (long prompts, as weak-ICL\'s)', intArg('--few-shot', 0), 0)
+    .option('--distinct-demos', 'with --few-shot: each prompt opens with its own examples (no common prefix) instead of the same ones, as the pipeline\'s weak-ICL step has')
     .option('--long-questions', 'GSM8K-length questions (~100 tokens) instead of the short ones (~47)')
     .addOption(new Option('--suite <name>', 'method: every shape of the method (zero-/few-shot prompts, n = 1 and 10, 256 new tokens) and parallel 1-64, with a table; the shape options are then ignored').choices(['method']))
     .option('--no-batched-bench', 'skip llama-batched-bench (built once from the bundled source, then cached)')
@@ -35,7 +36,7 @@ export function registerBenchCommands(program: Command): void {
         return;
       }
       const rows = await runSampleBench({ longQuestions: o.longQuestions, nodeLlamaCpp: o.nodeLlamaCpp, peerLimitFactor: o.peerLimit,
-        model: o.model, prompts: o.prompts, n: o.n, maxTokens: o.maxTokens, fewShot: o.fewShot, batchedBench: o.batchedBench,
+        model: o.model, prompts: o.prompts, n: o.n, maxTokens: o.maxTokens, fewShot: o.fewShot, distinctDemos: o.distinctDemos, batchedBench: o.batchedBench,
         threads, paired: o.paired,
         parallel: o.parallel?.map((t: string) => intArg('--parallel', 1)(t)),
       });

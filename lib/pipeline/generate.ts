@@ -4,7 +4,7 @@
 import { check, checkSymbolic } from '../data/answer.js';
 import { postprocessResponse, type Problem } from '../data/datasets.js';
 import type { ResultRecord } from '../data/formats.js';
-import { LocalGenerator, type Generator } from '../generate/generator.js';
+import { LocalGenerator, type GenerationProgress, type Generator } from '../generate/generator.js';
 import { sampleResumable } from '../generate/resumable.js';
 import type { Model } from '../model.js';
 import type { SampleOptions } from '../sample-options.js';
@@ -28,7 +28,7 @@ export interface GenerateOptions {
   lora?: SampleOptions['lora'];
   /** LaTeX-aware equivalence instead of the paper's string equality. Defaults to false. */
   symbolic?: boolean;
-  onProgress?: SampleOptions['onProgress'];
+  onProgress?: (p: GenerationProgress) => void;
   signal?: AbortSignal;
   /** Partial-results file: samples are appended as they arrive and a re-run resumes from it (lib/generate/resumable.ts). */
   partial?: string;

@@ -10,6 +10,12 @@
 //    parallel..parallel+holders-1) and keeps the last position's logits (n_vocab floats). Each sample
 //    starts by copying the holder's stream into its slot's (llama_memory_seq_cp across streams copies the
 //    K/V buffers at the start of the next decode), then samples its first token from the kept logits.
+//  - prompts that all start with the same tokens (weak-ICL's k demonstrations, a chat system prompt) share
+//    them: that common prefix is decoded once, first, into a *prefix* stream (the id after the holders), and
+//    every prompt's decode starts with a copy of that stream and decodes only its own suffix. K and V of a
+//    position depend only on the tokens before it, so the copy holds what the prompt's own decode would
+//    (up to batch-shape rounding). Shared only from MIN_SHARED_PREFIX tokens up: a copy moves the whole
+//    stream buffer, which costs more than decoding a few tokens.
 //  - every step builds one llama_decode batch in seq-id order: the pending token of each generating slot,
 //    prompt chunks of prefilling slots and holders. llama.cpp splits a multi-stream batch into ubatches of
 //    consecutive seq ids with equal token counts, so id order keeps all generating slots in the first.
@@ -66,6 +72,9 @@ float log_prob_of(const float * logits, int32_t n_vocab, llama_token tok) {
     return static_cast<float>(static_cast<double>(logits[tok] - mx) - std::log(sum));
 }
 
+// Shorter common prefixes are decoded with each prompt (see the scheduling notes above).
+constexpr int32_t MIN_SHARED_PREFIX = 32;
+
 size_t longest_prompt(const batch_sample_request & req) {
     size_t longest = 0;
     for (const auto & p : req.prompts) longest = std::max(longest, p.size());
@@ -87,8 +96,26 @@ int32_t sampler_holders(const batch_sample_request & req) {
     return std::min<int32_t>({want, parallel, static_cast<int32_t>(req.prompts.size())});
 }
 
+int32_t sampler_shared_prefix(const batch_sample_request & req) {
+    if (!req.share_prefix || req.prompts.size() < 2) return 0;
+    // The longest common token prefix, short of every prompt's last token (its logits start the samples).
+    size_t common = req.prompts[0].size();
+    for (const auto & p : req.prompts) {
+        common = std::min(common, p.size() > 0 ? p.size() - 1 : 0);
+        size_t k = 0;
+        while (k < common && p[k] == req.prompts[0][k]) ++k;
+        common = k;
+        if (common < static_cast<size_t>(MIN_SHARED_PREFIX)) return 0;
+    }
+    return static_cast<int32_t>(common);
+}
+
+static int32_t sampler_streams(const batch_sample_request & req) {
+    return sampler_parallel(req) + sampler_holders(req) + (sampler_shared_prefix(req) > 0 ? 1 : 0);
+}
+
 uint32_t sampler_cells_per_stream(const batch_sample_request & req) {
-    const int32_t streams = sampler_parallel(req) + sampler_holders(req);
+    const int32_t streams = sampler_streams(req);
     if (req.n_kv_cells > 0) return req.n_kv_cells / static_cast<uint32_t>(streams) / 256 * 256;
     const uint64_t need = std::min<uint64_t>(longest_prompt(req) + static_cast<uint64_t>(req.max_tokens),
                                              static_cast<uint64_t>(req.n_ctx_seq));
@@ -96,7 +123,7 @@ uint32_t sampler_cells_per_stream(const batch_sample_request & req) {
 }
 
 uint32_t default_kv_cells(const batch_sample_request & req) {
-    return sampler_cells_per_stream(req) * static_cast<uint32_t>(sampler_parallel(req) + sampler_holders(req));
+    return sampler_cells_per_stream(req) * static_cast<uint32_t>(sampler_streams(req));
 }
 
 bool run_batch_sampler(llama_model * model, const batch_sample_request & req, const std::atomic<bool> & cancel,
@@ -107,19 +134,22 @@ bool run_batch_sampler(llama_model * model, const batch_sample_request & req, co
     const int32_t parallel = sampler_parallel(req);
     const int32_t holders = sampler_holders(req);
     const bool shared_prompts = req.n > 1;
+    const int32_t shared_prefix = sampler_shared_prefix(req);
+    const llama_seq_id prefix_stream = shared_prefix > 0 ? parallel + holders : -1;
+    const int32_t streams = sampler_streams(req);
     const uint32_t per_stream = sampler_cells_per_stream(req);
     const size_t longest = longest_prompt(req);
     if (per_stream <= longest) {
         err = "kvCells (" + std::to_string(req.n_kv_cells) + ") leaves " + std::to_string(per_stream) +
-              " cells to each of the " + std::to_string(parallel + holders) + " sequences, which cannot hold the longest prompt (" +
+              " cells to each of the " + std::to_string(streams) + " sequences, which cannot hold the longest prompt (" +
               std::to_string(longest) + " tokens) and a generated token; raise kvCells or lower parallel";
         return false;
     }
 
     context_request cr;
-    cr.n_ctx = per_stream * static_cast<uint32_t>(parallel + holders);
+    cr.n_ctx = per_stream * static_cast<uint32_t>(streams);
     cr.n_batch = static_cast<uint32_t>(std::max(req.n_batch, parallel));
-    cr.n_seq_max = static_cast<uint32_t>(parallel + holders);
+    cr.n_seq_max = static_cast<uint32_t>(streams);
     cr.n_threads = req.n_threads;
     cr.adapters = req.adapters;
     cr.cancel = &cancel;
@@ -150,6 +180,41 @@ bool run_batch_sampler(llama_model * model, const batch_sample_request & req, co
     batch_buffer batch(n_batch);
     sampling_scratch scratch;
     std::vector<sampling_scratch> worker_scratch(static_cast<size_t>(std::max(0, req.n_threads - 1)));
+
+    // The shared prefix, once, before any prompt: every prompt's decode starts from a copy of it.
+    auto decode_error_text = [&](int32_t rc) {
+        std::string e = cancel.load() ? "aborted" : decode_error(rc);
+        if (!cancel.load()) {
+            const std::string log = take_log_errors();
+            if (!log.empty()) e += ": " + log;
+        }
+        return e;
+    };
+    for (int32_t p = 0; p < shared_prefix;) {
+        if (cancel.load()) {
+            err = "aborted";
+            return false;
+        }
+        batch.clear();
+        const int32_t end = std::min(shared_prefix, p + batch.capacity());
+        // Only K and V are wanted; the chunk's last row is an output so that no decode runs without one.
+        for (; p < end; ++p) batch.add(req.prompts[0][p], p, prefix_stream, p == end - 1);
+        prog.prompt_tokens += batch.size();
+        const int32_t rc = llama_decode(ctx.get(), batch.get());
+        if (rc != 0) {
+            err = decode_error_text(rc);
+            return false;
+        }
+    }
+    // A prompt's decode into `stream` starts after the shared prefix, from a copy of it.
+    auto start_prompt = [&](group & g, llama_seq_id stream) {
+        g.state = group_state::decoding;
+        g.stream = stream;
+        if (shared_prefix > 0) {
+            llama_memory_seq_cp(mem, prefix_stream, stream, -1, -1);
+            g.decoded = shared_prefix;
+        }
+    };
 
     auto maybe_close_group = [&](group & g) {
         if (g.next_sample >= req.n && g.live == 0 && g.state != group_state::done) {
@@ -259,8 +324,7 @@ bool run_batch_sampler(llama_model * model, const batch_sample_request & req, co
             for (size_t gi = first_open; gi < next_group; ++gi) waiting += req.n - groups[gi].next_sample;
             while (next_group < groups.size() && free_slots > waiting && !free_holders.empty()) {
                 group & g = groups[next_group++];
-                g.state = group_state::decoding;
-                g.stream = free_holders.back();
+                start_prompt(g, free_holders.back());
                 free_holders.pop_back();
                 waiting += req.n;
             }
@@ -269,9 +333,7 @@ bool run_batch_sampler(llama_model * model, const batch_sample_request & req, co
             for (int32_t i = 0; i < parallel && next_group < groups.size(); ++i) {
                 slot & s = slots[i];
                 if (s.active || s.prefill >= 0) continue;
-                group & g = groups[next_group];
-                g.state = group_state::decoding;
-                g.stream = i;
+                start_prompt(groups[next_group], i);
                 s.prefill = static_cast<int32_t>(next_group++);
             }
         }
@@ -287,6 +349,7 @@ bool run_batch_sampler(llama_model * model, const batch_sample_request & req, co
                 const int32_t p = g.decoded++;
                 const int32_t at = batch.add(toks[p], p, g.stream, p == plen - 1);
                 room -= 1;
+                prog.prompt_tokens += 1;
                 if (p == plen - 1) g.logits_at = at;
             }
         };
@@ -316,11 +379,7 @@ bool run_batch_sampler(llama_model * model, const batch_sample_request & req, co
         // 4. Decode; prompts that just finished start sampling; every generating slot samples.
         const int32_t rc = llama_decode(ctx.get(), batch.get());
         if (rc != 0) {
-            err = cancel.load() ? "aborted" : decode_error(rc);
-            if (!cancel.load()) {
-                const std::string log = take_log_errors();
-                if (!log.empty()) err += ": " + log;
-            }
+            err = decode_error_text(rc);
             return false;
         }
         // Row pointers first, on this thread: llama_get_logits_ith may reorder outputs on first use.

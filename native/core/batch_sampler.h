@@ -31,6 +31,7 @@ struct batch_sample_request {
     bool high_precision = false;                    // F32 KV cache, no flash attention (see context_request)
     bool want_token_ids = false;                    // keep each sample's token ids
     bool want_logprobs = false;                     // keep log p(token) of each sampled token (see sample_output)
+    bool share_prefix = true;                       // decode the prompts' common prefix once (batch_sampler.cpp)
 };
 
 struct sample_output {
@@ -48,6 +49,7 @@ struct sample_output {
 
 struct sample_progress {
     int64_t tokens = 0;    // generated so far
+    int64_t prompt_tokens = 0;  // prompt tokens decoded so far (a shared prefix counts once)
     int32_t finished = 0;  // samples finished so far
     int32_t total = 0;     // samples requested
 };
@@ -59,9 +61,11 @@ bool run_batch_sampler(llama_model * model, const batch_sample_request & req, co
                        std::vector<sample_output> & out, std::string & err);
 
 // Sizing of a request (exposed for tests and memory estimates): sequences decoded together, holder
-// streams for shared prompts (n > 1), KV cells per stream and in total.
+// streams for shared prompts (n > 1), the common prefix decoded once (its own stream), KV cells per stream
+// and in total.
 int32_t sampler_parallel(const batch_sample_request & req);
 int32_t sampler_holders(const batch_sample_request & req);
+int32_t sampler_shared_prefix(const batch_sample_request & req);  // tokens decoded once for every prompt; 0 = none
 uint32_t sampler_cells_per_stream(const batch_sample_request & req);
 uint32_t default_kv_cells(const batch_sample_request & req);
 
