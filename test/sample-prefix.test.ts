@@ -77,3 +77,24 @@ test('prompts without a long common prefix share nothing', async (t) => {
   t.is(one.promptTokens, commonPrefix([PROMPTS[0]!]).lengths[0]);
   t.throws(() => model.sample(PROMPTS, { sharePrefix: 'yes' as unknown as boolean }), { message: /sharePrefix/ });
 });
+
+test('gemma2 with a sliding window shorter than the shared prefix, and qwen2 (BPE): shared equals alone', async (t) => {
+  for (const config of [{ arch: 'gemma2' as const, slidingWindow: 24 }, { arch: 'qwen2' as const }]) {
+    const m = await loadModel(await tinyModel({ ...config, seed: 8 }));
+    try {
+      const o = { temperature: 0, maxTokens: 16, highPrecision: true, logprobs: true };
+      const shared = await m.sample(PROMPTS, o);
+      const alone = await Promise.all(PROMPTS.map((p) => m.sample([p], o)));
+      const common = Math.min(...PROMPTS.map((p) => m.tokenize(p, { addSpecial: true }).length));
+      let worst = 0;
+      PROMPTS.forEach((_, i) => {
+        t.deepEqual(shared[i]!.tokenIds, alone[i]![0]!.tokenIds, `${config.arch} prompt ${i}`);
+        shared[i]!.logprobs!.forEach((lp, k) => { worst = Math.max(worst, Math.abs(lp - alone[i]![0]!.logprobs![k]!)); });
+      });
+      t.log(`${config.arch}: shortest prompt ${common} tokens; max |log-prob - alone| = ${worst.toExponential(2)}`);
+      t.true(worst < 1e-4);
+    } finally {
+      m.dispose();
+    }
+  }
+});
