@@ -2,6 +2,7 @@
 // model.ts; the method's pure data layer from data/ and pipeline/.
 export { loadModel, Model, LoraAdapter, checkGgufFile, type LoadModelOptions, type ModelInfo, type ChatMessage } from './model.js';
 export { SAMPLE_DEFAULTS, type SampleOptions, type Sample, type AdapterUse } from './sample-options.js';
+export { cpuF16Step, windowFill, type AttentionChoice, type AttentionJob, type AttentionOption } from './model/attention.js';
 export type { ScoreItem, ScoreOptions, ScoreResult } from './score-options.js';
 export { addonLocation, installedVariants, type AddonLocation, type NativeDevice } from './native.js';
 export { parseGpu, type AddonVariant, type GpuOption } from './gpu.js';

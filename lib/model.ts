@@ -5,8 +5,9 @@ import { AbortError, DisposedError, FileNotFoundError, InvalidArgumentError } fr
 import { readGgufMetadata, type GgufMetadata } from './gguf/reader.js';
 import { computeQueue } from './job-queue.js';
 import { checkGgufMetadata, type GgufPurpose } from './model/check.js';
+import { chooseAttention, parseAttentionOption, type AttentionChoice, type AttentionJob, type AttentionOption } from './model/attention.js';
 import { maxTokenBytes } from './model/token-bound.js';
-import { addon, addonFor, cancelTokenFor, mapNativeError, type NativeCancelToken, type NativeLora, type NativeModel, type NativeModelInfo } from './native.js';
+import { addon, addonFor, addonLocation, cancelTokenFor, mapNativeError, type NativeCancelToken, type NativeLora, type NativeModel, type NativeModelInfo } from './native.js';
 import { normalizeSampleOptions, type Sample, type SampleOptions } from './sample-options.js';
 import { calibratedThreads, calibrationEnabled, type ThreadCalibration } from './thread-calibration.js';
 import { normalizeScoreOptions, type ScoreItem, type ScoreOptions, type ScoreResult } from './score-options.js';
@@ -43,6 +44,9 @@ export interface ModelInfo extends NativeModelInfo {
   architecture: string;
   /** Key/value heads (GQA); equals nHead without GQA. */
   nHeadKv: number;
+  /** Elements per key head and per value head (`attention.key_length` / `value_length`, else nEmbd / nHead). */
+  headDimK: number;
+  headDimV: number;
 }
 
 /**
@@ -88,7 +92,12 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
   }
   const architecture = String(meta.values.get('general.architecture') ?? 'unknown');
   const kvHeads = meta.values.get(`${architecture}.attention.head_count_kv`);
-  const model = new Model(native, file, architecture, typeof kvHeads === 'number' ? kvHeads : undefined, maxTokenBytes(meta));
+  const headLength = (key: string) => {
+    const x = meta.values.get(`${architecture}.attention.${key}`);
+    return typeof x === 'number' && x > 0 ? x : undefined;
+  };
+  const model = new Model(native, file, architecture, typeof kvHeads === 'number' ? kvHeads : undefined, maxTokenBytes(meta),
+    { k: headLength('key_length'), v: headLength('value_length') });
   // The devices the weights went to: the GPUs the filter lets through (with offloaded layers), else the CPU.
   const gpus = layers === 0 ? [] : targets;
   model.device = gpus.length ? gpus.map((d) => `${d.name} (${d.description}, ${(d.memoryTotal / 2 ** 30).toFixed(1)} GiB)`).join(', ') +
@@ -123,12 +132,28 @@ export class Model {
   readonly maxTokenBytes: number | undefined;
 
   /** @internal Use loadModel(). */
-  constructor(native: NativeModel, file: string, architecture: string, nHeadKv?: number, maxTokenBytes?: number) {
+  constructor(native: NativeModel, file: string, architecture: string, nHeadKv?: number, maxTokenBytes?: number,
+    headDims: { k?: number; v?: number } = {}) {
     this.#native = native;
     this.maxTokenBytes = maxTokenBytes;
     this.path = file;
     const info = native.info();
-    this.info = { ...info, path: file, architecture, nHeadKv: nHeadKv ?? info.nHead };
+    const split = info.nHead > 0 ? Math.floor(info.nEmbd / info.nHead) : 0;
+    this.info = { ...info, path: file, architecture, nHeadKv: nHeadKv ?? info.nHead, headDimK: headDims.k ?? split, headDimV: headDims.v ?? split };
+  }
+
+  /**
+   * The attention kernel sample() runs for `option` (lib/model/attention.ts): flash attention, or plain
+   * attention where ggml's CPU flash attention would compute this model's heads element by element.
+   */
+  attention(option: AttentionOption = 'auto', job: AttentionJob = { promptTokens: 256, maxTokens: 256 }): AttentionChoice {
+    let systemInfo: string | undefined;
+    try {
+      systemInfo = addonLocation().systemInfo;
+    } catch {
+      systemInfo = undefined; // no addon info: the rule keeps flash attention
+    }
+    return chooseAttention(parseAttentionOption(option), this.info, { gpuLayers: this.gpuLayers, systemInfo }, job);
   }
 
   get disposed(): boolean {

@@ -62,6 +62,8 @@ export interface NativeSampleRequest {
   logprobs?: boolean;
   /** Decode the prompts' common token prefix once (native/core/batch_sampler.cpp); default true. */
   sharePrefix?: boolean;
+  /** Flash attention (true, the default) or plain attention (lib/model/attention.ts). */
+  flashAttention?: boolean;
 }
 
 export interface NativeSample {

@@ -4,6 +4,7 @@ import os from 'node:os';
 import { ContextOverflowError, InvalidArgumentError } from './errors.js';
 import { certainlyLonger } from './model/token-bound.js';
 import type { LoraAdapter, Model, ModelInfo } from './model.js';
+import type { AttentionOption } from './model/attention.js';
 import type { NativeAdapterRef, NativeSampleProgress, NativeSampleRequest } from './native.js';
 import { threadsOption } from './threads.js';
 import * as v from './validate.js';
@@ -64,6 +65,14 @@ export interface SampleOptions {
    * Results are the same up to batch-shape rounding; false decodes every prompt whole. Defaults to true.
    */
   sharePrefix?: boolean;
+  /**
+   * The attention kernel: 'flash' (llama.cpp's flash attention), 'plain' (matrix products and a softmax),
+   * or 'auto', which is flash attention except on the CPU where the model's head size is not a multiple of
+   * the F16 vector step ggml's CPU flash attention works in (lib/model/attention.ts; e.g. 32-wide heads on
+   * AVX-512 ran 2.8× faster plain). `model.attention()` tells which one a job gets. Both read the same F16
+   * KV cache; `highPrecision` always runs plain attention. Defaults to 'auto'.
+   */
+  attention?: AttentionOption;
   /** Called with the running totals after every decode step (coalesced when the event loop is busy). */
   onProgress?: (p: NativeSampleProgress) => void;
   signal?: AbortSignal;
@@ -153,6 +162,9 @@ export function normalizeSampleOptions(prompts: readonly string[], o: SampleOpti
     throw new InvalidArgumentError(`Expected at most ${MAX_SAMPLES_PER_CALL} samples per call but received ${prompts.length} prompts × n ${n} = ${total}; ` +
       'split the prompts into several calls');
   }
+  const maxTokens = v.positiveInt('maxTokens', o.maxTokens ?? SAMPLE_DEFAULTS.maxTokens);
+  const longestPrompt = longestPromptTokens(prompts, model);
+  const highPrecision = Boolean(o.highPrecision);
   const request: NativeSampleRequest = {
     prompts: [...prompts],
     n,
@@ -160,19 +172,20 @@ export function normalizeSampleOptions(prompts: readonly string[], o: SampleOpti
     topP: v.numberIn('topP', o.topP ?? SAMPLE_DEFAULTS.topP, 0, 1, true),
     topK: v.nonNegativeInt('topK', o.topK ?? SAMPLE_DEFAULTS.topK),
     seed: v.integer('seed', o.seed ?? 0, 0),
-    maxTokens: v.positiveInt('maxTokens', o.maxTokens ?? SAMPLE_DEFAULTS.maxTokens),
+    maxTokens,
     stops: v.stringArray('stop', o.stop ?? []),
-    parallel: v.integer('parallel', o.parallel ?? defaultParallel(info, total, o.maxTokens ?? SAMPLE_DEFAULTS.maxTokens, longestPromptTokens(prompts, model)), 1, 128),
+    parallel: v.integer('parallel', o.parallel ?? defaultParallel(info, total, maxTokens, longestPrompt), 1, 128),
     contextSize: v.contextSizeOption(o.contextSize, info.nCtxTrain, info.path),
     kvCells: v.integer('kvCells', o.kvCells ?? 0, 0, 1 << 26),
     batchSize: v.integer('batchSize', o.batchSize ?? SAMPLE_DEFAULTS.batchSize, 1, 1 << 16),
     threads: threadsOption(o.threads),
     adapters: adapterRefs(o.lora, model),
     parseSpecial: Boolean(o.parseSpecial),
-    highPrecision: Boolean(o.highPrecision),
+    highPrecision,
     tokenIds: v.optionalBoolean('tokenIds', o.tokenIds) || v.optionalBoolean('logprobs', o.logprobs),
     logprobs: v.optionalBoolean('logprobs', o.logprobs),
     sharePrefix: v.optionalBoolean('sharePrefix', o.sharePrefix, true),
+    flashAttention: model.attention(o.attention, { promptTokens: longestPrompt, maxTokens, highPrecision }).mode === 'flash',
   };
   // A prompt of megabytes is refused by its size, before the native side spends seconds tokenizing it.
   prompts.forEach((p, i) => {

@@ -124,6 +124,7 @@ public:
         req_.want_token_ids = r.Has("tokenIds") && r.Get("tokenIds").ToBoolean().Value();
         req_.want_logprobs = r.Has("logprobs") && r.Get("logprobs").ToBoolean().Value();
         req_.share_prefix = !r.Has("sharePrefix") || r.Get("sharePrefix").ToBoolean().Value();
+        req_.flash_attn = !r.Has("flashAttention") || r.Get("flashAttention").ToBoolean().Value();
     }
 
     void Execute(const ExecutionProgress & progress) override {

@@ -18,6 +18,7 @@ import { defaultParallel } from '../sample-options.js';
 import { physicalCores } from '../threads.js';
 import { batchedBenchBinary, runBatchedBench, type BatchedBenchRow } from './peer-batched-bench.js';
 import { median, spread } from './stats.js';
+import type { AttentionOption } from '../model/attention.js';
 
 export interface SampleBenchOptions {
   /** Model to use; by default a ~25M-parameter, 32k-vocabulary q8_0 llama model is created (cached). */
@@ -29,6 +30,8 @@ export interface SampleBenchOptions {
   threads?: number[];
   /** Sequences in flight to try for weak2strong; defaults to the sampler's default alone. */
   parallel?: number[];
+  /** Attention kernels to try for weak2strong (lib/model/attention.ts); defaults to 'auto' alone. */
+  attention?: AttentionOption[];
   /** Solved examples before each question (weak-ICL's long few-shot prompts). Defaults to 0. */
   fewShot?: number;
   /**
@@ -68,6 +71,8 @@ export interface SampleBenchRow {
   /** End to end (weak2strong, node-llama-cpp); text generation only (llama-batched-bench's S_TG). */
   tokensPerSecond: number;
   sequences: number;
+  /** weak2strong: the attention kernel the job ran. */
+  attention?: 'flash' | 'plain';
   /** Whether `sequences` was the sampler's default (not set by --parallel). */
   defaultParallel?: boolean;
   /** The run was stopped (it could not be the best, or the peer limit passed): tokensPerSecond is an upper bound. */
@@ -137,11 +142,11 @@ export function benchPrompts(count: number, fewShot = 0, longQuestions = false, 
 interface Timed { generated: number; seconds: number; stopped: boolean }
 
 /** One sample job; stopped (AbortError) after `limitMs`, when given. */
-async function timedSample(model: Model, prompts: string[], o: { n: number; maxTokens: number; threads: number; parallel: number; limitMs?: number }): Promise<Timed> {
+async function timedSample(model: Model, prompts: string[], o: { n: number; maxTokens: number; threads: number; parallel: number; attention?: AttentionOption; limitMs?: number }): Promise<Timed> {
   const signal = o.limitMs === undefined ? undefined : AbortSignal.timeout(Math.max(1, Math.round(o.limitMs)));
   const start = performance.now();
   try {
-    const samples = await model.sample(prompts, { n: o.n, maxTokens: o.maxTokens, temperature: 1, seed: 1, threads: o.threads, parallel: o.parallel, signal });
+    const samples = await model.sample(prompts, { n: o.n, maxTokens: o.maxTokens, temperature: 1, seed: 1, threads: o.threads, parallel: o.parallel, attention: o.attention, signal });
     return { generated: samples.reduce((a, s) => a + s.tokens, 0), seconds: (performance.now() - start) / 1000, stopped: false };
   } catch (err) {
     if (!(err instanceof AbortError)) throw err;
@@ -178,15 +183,19 @@ export async function runSampleBench(o: SampleBenchOptions = {}): Promise<Sample
     `temperature 1; ${cores} physical cores; CPU ${os.cpus()[0]?.model ?? 'unknown'}`);
   const byDefault = defaultParallel(model.info, prompts.length * n, maxTokens, Math.max(...promptTokens) + 1);
   const parallels = o.parallel ?? [byDefault];
+  const attentions = o.attention ?? ['auto'];
   try {
     await model.sample(prompts.slice(0, 2), { n: 1, maxTokens: 4 }); // warm-up: page in the weights
-    for (const parallel of parallels) {
-      const label = `weak2strong     parallel ${parallel}${o.parallel === undefined ? ' (default)' : ''}`;
+    for (const attention of attentions) for (const parallel of parallels) {
+      const chosen = model.attention(attention, { promptTokens: Math.max(...promptTokens), maxTokens });
+      if (parallel === parallels[0]) log(`weak2strong attention ${attention}: ${chosen.mode} (${chosen.reason})`);
+      const label = `weak2strong     parallel ${parallel}${o.parallel === undefined ? ' (default)' : ''}${attentions.length > 1 ? ` ${chosen.mode}` : ''}`;
       let best: SampleBenchRow | undefined;
       for (const threads of threadCounts) {
         // A thread count 25% slower than the best so far cannot be the best: stopped there, reported as a bound.
-        const t = await timedSample(model, prompts, { n, maxTokens, threads, parallel, limitMs: best ? 1250 * best.seconds : undefined });
-        const row: SampleBenchRow = { engine: 'weak2strong', threads, generated: t.generated, seconds: t.seconds, tokensPerSecond: t.generated / t.seconds, sequences: parallel, defaultParallel: o.parallel === undefined };
+        const t = await timedSample(model, prompts, { n, maxTokens, threads, parallel, attention, limitMs: best ? 1250 * best.seconds : undefined });
+        const row: SampleBenchRow = { engine: 'weak2strong', threads, generated: t.generated, seconds: t.seconds, tokensPerSecond: t.generated / t.seconds, sequences: parallel,
+          attention: chosen.mode, defaultParallel: o.parallel === undefined };
         if (t.stopped) row.stopped = true;
         rows.push(row);
         log(t.stopped
@@ -196,7 +205,7 @@ export async function runSampleBench(o: SampleBenchOptions = {}): Promise<Sample
       }
       if (best && maxTokens > 1) {
         // The generation phase of the best thread count: the same job with one new token per sample.
-        const short = await timedSample(model, prompts, { n, maxTokens: 1, threads: best.threads, parallel });
+        const short = await timedSample(model, prompts, { n, maxTokens: 1, threads: best.threads, parallel, attention });
         if (best.seconds > short.seconds && best.generated > short.generated) {
           best.generationTokensPerSecond = generationRate(best, short);
           log(`${label} threads ${best.threads}: prompts + first tokens ${short.seconds.toFixed(2)} s; generation phase ${fmt(best.generationTokensPerSecond)} tokens/s`);

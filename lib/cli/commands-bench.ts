@@ -18,6 +18,7 @@ export function registerBenchCommands(program: Command): void {
     .option('--max-tokens <n>', 'new tokens per sample', intArg('--max-tokens', 1), 64)
     .option('--threads <n...>', 'thread counts to try (default 1 … physical cores)')
     .option('--parallel <n...>', 'weak2strong sequences in flight to try (default: the sampler\'s default)')
+    .addOption(new Option('--attention <kernel...>', 'weak2strong attention kernels to try (default: auto)').choices(['auto', 'flash', 'plain']))
     .option('--few-shot <k>', 'solved examples before each question (long prompts, as weak-ICL\'s)', intArg('--few-shot', 0), 0)
     .option('--distinct-demos', 'with --few-shot: each prompt opens with its own examples (no common prefix) instead of the same ones, as the pipeline\'s weak-ICL step has')
     .option('--long-questions', 'GSM8K-length questions (~100 tokens) instead of the short ones (~47)')
@@ -39,6 +40,7 @@ export function registerBenchCommands(program: Command): void {
         model: o.model, prompts: o.prompts, n: o.n, maxTokens: o.maxTokens, fewShot: o.fewShot, distinctDemos: o.distinctDemos, batchedBench: o.batchedBench,
         threads, paired: o.paired,
         parallel: o.parallel?.map((t: string) => intArg('--parallel', 1)(t)),
+        attention: o.attention,
       });
       if (o.json) process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
     });

@@ -155,6 +155,7 @@ bool run_batch_sampler(llama_model * model, const batch_sample_request & req, co
     cr.cancel = &cancel;
     cr.precise = req.high_precision;
     cr.unified = false;
+    cr.flash_attn = req.flash_attn;
     context_ptr ctx = make_context(model, cr, err);
     if (!ctx) return false;
     llama_memory_t mem = llama_get_memory(ctx.get());

@@ -32,6 +32,7 @@ struct batch_sample_request {
     bool want_token_ids = false;                    // keep each sample's token ids
     bool want_logprobs = false;                     // keep log p(token) of each sampled token (see sample_output)
     bool share_prefix = true;                       // decode the prompts' common prefix once (batch_sampler.cpp)
+    bool flash_attn = true;                         // false: plain attention (see context_request)
 };
 
 struct sample_output {

@@ -44,6 +44,7 @@ context_ptr make_context(llama_model * model, const context_request & req, std::
     // Per-sequence streams: attention per token is over its own sequence (the sampler's choice).
     cp.kv_unified = req.unified;
     cp.no_perf = true;
+    if (!req.flash_attn) cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
     if (req.precise) {
         cp.type_k = GGML_TYPE_F32;
         cp.type_v = GGML_TYPE_F32;

@@ -28,6 +28,9 @@ struct context_request {
     // One KV cache shared by all sequences (each token attends over every cell, masked), or one stream per
     // sequence id (each token attends over its own sequence's cells only; cross-stream copies move data).
     bool unified = true;
+    // false: plain attention (KQ matmul, masked softmax, V·KQ) on the F16 KV cache; true: llama.cpp's choice
+    // (flash attention where the device runs it). lib/model/attention.ts says when plain is faster.
+    bool flash_attn = true;
 };
 
 // Frees the context, then the CPU thread pool it computed on (when it had one).

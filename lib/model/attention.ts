@@ -1,0 +1,102 @@
+// Which attention kernel the sampler's llama.cpp context uses: flash attention (FLASH_ATTN_EXT) or plain
+// attention (KQ = K·Q matmul, masked softmax, V·KQ matmul). Both read the same F16 KV cache.
+//
+// Why there is a choice: on the CPU, decode has one query per sequence, so ggml's flash attention takes its
+// per-cell path (ggml-cpu/ops.cpp, one_chunk: the tiled path needs >= 64 queries per stream). Per KV cell it
+// calls ggml_vec_dot_f16 and ggml_vec_mad_f16 over the head, and those functions vectorize only whole blocks
+// of GGML_F16_STEP elements (ggml-cpu/simd-mappings.h: 32 with AVX/AVX2, 64 with AVX-512, 16 or 32 with
+// NEON, 8 · SVE lanes); the rest of a head runs one element at a time, with a scalar F16 ↔ F32
+// conversion each. Plain attention does the same work as matrix products (llamafile's sgemm), which are
+// vectorized at any head size, and pays instead for the padding of the window (a multiple of 256 cells).
+// Measured on a 2-vCPU AMD EPYC with AVX-512 (step 64), 2026-12-03, one thread, created llama models (q8_0,
+// 32k vocabulary), interleaved runs of flash / plain, tokens/s end to end:
+//   head 32 (no whole step):  few-shot (32 × ~390-token prompts, 128 new) 101 / 281; 16 × 4 × 64 new 492, 406 / 502, 486
+//   head 96 (a 32-wide tail): few-shot 211, 255 / 476, 484; zero-shot 256 new 379 / 532; 16 × 4 × 64 new 856, 837 / 763, 788
+//   head 64 (one step):       few-shot 434, 451 / 452, 527; 16 × 4 × 64 new 872, 988 / 704, 705
+//   head 128 (two steps):     few-shot 624, 638 / 538, 483
+// So: a head with no whole step runs plain; a head with a tail runs plain when the windows fill most of their
+// padding (`windowFill` >= 0.5: the 16 × 4 × 64 shape fills 0.31, few-shot 0.87); whole steps keep flash
+// attention (on an AVX2 host at head 32, one step, the two were within 8–16% either way).
+import type { ModelInfo } from '../model.js';
+import { InvalidArgumentError } from '../errors.js';
+
+/** 'auto' (default): the rule above; 'flash' / 'plain': that kernel. */
+export type AttentionOption = 'auto' | 'flash' | 'plain';
+
+export interface AttentionChoice {
+  mode: 'flash' | 'plain';
+  /** Why, in words (printed by `w2s bench sample`). */
+  reason: string;
+}
+
+const FEATURE = (info: string, name: string): string | undefined => new RegExp(`(?:^|[|:]\\s*)${name} = (\\w+)`).exec(info)?.[1];
+
+/**
+ * F16 elements per vectorized block of ggml's CPU vec_dot_f16 / vec_mad_f16 for the loaded CPU backend, from
+ * llama_print_system_info() (the features the backend variant was compiled with), or undefined when its
+ * architecture is not one whose step we know (the rule then keeps flash attention).
+ */
+export function cpuF16Step(systemInfo: string): number | undefined {
+  const on = (name: string) => FEATURE(systemInfo, name) === '1';
+  if (on('AVX512')) return 64; // no x64 variant of node-llama-cpp is built with AVX512-FP16 (step 128)
+  if (on('AVX') || on('AVX2')) return 32;
+  const sveBytes = Number(FEATURE(systemInfo, 'SVE_CNT'));
+  if (on('SVE') && sveBytes > 0) return 4 * sveBytes; // 8 registers of sveBytes / 2 halves
+  if (on('NEON')) return on('FP16_VA') ? 32 : 16;
+  return undefined;
+}
+
+export function parseAttentionOption(value: unknown): AttentionOption {
+  if (value === undefined) return 'auto';
+  if (value === 'auto' || value === 'flash' || value === 'plain') return value;
+  throw InvalidArgumentError.expected("'auto', 'flash' or 'plain'", 'attention', value);
+}
+
+/** KV cells llama.cpp pads a decode's attention window to (llama_kv_cache::get_n_kv). */
+const KV_PAD = 256;
+
+/**
+ * How much of its padded window a sequence's attention reads, averaged over its decode: positions
+ * promptTokens … promptTokens + maxTokens − 1, each window padded up to a multiple of 256 cells. In (0, 1].
+ */
+export function windowFill(promptTokens: number, maxTokens: number): number {
+  let actual = 0;
+  let padded = 0;
+  const stride = Math.max(1, Math.floor(maxTokens / 64)); // 64 points are plenty for a mean
+  for (let t = 0; t < maxTokens; t += stride) {
+    const len = promptTokens + t + 1;
+    actual += len;
+    padded += Math.ceil(len / KV_PAD) * KV_PAD;
+  }
+  return padded > 0 ? actual / padded : 1;
+}
+
+export interface AttentionJob {
+  /** Tokens of the longest prompt. */
+  promptTokens: number;
+  maxTokens: number;
+  highPrecision?: boolean;
+}
+
+/**
+ * The kernel for a sampling job (see the measurements above). Off the CPU (any layer offloaded) 'auto' keeps
+ * flash attention: the GPU backends have no such per-element tail. `highPrecision` always runs plain attention.
+ */
+export function chooseAttention(option: AttentionOption, info: Pick<ModelInfo, 'headDimK' | 'headDimV'>,
+  where: { gpuLayers: number; systemInfo: string | undefined }, job: AttentionJob): AttentionChoice {
+  if (job.highPrecision) return { mode: 'plain', reason: 'highPrecision (F32 KV cache)' };
+  if (option !== 'auto') return { mode: option, reason: 'asked for' };
+  if (where.gpuLayers > 0) return { mode: 'flash', reason: 'auto: layers on the GPU' };
+  const step = where.systemInfo === undefined ? undefined : cpuF16Step(where.systemInfo);
+  if (step === undefined) return { mode: 'flash', reason: 'auto: no known F16 vector width for this CPU backend' };
+  const heads = `head size ${info.headDimK}${info.headDimV !== info.headDimK ? ` / ${info.headDimV}` : ''}`;
+  const dims = [info.headDimK, info.headDimV];
+  if (dims.every((d) => d % step === 0)) return { mode: 'flash', reason: `auto: ${heads} is whole ${step}-wide F16 steps of this CPU` };
+  if (dims.some((d) => d < step)) {
+    return { mode: 'plain', reason: `auto: ${heads} is below this CPU's ${step}-wide F16 step (flash attention would run it element by element)` };
+  }
+  const fill = windowFill(job.promptTokens, job.maxTokens);
+  return fill >= 0.5
+    ? { mode: 'plain', reason: `auto: ${heads} leaves a tail of this CPU's ${step}-wide F16 step, and the windows fill ${fill.toFixed(2)} of their padding` }
+    : { mode: 'flash', reason: `auto: ${heads} leaves a tail of this CPU's ${step}-wide F16 step, but the windows fill only ${fill.toFixed(2)} of their padding` };
+}
