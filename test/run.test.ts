@@ -122,6 +122,10 @@ test('config errors name the key and suggest the right one', (t) => {
   t.throws(() => parseConfig(`${base}stage3: {}\n`, 'c.yaml'), { message: /unknown key "stage3" \(did you mean "stage1"\?\)/ });
   t.throws(() => parseConfig(`${base}stage2: {samples: 0}\n`, 'c.yaml'), { message: /stage2\.samples/ });
   t.throws(() => parseConfig('{"out": 1}', 'c.json'), { message: /c\.json: out:/ });
+  // The sampler's attention kernel: optional (absent keeps old step hashes), one of three when given.
+  t.false('attention' in parseConfig(base, 'c.yaml').generation);
+  t.is(parseConfig(`${base}generation: {attention: plain}\n`, 'c.yaml').generation.attention, 'plain');
+  t.throws(() => parseConfig(`${base}generation: {attention: fast}\n`, 'c.yaml'), { message: /generation\.attention/ });
   const c = parseConfig(`${base}data: {format: math, train1: a, train2: b, test: c}\n`.replace(/data: \{train1: a, train2: b, test: c\}\n/, ''), '/x/c.yaml');
   t.is(c.key, 'The answer is:');
   t.is(c.out, '/x/r');

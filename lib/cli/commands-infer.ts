@@ -1,5 +1,5 @@
 // `w2s sample` (batched sampling to JSONL) and `w2s logprob` (completion log-probs).
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { InvalidArgumentError } from '../errors.js';
 import { sampleResumable } from '../generate/resumable.js';
 import { writeFileAtomic, toJsonl } from '../io/atomic.js';
@@ -54,6 +54,7 @@ export function registerInferCommands(program: Command): void {
     .option('--parallel <n>', 'sequences decoded together', intArg('--parallel', 1))
     .option('--threads <n>', 'CPU threads (default: measured once per machine and model size; see README, "Default threads")', intArg('--threads', 1))
     .option('--context <n>', 'positions per sequence (default: the model\'s)', intArg('--context', 2))
+    .addOption(new Option('--attention <kernel>', 'attention kernel (local): auto picks plain attention on CPUs whose flash attention would run the model\'s heads element by element').choices(['auto', 'flash', 'plain']).default('auto'))
     .requiredOption('--out <file>', 'output JSONL: {prompt_index, sample_index, text, tokens, finish_reason}')
     .action(async (o) => {
       if (o.endpoint) return sampleRemote(o);
@@ -69,7 +70,7 @@ export function registerInferCommands(program: Command): void {
         try {
           return await model.sample(prompts, {
             n: o.n, temperature: o.temperature, topP: o.topP, topK: o.topK, seed: o.seed, maxTokens: o.maxTokens,
-            stop: o.stop, parallel: o.parallel, threads: o.threads, contextSize: o.context, lora, signal,
+            stop: o.stop, parallel: o.parallel, threads: o.threads, contextSize: o.context, attention: o.attention, lora, signal,
             tokenIds: Boolean(o.tokenIds), logprobs: Boolean(o.logprobs),
             onProgress: (p) => bar.update(p.finished, `${p.tokens} tokens`),
           });

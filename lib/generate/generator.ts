@@ -39,7 +39,7 @@ export interface Generator {
 }
 
 /** Options of the local sampler that have no remote meaning (see SampleOptions). */
-export type LocalGeneratorOptions = Pick<SampleOptions, 'parallel' | 'threads' | 'contextSize' | 'kvCells' | 'batchSize' | 'parseSpecial' | 'highPrecision' | 'tokenIds'> & {
+export type LocalGeneratorOptions = Pick<SampleOptions, 'parallel' | 'threads' | 'contextSize' | 'kvCells' | 'batchSize' | 'parseSpecial' | 'highPrecision' | 'tokenIds' | 'attention'> & {
   lora?: SampleOptions['lora'];
 };
 

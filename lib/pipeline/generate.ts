@@ -25,6 +25,8 @@ export interface GenerateOptions {
   stop?: readonly string[];
   parallel?: number;
   threads?: number;
+  /** The local sampler's attention kernel (SampleOptions.attention). Defaults to 'auto'. */
+  attention?: SampleOptions['attention'];
   lora?: SampleOptions['lora'];
   /** LaTeX-aware equivalence instead of the paper's string equality. Defaults to false. */
   symbolic?: boolean;
@@ -58,7 +60,7 @@ export async function generate(source: Model | Generator, problems: readonly Pro
   const withIds = model !== undefined && o.tokenizer !== undefined;
   const gen: Generator = model === undefined
     ? source as Generator
-    : new LocalGenerator(model, { parallel: o.parallel, threads: o.threads, lora: o.lora, ...(o.parseSpecial ? { parseSpecial: true } : {}), ...(withIds ? { tokenIds: true } : {}) });
+    : new LocalGenerator(model, { parallel: o.parallel, threads: o.threads, attention: o.attention, lora: o.lora, ...(o.parseSpecial ? { parseSpecial: true } : {}), ...(withIds ? { tokenIds: true } : {}) });
   const options = {
     n, temperature: o.temperature ?? 0, topP: o.topP ?? 1, seed: o.seed ?? 0, maxTokens: o.maxTokens ?? 1024,
     stop: o.stop ?? ['Question', 'Answer'], onProgress: o.onProgress, signal: o.signal,

@@ -117,6 +117,8 @@ export const configSchema = z.strictObject({
     stop: z.array(z.string().min(1)).optional(),
     parallel: z.int().min(1).max(128).optional(),
     threads: z.int().min(1).optional(),
+    /** The sampler's attention kernel (SampleOptions.attention); optional, so that other configs keep their step hashes. */
+    attention: z.enum(['auto', 'flash', 'plain']).optional(),
     symbolic: z.boolean().default(false),
   }).prefault({}),
   train: z.strictObject({

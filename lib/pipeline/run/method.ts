@@ -118,7 +118,7 @@ export async function runMethod(cfg: RunConfig, events: StepEvents, signal?: Abo
   /** Options of a generation by `role`; `withIds`: records carry the generated ids (for training on them). */
   const genOptions = (ctx: StepContext, role: Role, withIds = true) => ({
     key: cfg.key, maxTokens: cfg.generation.maxTokens, stop: cfg.generation.stop, parallel: cfg.generation.parallel,
-    threads: cfg.generation.threads, symbolic: cfg.generation.symbolic, signal: ctx.signal,
+    threads: cfg.generation.threads, attention: cfg.generation.attention, symbolic: cfg.generation.symbolic, signal: ctx.signal,
     ...(chat ? { parseSpecial: true } : {}), ...(withIds ? { tokenizer: fp[role] } : {}),
     onProgress: (p: { finished: number; total: number; tokens: number }) => ctx.progress(p.finished, p.total, `${p.tokens} tokens`),
   });
