@@ -36,12 +36,14 @@ export async function batchedBenchBinary(log: (line: string) => void): Promise<s
  * steps lasts half a second here, so a lone run catches a quiet or a busy moment of the host, while ours
  * generates the whole job (all of its waves); repeating gives both the same tokens.
  */
-export function runBatchedBench(bin: string, model: string, o: { promptTokens: number; newTokens: number; parallels: number[]; repeats?: number[]; threads: number; timeoutMs: number }): BatchedBenchRow[] {
+export function runBatchedBench(bin: string, model: string, o: { promptTokens: number; newTokens: number; parallels: number[]; repeats?: number[]; threads: number; timeoutMs: number;
+  /** The attention kernel (-fa on / off); its own default (auto: flash attention on the CPU) when absent. */
+  attention?: 'flash' | 'plain' }): BatchedBenchRow[] {
   const maxPl = Math.max(...o.parallels);
   const ctx = maxPl * (o.promptTokens + o.newTokens) + 256;
   const npl = o.parallels.flatMap((p, i) => Array.from({ length: Math.max(1, o.repeats?.[i] ?? 1) }, () => p));
   const args = ['-m', model, '-c', String(ctx), '-b', '2048', '-ub', '512', '-npp', String(o.promptTokens), '-ntg', String(o.newTokens),
-    '-npl', npl.join(','), '-t', String(o.threads), '-tb', String(o.threads)];
+    '-npl', npl.join(','), '-t', String(o.threads), '-tb', String(o.threads), ...(o.attention ? ['-fa', o.attention === 'flash' ? 'on' : 'off'] : [])];
   const r = spawnSync(bin, args, { encoding: 'utf8', timeout: o.timeoutMs, maxBuffer: 1 << 24 });
   if (r.status !== 0) throw new Error(`llama-batched-bench ${args.join(' ')} failed (${r.error?.message ?? `exit ${r.status}`}): ${(r.stderr ?? '').trim().split('\n').slice(-3).join(' | ')}`);
   // |    PP |     TG |    B |   N_KV |   T_PP s | S_PP t/s |   T_TG s | S_TG t/s |      T s |    S t/s |

@@ -71,7 +71,7 @@ export interface SampleBenchRow {
   /** End to end (weak2strong, node-llama-cpp); text generation only (llama-batched-bench's S_TG). */
   tokensPerSecond: number;
   sequences: number;
-  /** weak2strong: the attention kernel the job ran. */
+  /** weak2strong: the attention kernel the job ran; llama-batched-bench: the one it was given (-fa). */
   attention?: 'flash' | 'plain';
   /** Whether `sequences` was the sampler's default (not set by --parallel). */
   defaultParallel?: boolean;
@@ -254,13 +254,16 @@ export async function runSampleBench(o: SampleBenchOptions = {}): Promise<Sample
     // Its sequences are all alike (one prompt length): the mean of ours, at each parallelism we ran.
     const meanPrompt = Math.round(promptTokens.reduce((a, b) => a + b, 0) / promptTokens.length);
     const parallelsRun = [...new Set(rows.filter((r) => r.engine === 'weak2strong').map((r) => Math.min(r.sequences, prompts.length * n)))];
-    for (const threads of threadCounts) {
+    // The kernels ours ran (lib/model/attention.ts): the peer runs the same ones, so the ratio compares engines.
+    const kernels = [...new Set(rows.filter((r) => r.engine === 'weak2strong').map((r) => r.attention ?? 'flash'))];
+    for (const attention of kernels) for (const threads of threadCounts) {
       try {
         const repeats = parallelsRun.map((p) => batchedBenchRepeats(p, prompts.length * n, maxTokens));
-        for (const b of runBatchedBench(bin, modelFile, { promptTokens: meanPrompt, newTokens: maxTokens, parallels: parallelsRun, repeats, threads, timeoutMs: Math.round(Math.max(120_000, 20_000 * oursBestSeconds)) })) {
-          const bbRow = batchedBenchRow(b);
+        for (const b of runBatchedBench(bin, modelFile, { promptTokens: meanPrompt, newTokens: maxTokens, parallels: parallelsRun, repeats, threads, attention,
+          timeoutMs: Math.round(Math.max(120_000, 20_000 * oursBestSeconds)) })) {
+          const bbRow = { ...batchedBenchRow(b), attention };
           rows.push(bbRow);
-          log(`llama-batched-bench parallel ${b.parallel} threads ${threads}: text generation ${fmt(b.tgTokensPerSecond)} tokens/s over ${b.runs} batch(es); ` +
+          log(`llama-batched-bench parallel ${b.parallel} threads ${threads} ${attention === 'flash' ? '-fa on' : '-fa off'}: text generation ${fmt(b.tgTokensPerSecond)} tokens/s over ${b.runs} batch(es); ` +
             `end to end ${fmt(bbRow.endToEndTokensPerSecond!)} (prompt ${b.promptTokens} tokens per sequence at ${b.ppTokensPerSecond.toFixed(0)} tokens/s)`);
         }
       } catch (err) {
@@ -313,13 +316,14 @@ async function pairedRounds(rounds: number, c: { modelFile: string; prompts: str
         const order = i % 2 === 0 ? ['ours', 'bb'] : ['bb', 'ours'];
         for (const who of order) {
           if (who === 'ours') {
-            const long = await timedSample(model, c.prompts, { n: c.n, maxTokens: c.maxTokens, threads: ours.threads, parallel: p });
-            const short = await timedSample(model, c.prompts, { n: c.n, maxTokens: 1, threads: ours.threads, parallel: p });
+            const long = await timedSample(model, c.prompts, { n: c.n, maxTokens: c.maxTokens, threads: ours.threads, parallel: p, attention: ours.attention });
+            const short = await timedSample(model, c.prompts, { n: c.n, maxTokens: 1, threads: ours.threads, parallel: p, attention: ours.attention });
             gens[i] = generationRate(long, short);
             out.push({ engine: 'weak2strong', threads: ours.threads, generated: long.generated, seconds: long.seconds, tokensPerSecond: long.generated / long.seconds,
               sequences: p, generationTokensPerSecond: gens[i], round: i + 1 });
           } else {
-            const b = runBatchedBench(c.bin, c.modelFile, { promptTokens: meanPrompt, newTokens: c.maxTokens, parallels: [Math.min(p, work)], repeats: [repeats], threads: bb.threads, timeoutMs: 600_000 })[0]!;
+            const b = runBatchedBench(c.bin, c.modelFile, { promptTokens: meanPrompt, newTokens: c.maxTokens, parallels: [Math.min(p, work)], repeats: [repeats], threads: bb.threads,
+              attention: bb.attention, timeoutMs: 600_000 })[0]!;
             tgs[i] = b.tgTokensPerSecond;
             out.push(batchedBenchRow(b, i + 1));
           }
