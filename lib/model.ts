@@ -147,13 +147,7 @@ export class Model {
    * attention where ggml's CPU flash attention would compute this model's heads element by element.
    */
   attention(option: AttentionOption = 'auto', job: AttentionJob = { promptTokens: 256, maxTokens: 256 }): AttentionChoice {
-    let systemInfo: string | undefined;
-    try {
-      systemInfo = addonLocation().systemInfo;
-    } catch {
-      systemInfo = undefined; // no addon info: the rule keeps flash attention
-    }
-    return chooseAttention(parseAttentionOption(option), this.info, { gpuLayers: this.gpuLayers, systemInfo }, job);
+    return chooseAttention(parseAttentionOption(option), this.info, { gpuLayers: this.gpuLayers, systemInfo: addonLocation().systemInfo }, job);
   }
 
   get disposed(): boolean {
@@ -284,11 +278,13 @@ export class Model {
     // small that a second thread never paid, while the real 64-sequence job ran 1.8× faster with it. Enough
     // decode steps that setting up the context does not dominate; fewer on big models (each step is long).
     const bytes = fs.statSync(this.path).size;
-    const flashAttention = this.attention('auto', { promptTokens: 8, maxTokens: 256 }).mode === 'flash';
+    const probeTokens = bytes < 2 ** 30 ? 24 : 6;
+    // The kernel 'auto' picks for the probe's own shape, as a sample() call of it would run.
+    const flashAttention = this.attention('auto', { promptTokens: 8, maxTokens: probeTokens }).mode === 'flash';
     const probe = (threads: number) => this.#runJob(options.signal, threads, 'thread calibration', (token) => native.sample({
-      prompts: Array(8).fill('Once upon a time'), n: 4, temperature: 1, topP: 1, topK: 0, seed: 0, maxTokens: bytes < 2 ** 30 ? 24 : 6, stops: [], parallel: 32,
+      prompts: Array(8).fill('Once upon a time'), n: 4, temperature: 1, topP: 1, topK: 0, seed: 0, maxTokens: probeTokens, stops: [], parallel: 32,
       contextSize: Math.min(this.info.nCtxTrain, 128), kvCells: 0, batchSize: 512, threads, adapters: [], parseSpecial: false, highPrecision: false,
-      flashAttention, // the kernel sampling jobs of this model get
+      flashAttention,
     }, undefined, token)).then(() => undefined);
     return this.#track(calibratedThreads(bytes, probe));
   }

@@ -67,9 +67,9 @@ export interface SampleOptions {
   sharePrefix?: boolean;
   /**
    * The attention kernel: 'flash' (llama.cpp's flash attention), 'plain' (matrix products and a softmax),
-   * or 'auto', which is flash attention except on the CPU where the model's head size is not a multiple of
-   * the F16 vector step ggml's CPU flash attention works in (lib/model/attention.ts; e.g. 32-wide heads on
-   * AVX-512 ran 2.8× faster plain). `model.attention()` tells which one a job gets. Both read the same F16
+   * or 'auto': flash attention, except on the CPU where a head is smaller than the F16 vector step ggml's
+   * CPU flash attention works in, or leaves a tail of it while the windows fill most of their padding
+   * (lib/model/attention.ts; e.g. 32-wide heads on AVX-512 ran 2.8× faster plain). `model.attention()` tells which one a job gets. Both read the same F16
    * KV cache; `highPrecision` always runs plain attention. Defaults to 'auto'.
    */
   attention?: AttentionOption;

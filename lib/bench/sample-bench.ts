@@ -186,29 +186,31 @@ export async function runSampleBench(o: SampleBenchOptions = {}): Promise<Sample
   const attentions = o.attention ?? ['auto'];
   try {
     await model.sample(prompts.slice(0, 2), { n: 1, maxTokens: 4 }); // warm-up: page in the weights
-    for (const attention of attentions) for (const parallel of parallels) {
+    for (const attention of attentions) {
       const chosen = model.attention(attention, { promptTokens: Math.max(...promptTokens), maxTokens });
-      if (parallel === parallels[0]) log(`weak2strong attention ${attention}: ${chosen.mode} (${chosen.reason})`);
-      const label = `weak2strong     parallel ${parallel}${o.parallel === undefined ? ' (default)' : ''}${attentions.length > 1 ? ` ${chosen.mode}` : ''}`;
-      let best: SampleBenchRow | undefined;
-      for (const threads of threadCounts) {
-        // A thread count 25% slower than the best so far cannot be the best: stopped there, reported as a bound.
-        const t = await timedSample(model, prompts, { n, maxTokens, threads, parallel, attention, limitMs: best ? 1250 * best.seconds : undefined });
-        const row: SampleBenchRow = { engine: 'weak2strong', threads, generated: t.generated, seconds: t.seconds, tokensPerSecond: t.generated / t.seconds, sequences: parallel,
-          attention: chosen.mode, defaultParallel: o.parallel === undefined };
-        if (t.stopped) row.stopped = true;
-        rows.push(row);
-        log(t.stopped
-          ? `${label} threads ${threads}: stopped after ${t.seconds.toFixed(2)} s, 1.25× the best (< ${fmt(row.tokensPerSecond)} tokens/s)`
-          : `${label} threads ${threads}: ${t.generated} tokens in ${t.seconds.toFixed(2)} s = ${fmt(row.tokensPerSecond)} tokens/s end to end`);
-        if (!t.stopped && (!best || row.tokensPerSecond > best.tokensPerSecond)) best = row;
-      }
-      if (best && maxTokens > 1) {
-        // The generation phase of the best thread count: the same job with one new token per sample.
-        const short = await timedSample(model, prompts, { n, maxTokens: 1, threads: best.threads, parallel, attention });
-        if (best.seconds > short.seconds && best.generated > short.generated) {
-          best.generationTokensPerSecond = generationRate(best, short);
-          log(`${label} threads ${best.threads}: prompts + first tokens ${short.seconds.toFixed(2)} s; generation phase ${fmt(best.generationTokensPerSecond)} tokens/s`);
+      log(`weak2strong attention ${attention}: ${chosen.mode} (${chosen.reason})`);
+      for (const parallel of parallels) {
+        const label = `weak2strong     parallel ${parallel}${o.parallel === undefined ? ' (default)' : ''}${attentions.length > 1 ? ` ${chosen.mode}` : ''}`;
+        let best: SampleBenchRow | undefined;
+        for (const threads of threadCounts) {
+          // A thread count 25% slower than the best so far cannot be the best: stopped there, reported as a bound.
+          const t = await timedSample(model, prompts, { n, maxTokens, threads, parallel, attention, limitMs: best ? 1250 * best.seconds : undefined });
+          const row: SampleBenchRow = { engine: 'weak2strong', threads, generated: t.generated, seconds: t.seconds, tokensPerSecond: t.generated / t.seconds, sequences: parallel,
+            attention: chosen.mode, defaultParallel: o.parallel === undefined };
+          if (t.stopped) row.stopped = true;
+          rows.push(row);
+          log(t.stopped
+            ? `${label} threads ${threads}: stopped after ${t.seconds.toFixed(2)} s, 1.25× the best (< ${fmt(row.tokensPerSecond)} tokens/s)`
+            : `${label} threads ${threads}: ${t.generated} tokens in ${t.seconds.toFixed(2)} s = ${fmt(row.tokensPerSecond)} tokens/s end to end`);
+          if (!t.stopped && (!best || row.tokensPerSecond > best.tokensPerSecond)) best = row;
+        }
+        if (best && maxTokens > 1) {
+          // The generation phase of the best thread count: the same job with one new token per sample.
+          const short = await timedSample(model, prompts, { n, maxTokens: 1, threads: best.threads, parallel, attention });
+          if (best.seconds > short.seconds && best.generated > short.generated) {
+            best.generationTokensPerSecond = generationRate(best, short);
+            log(`${label} threads ${best.threads}: prompts + first tokens ${short.seconds.toFixed(2)} s; generation phase ${fmt(best.generationTokensPerSecond)} tokens/s`);
+          }
         }
       }
     }
@@ -320,12 +322,12 @@ async function pairedRounds(rounds: number, c: { modelFile: string; prompts: str
             const short = await timedSample(model, c.prompts, { n: c.n, maxTokens: 1, threads: ours.threads, parallel: p, attention: ours.attention });
             gens[i] = generationRate(long, short);
             out.push({ engine: 'weak2strong', threads: ours.threads, generated: long.generated, seconds: long.seconds, tokensPerSecond: long.generated / long.seconds,
-              sequences: p, generationTokensPerSecond: gens[i], round: i + 1 });
+              sequences: p, attention: ours.attention, generationTokensPerSecond: gens[i], round: i + 1 });
           } else {
             const b = runBatchedBench(c.bin, c.modelFile, { promptTokens: meanPrompt, newTokens: c.maxTokens, parallels: [Math.min(p, work)], repeats: [repeats], threads: bb.threads,
               attention: bb.attention, timeoutMs: 600_000 })[0]!;
             tgs[i] = b.tgTokensPerSecond;
-            out.push(batchedBenchRow(b, i + 1));
+            out.push({ ...batchedBenchRow(b, i + 1), attention: bb.attention });
           }
         }
         c.log(`paired parallel ${p} round ${i + 1} (${order.map((w) => (w === 'ours' ? 'weak2strong' : 'llama-batched-bench')).join(' then ')}): ` +

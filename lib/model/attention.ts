@@ -16,7 +16,8 @@
 //   head 128 (two steps):     few-shot 624, 638 / 538, 483
 // So: a head with no whole step runs plain; a head with a tail runs plain when the windows fill most of their
 // padding (`windowFill` >= 0.5: the 16 × 4 × 64 shape fills 0.31, few-shot 0.87); whole steps keep flash
-// attention (on an AVX2 host at head 32, one step, the two were within 8–16% either way).
+// attention (on an AVX2 host at head 32, one step, 2026-12-02: plain was 8–16% faster on few-shot prompts
+// and 10–22% slower on the 16 × 4 × 64 shape).
 import type { ModelInfo } from '../model.js';
 import { InvalidArgumentError } from '../errors.js';
 
