@@ -6,6 +6,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { findPrebuiltLibDir, findVariantLibDir, findVariantRuntimeDir } from '../scripts/llama-paths.mjs';
+import { cachedCpuBackend } from '../scripts/cpu-backend.mjs';
 import { backendName, defaultGpu, DRIVER_LIBRARY, findDriver, GPU_BACKENDS, type AddonVariant, type GpuOption } from './gpu.js';
 import {
   AbortError,
@@ -250,7 +251,8 @@ export interface NativeDefaults {
 }
 
 export interface NativeAddon {
-  init(libDir: string, fallbackDirs?: string[]): NativeInitInfo;
+  /** cpuBackend: a libggml-cpu.so built for this machine (scripts/cpu-backend.mjs), registered before libDir's variants. */
+  init(libDir: string, fallbackDirs?: string[], cpuBackend?: string): NativeInitInfo;
   /** gpu: the device filter of lib/gpu.ts nativeGpu ('' all GPUs, 'none' the CPU, 'CUDA', 'Vulkan'). */
   loadModel(path: string, options: { gpuLayers: number; repack: boolean; vocabOnly: boolean; gpu?: string }): Promise<NativeModel>;
   defaults(): NativeDefaults;
@@ -275,6 +277,8 @@ export interface NativeDevice {
 }
 
 interface NativeInitInfo {
+  /** Which CPU backend registered: built here ('host'), libDir's best variant, or one registered before init. */
+  cpuSource: 'host' | 'prebuilt' | 'already-registered';
   devices: string;
   systemInfo: string;
   /** What ggml logged while loading the backend plugins (why a GPU plugin was skipped). */
@@ -289,6 +293,23 @@ export interface AddonLocation extends NativeInitInfo {
   variant: AddonVariant;
   /** Why this variant: the gpu option and what was found (drivers, installed variants). */
   reason: string;
+  /** The CPU backend in use and why (scripts/cpu-backend.mjs builds one for this machine). */
+  cpuBackend: { source: NativeInitInfo['cpuSource']; path?: string; note: string };
+}
+
+/**
+ * The CPU backend built for this machine to offer init(), per W2S_CPU_BACKEND: unset or 'auto' (the build
+ * when there is one for libDir's libraries and this CPU), 'prebuilt' (never), 'host' (required).
+ */
+function ownCpuBackend(libDir: string): { path?: string; note: string; required: boolean } {
+  const mode = process.env.W2S_CPU_BACKEND || 'auto';
+  if (mode !== 'auto' && mode !== 'host' && mode !== 'prebuilt') throw InvalidArgumentError.expected("'auto', 'host' or 'prebuilt'", 'W2S_CPU_BACKEND', mode);
+  if (mode === 'prebuilt') return { note: 'W2S_CPU_BACKEND=prebuilt', required: false };
+  const c = cachedCpuBackend(libDir);
+  if (c.lib === undefined && mode === 'host') {
+    throw new BackendUnavailableError(`W2S_CPU_BACKEND=host, but there is no CPU backend built for this machine: ${c.why}. Build it with: node ${path.join(packageRoot(), 'scripts', 'cpu-backend.mjs')}`);
+  }
+  return c.lib !== undefined ? { path: c.lib, note: `built for this CPU in ${c.stamp.seconds.toFixed(0)} s on ${c.stamp.builtAt}`, required: mode === 'host' } : { note: c.why, required: false };
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -425,6 +446,11 @@ export function onAddonLoaded(fn: (l: AddonLocation) => void): void {
   else loadListeners.push(fn);
 }
 
+/** The CPU backend this process registered ('host', 'prebuilt', 'already-registered'), or undefined before the load. */
+export function loadedCpuSource(): NativeInitInfo['cpuSource'] | undefined {
+  return loaded?.location.cpuBackend.source;
+}
+
 /** The variant loaded so far in this process, if any (no load). */
 export function loadedVariant(): AddonVariant | undefined {
   return loaded?.location.variant;
@@ -470,16 +496,26 @@ function loadVariant(root: string, variant: AddonVariant, reason: string): { add
       attempts.push(`${file}: loaded, but no folder with the ggml backend plugins was found (looked at ${tried.join(', ')})`);
       continue;
     }
+    const own = ownCpuBackend(libDir); // a bad W2S_CPU_BACKEND or a missing required build: its own typed error
+    let info: NativeInitInfo;
     try {
-      const info = mod.init(libDir, fallbackDirs(root, variant));
-      loaded = { addon: mod, location: { addonPath: file, libDir, variant, reason, ...info } };
-      process.env.W2S_PROCESS_VARIANT = `${process.pid}:${variant}`;  // for this process's later worker_threads
-      for (const fn of loadListeners.splice(0)) fn(loaded.location);
-      if (process.env.W2S_DEBUG) process.stderr.write(`weak2strong: ${variant} variant (${reason}); devices ${info.devices}${info.loadLog ? `; ${info.loadLog.trim()}` : ''}\n`);
-      return loaded;
+      info = mod.init(libDir, fallbackDirs(root, variant), own.path);
     } catch (err) {
       attempts.push(`${file}: ${(err as Error).message}`);
+      continue;
     }
+    const note = info.cpuSource === 'host' ? own.note
+      : info.cpuSource === 'already-registered' ? 'a CPU backend was registered before this addon initialised (linked in, or another addon such as node-llama-cpp)'
+      : own.path ? `the build for this CPU did not load (see loadLog); libDir's best variant` : `libDir's best variant (${own.note})`;
+    if (own.required && info.cpuSource !== 'host') {
+      throw new BackendUnavailableError(`W2S_CPU_BACKEND=host, but ${own.path} did not register: ${note}${info.loadLog ? `: ${info.loadLog.trim()}` : ''}`);
+    }
+    const cpuBackend = { source: info.cpuSource, ...(info.cpuSource === 'host' ? { path: own.path } : {}), note };
+    loaded = { addon: mod, location: { addonPath: file, libDir, variant, reason, ...info, cpuBackend } };
+    process.env.W2S_PROCESS_VARIANT = `${process.pid}:${variant}`;  // for this process's later worker_threads
+    for (const fn of loadListeners.splice(0)) fn(loaded.location);
+    if (process.env.W2S_DEBUG) process.stderr.write(`weak2strong: ${variant} variant (${reason}); devices ${info.devices}${info.loadLog ? `; ${info.loadLog.trim()}` : ''}\n`);
+    return loaded;
   }
   throw new AddonLoadError(
     `The weak2strong native addon (${variant} variant: ${reason}) could not be loaded. Tried:\n  ${attempts.join('\n  ')}\n` +

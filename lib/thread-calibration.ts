@@ -9,7 +9,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { cacheRoot } from '../scripts/cache-paths.mjs';
 import { writeFileAtomic } from './io/atomic.js';
+import { loadedCpuSource } from './native.js';
 import { physicalCores } from './threads.js';
 
 /** What a probe measured (seconds of the best run per thread count) and what it chose. */
@@ -30,15 +32,17 @@ const PROBE_VERSION = 3;
 /** More threads must be this much faster than one to be the default. */
 const MARGIN = 1.15;
 
-export function cacheDir(): string {
-  return process.env.W2S_CACHE_DIR || path.join(os.homedir(), '.cache', 'weak2strong');
-}
+export const cacheDir = (): string => cacheRoot();
 const cacheFile = () => path.join(cacheDir(), 'thread-calibration.json');
 
-/** The cache key: this machine (CPU model, logical and physical counts) and the model's size class. */
+/**
+ * The cache key: this machine (CPU model, logical and physical counts), the CPU backend loaded (one built here
+ * runs other kernels than the prebuilt variants) and the model's size class.
+ */
 export function calibrationKey(modelBytes: number): string {
   const size = `2^${Math.round(Math.log2(Math.max(1, modelBytes)))}B`;
-  return `probe ${PROBE_VERSION}|${os.cpus()[0]?.model ?? 'unknown'}|${os.availableParallelism()} cpus|${physicalCores()} cores|${size}`;
+  const backend = loadedCpuSource() ?? 'unloaded';
+  return `probe ${PROBE_VERSION}|${os.cpus()[0]?.model ?? 'unknown'}|${os.availableParallelism()} cpus|${physicalCores()} cores|cpu backend ${backend}|${size}`;
 }
 
 function readCache(): Record<string, Omit<ThreadCalibration, 'cached'>> {

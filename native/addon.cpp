@@ -13,8 +13,9 @@ Napi::Error make_error(Napi::Env env, const std::string & code, const std::strin
     return e;
 }
 
-// init(libDir, fallbackDirs?) -> { devices, systemInfo, loadLog, deviceList }: loads the ggml backend plugins
-// from libDir (once per process; fallbackDirs: see backend_init). Cheap after the first call.
+// init(libDir, fallbackDirs?, cpuBackend?) -> { cpuSource, devices, systemInfo, loadLog, deviceList }: loads the
+// ggml backend plugins from libDir (once per process; fallbackDirs, cpuBackend: see backend_init). Cheap after
+// the first call.
 static Napi::Value init(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
     if (info.Length() < 1 || !info[0].IsString()) {
@@ -27,9 +28,11 @@ static Napi::Value init(const Napi::CallbackInfo & info) {
             if (a.Get(i).IsString()) fallback.push_back(a.Get(i).As<Napi::String>().Utf8Value());
         }
     }
-    std::string err, log;
-    if (!backend_init(info[0].As<Napi::String>().Utf8Value(), err, fallback, &log)) throw make_error(env, ERR_LLAMA, err);
+    const std::string cpu_backend = info.Length() > 2 && info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "";
+    std::string err, log, cpu_source;
+    if (!backend_init(info[0].As<Napi::String>().Utf8Value(), err, fallback, &log, cpu_backend, &cpu_source)) throw make_error(env, ERR_LLAMA, err);
     Napi::Object out = Napi::Object::New(env);
+    out.Set("cpuSource", cpu_source);
     out.Set("devices", backend_devices());
     out.Set("systemInfo", llama_print_system_info());
     out.Set("loadLog", log);

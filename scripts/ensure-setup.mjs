@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Runs before `npm test` and `npm run demo` (pretest / predemo), with Node's own modules only: on a fresh
-// clone it runs `npm install` (dependencies, the addon, the TypeScript), and for the tests it makes sure
-// Chromium is there (scripts/chromium.mjs). So the README's two commands work with nothing done by hand.
+// clone it runs `npm install` (dependencies, the addon, the TypeScript, the CPU backend for this machine), builds
+// that CPU backend when an older install lacks it, and for the tests it makes sure Chromium is there
+// (scripts/chromium.mjs). So the README's two commands work with nothing done by hand.
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
@@ -22,6 +23,14 @@ if (missing.length > 0 || !addon) {
   if (r.status !== 0) {
     console.error("weak2strong: npm install failed (see above); fix that first, then run the command again");
     process.exit(r.status || 1);
+  }
+}
+
+// A checkout installed before the CPU backend build existed, or a cleared cache: build it once (never fatal).
+if (process.env.W2S_CPU_BACKEND !== "prebuilt") {
+  const script = path.join(root, "scripts", "cpu-backend.mjs");
+  if (spawnSync(process.execPath, [script, "--path"], { stdio: "ignore" }).status !== 0) {
+    spawnSync(process.execPath, [script, "--if-possible"], { cwd: root, stdio: ["ignore", "ignore", "inherit"] });
   }
 }
 

@@ -10,12 +10,13 @@
 // Environment: W2S_LLAMA_SERVER=/path/to/llama-server (W2S_LLAMA_BATCHED_BENCH for the other) uses that
 // binary and never builds; W2S_CACHE_DIR moves the cache (default ~/.cache/weak2strong); W2S_BUILD_JOBS (default 2).
 import { execFileSync, spawn } from "node:child_process";
-import crypto from "node:crypto";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { cacheRoot, cpuKey } from "./cache-paths.mjs";
 import { findSourceBundle } from "./llama-paths.mjs";
+
+export { cacheRoot };
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 // scripts/ in a clone; dist/scripts/ when compiled copies exist: the package root is the first folder up with package.json.
@@ -29,9 +30,6 @@ function packageRoot() {
   return dir;
 }
 
-export function cacheRoot() {
-  return process.env.W2S_CACHE_DIR || path.join(os.homedir(), ".cache", "weak2strong");
-}
 
 /** The llama.cpp source folder and its commit: deps/llama.cpp when present, else the bundle's head. */
 export function llamaSource(root = packageRoot()) {
@@ -45,16 +43,6 @@ export function llamaSource(root = packageRoot()) {
   if (!bundle) throw new Error(`no llama.cpp source: neither ${deps} nor node-llama-cpp's bundle (looked at ${tried.join(", ")}); run npm install`);
   const head = execFileSync("git", ["bundle", "list-heads", bundle], { encoding: "utf8" }).trim().split("\n")[0].split(" ")[0];
   return { dir: undefined, commit: head, clone: bundle };
-}
-
-/** CPU features the build was tuned for (GGML_NATIVE): a cache built on another CPU could crash here. */
-function cpuKey() {
-  try {
-    const flags = fs.readFileSync("/proc/cpuinfo", "utf8").match(/^flags\s*:(.*)$/m)?.[1] ?? "";
-    return crypto.createHash("sha256").update(flags.trim().split(/\s+/).sort().join(" ")).digest("hex").slice(0, 12);
-  } catch {
-    return "unknown";
-  }
 }
 
 const TOOL_ENV = { "llama-server": "W2S_LLAMA_SERVER", "llama-batched-bench": "W2S_LLAMA_BATCHED_BENCH" };
@@ -75,7 +63,7 @@ export function cachedTool(tool = "llama-server", root = packageRoot()) {
 }
 export const cachedServer = (root = packageRoot()) => cachedTool("llama-server", root);
 
-function run(cmd, args, log) {
+export function run(cmd, args, log) {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
     let tail = "";
@@ -115,26 +103,7 @@ export async function ensureLlamaTool(tool, { log = (l) => process.stderr.write(
   const ready = cachedServer();
   if (ready) return ready;
   const p = toolPaths(tool);
-  fs.mkdirSync(p.dir, { recursive: true });
-  const lock = path.join(p.dir, "lock");
-  for (;;) {
-    try {
-      fs.mkdirSync(lock);
-      fs.writeFileSync(path.join(lock, "pid"), String(process.pid));
-      break;
-    } catch (err) {
-      if (err.code !== "EEXIST") throw err;
-      const pid = Number(fs.readFileSync(path.join(lock, "pid"), "utf8").trim() || 0);
-      if (pid && !pidAlive(pid)) {
-        fs.rmSync(lock, { recursive: true, force: true });
-        continue;
-      }
-      if (cachedServer()) return cachedServer();
-      await sleep(2000);
-    }
-  }
-  try {
-    if (cachedServer()) return cachedServer();
+  return withBuildLock(p.dir, cachedServer, async () => {
     const started = Date.now();
     log(`${tool}: not cached; building it from llama.cpp ${p.src.commit.slice(0, 12)} into ${p.dir} (CPU, -j${jobs}; a few minutes on 2 cores, once per commit)`);
     let srcDir = p.src.dir;
@@ -162,6 +131,40 @@ export async function ensureLlamaTool(tool, { log = (l) => process.stderr.write(
     fs.rmSync(build, { recursive: true, force: true });
     log(`${tool}: built in ${seconds.toFixed(0)} s -> ${p.binary}`);
     return p.binary;
+  });
+}
+
+/**
+ * Runs `build` holding a lock folder in `dir` (with the builder's pid), so concurrent processes (test workers,
+ * an install beside a test run) build once: a waiter returns `ready()` as soon as it is truthy. A lock whose
+ * pid is dead is taken over.
+ */
+export async function withBuildLock(dir, ready, build) {
+  fs.mkdirSync(dir, { recursive: true });
+  const lock = path.join(dir, "lock");
+  for (;;) {
+    try {
+      fs.mkdirSync(lock);
+      fs.writeFileSync(path.join(lock, "pid"), String(process.pid));
+      break;
+    } catch (err) {
+      if (err.code !== "EEXIST") throw err;
+      let pid = 0;
+      try {
+        pid = Number(fs.readFileSync(path.join(lock, "pid"), "utf8").trim() || 0);
+      } catch {
+        // the holder has not written its pid yet
+      }
+      if (pid && !pidAlive(pid)) {
+        fs.rmSync(lock, { recursive: true, force: true });
+        continue;
+      }
+      if (ready()) return ready();
+      await sleep(2000);
+    }
+  }
+  try {
+    return ready() || (await build());
   } finally {
     fs.rmSync(lock, { recursive: true, force: true });
   }

@@ -55,6 +55,15 @@ test("'auto' runs plain attention where a head is not whole F16 steps, and flash
   t.is(chooseAttention('plain', head(128), cpu(ZEN4), fewShot).mode, 'plain');
   t.is(chooseAttention('flash', head(128), cpu(ZEN4), { ...fewShot, highPrecision: true }).mode, 'plain');
   t.regex(chooseAttention('auto', head(32), cpu(ZEN4), short).reason, /head size 32 is below this CPU's 64-wide F16 step/);
+  // A CPU backend built on this machine runs the tail faster: below the step follows the tail's rule.
+  const host = { gpuLayers: 0, systemInfo: ZEN4, cpuBackend: 'host' };
+  t.is(chooseAttention('auto', head(32), host, short).mode, 'flash');
+  t.is(chooseAttention('auto', head(32), host, fewShot).mode, 'plain');
+  t.is(chooseAttention('auto', head(96), host, short).mode, 'flash');
+  t.is(chooseAttention('auto', head(96), host, fewShot).mode, 'plain');
+  t.is(chooseAttention('auto', head(64), host, fewShot).mode, 'flash');
+  t.is(chooseAttention('auto', head(32), { ...host, cpuBackend: 'prebuilt' }, short).mode, 'plain');
+  t.regex(chooseAttention('auto', head(32), host, short).reason, /below this CPU's 64-wide F16 step, but the windows fill only 0\.\d\d/);
 });
 
 let model: Model;
@@ -71,6 +80,9 @@ test('the model reports its head sizes and the kernel its jobs get on this machi
   const step = cpuF16Step(addonLocation().systemInfo);
   t.log(`CPU backend F16 step: ${step ?? 'unknown'}; auto: ${JSON.stringify(model.attention())}`);
   t.is(model.attention().mode, step === undefined || 16 % step === 0 ? 'flash' : 'plain');
+  // Short windows (mostly padding): a CPU backend built here keeps flash attention below the step, the prebuilt one not.
+  const source = addonLocation().cpuBackend.source;
+  t.is(model.attention('auto', { promptTokens: 20, maxTokens: 20 }).mode, step === undefined || 16 % step === 0 || source === 'host' ? 'flash' : 'plain', source);
   t.is(model.attention('flash').mode, 'flash');
   t.throws(() => model.attention('fast' as never), { code: 'ERR_W2S_INVALID_ARGUMENT', message: /Expected 'auto', 'flash' or 'plain' for attention/ });
   t.throws(() => model.sample(PROMPTS, { attention: 'none' as never }), { code: 'ERR_W2S_INVALID_ARGUMENT', message: /attention/ });

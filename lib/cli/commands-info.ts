@@ -38,7 +38,7 @@ export function collectInfo(): Record<string, unknown> {
     cpu: { model: cpu, logical: os.availableParallelism(), physicalCores: physicalCores(), simd: simdFlags(), memoryGiB: +(os.totalmem() / 2 ** 30).toFixed(1) },
     addon: {
       path: loc.addonPath, build: readJson(path.join(path.dirname(loc.addonPath), 'weak2strong.build.json')) ?? null, libDir: loc.libDir,
-      variant: loc.variant, reason: loc.reason, installed: installedVariants(),
+      variant: loc.variant, reason: loc.reason, installed: installedVariants(), cpuBackend: loc.cpuBackend,
       drivers: Object.fromEntries(GPU_BACKENDS.map((b) => [b, findDriver(DRIVER_LIBRARY[b]) ?? null])),
       pluginLog: loc.loadLog.trim(),
     },
@@ -73,7 +73,7 @@ export function registerInfoCommand(program: Command): void {
       const i = info as {
         package: { version: string; root: string }; node: string; platform: string;
         cpu: { model: string; logical: number; physicalCores: number; simd: string[]; memoryGiB: number };
-        addon: { path: string; build: Record<string, unknown> | null; libDir: string; variant: string; reason: string; installed: string[]; drivers: Record<string, string | null>; pluginLog: string };
+        addon: { path: string; build: Record<string, unknown> | null; libDir: string; variant: string; reason: string; installed: string[]; cpuBackend: { source: string; path?: string; note: string }; drivers: Record<string, string | null>; pluginLog: string };
         deviceList: Array<{ name: string; description: string; backend: string; type: string; memoryTotal: number; memoryFree: number }>;
         llamaCpp: { nodeLlamaCpp: string; release: string; devices: string[]; systemInfo: string };
         threadCalibration: { file: string; thisMachine: Record<string, { threads: number }> };
@@ -85,7 +85,8 @@ export function registerInfoCommand(program: Command): void {
         `addon: ${i.addon.path}${i.addon.build ? ` (${JSON.stringify(i.addon.build)})` : ''}`,
         `llama.cpp: ${i.llamaCpp.release} from node-llama-cpp ${i.llamaCpp.nodeLlamaCpp}, libraries in ${i.addon.libDir}`,
         `variant: ${i.addon.variant} (${i.addon.reason}); installed: ${i.addon.installed.join(', ')}; drivers: ${Object.entries(i.addon.drivers).map(([b, d]) => `${b} ${d ?? 'none'}`).join(', ')}`,
-        ...(i.addon.pluginLog ? [`GPU plugins not loaded: ${i.addon.pluginLog.split('\n').join('; ')}`] : []),
+        `CPU backend: ${i.addon.cpuBackend.source}${i.addon.cpuBackend.path ? ` ${i.addon.cpuBackend.path}` : ''} (${i.addon.cpuBackend.note})`,
+        ...(i.addon.pluginLog ? [`plugins not loaded: ${i.addon.pluginLog.split('\n').join('; ')}`] : []),
         `devices: ${i.deviceList.map((d) => `${d.name} (${d.backend}, ${d.type}${d.memoryTotal ? `, ${(d.memoryTotal / 2 ** 30).toFixed(1)} GiB` : ''})`).join(', ') || 'none'}`,
         `system: ${i.llamaCpp.systemInfo}`,
         ...i.training.map((d) => `training on ${d.device} (${d.description}): frozen bases ${d.types.join(', ') || 'none'}`),

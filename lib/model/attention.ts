@@ -18,6 +18,16 @@
 // padding (`windowFill` >= 0.5: the 16 × 4 × 64 shape fills 0.31, few-shot 0.87); whole steps keep flash
 // attention (on an AVX2 host at head 32, one step, 2026-12-02: plain was 8–16% faster on few-shot prompts
 // and 10–22% slower on the 16 × 4 × 64 shape).
+// Those figures are node-llama-cpp's prebuilt `zen4` variant, whose element-by-element tail converts F16 in
+// software. The CPU backend built on the machine (scripts/cpu-backend.mjs, same -m flags, GCC 12) runs that
+// tail about 2× faster, so there a head below the step follows the tail's rule too. Same host and models,
+// 1 thread, two rounds, 2026-12-03 10:45–11:05, flash / plain:
+//   head 32, built here:  few-shot 237, 217 / 346, 354; 16 × 4 × 64 new 993, 813 / 612, 586
+//   head 32, prebuilt:    few-shot 109, 115 / 326, 332; 16 × 4 × 64 new 521, 578 / 568, 738
+//   head 96, built here:  few-shot 386, 325 / 444, 465; 16 × 4 × 64 new 875, 962 / 707, 692
+//   head 96, prebuilt:    few-shot 205, 195 / 414, 422; 16 × 4 × 64 new 646, 686 / 647, 687
+//   heads 64 and 128 (whole steps): the two builds within run-to-run noise, flash ahead on 16 × 4 × 64
+//   (829–977 / 622–829) and level on few-shot (431–566 / 438–500).
 import type { ModelInfo } from '../model.js';
 import { InvalidArgumentError } from '../errors.js';
 
@@ -82,9 +92,10 @@ export interface AttentionJob {
 /**
  * The kernel for a sampling job (see the measurements above). Off the CPU (any layer offloaded) 'auto' keeps
  * flash attention: the GPU backends have no such per-element tail. `highPrecision` always runs plain attention.
+ * `where.cpuBackend`: the loaded CPU backend's source (AddonLocation.cpuBackend.source; 'host' = built here).
  */
 export function chooseAttention(option: AttentionOption, info: Pick<ModelInfo, 'headDimK' | 'headDimV'>,
-  where: { gpuLayers: number; systemInfo: string | undefined }, job: AttentionJob): AttentionChoice {
+  where: { gpuLayers: number; systemInfo: string | undefined; cpuBackend?: string }, job: AttentionJob): AttentionChoice {
   if (job.highPrecision) return { mode: 'plain', reason: 'highPrecision (F32 KV cache)' };
   if (option !== 'auto') return { mode: option, reason: 'asked for' };
   if (where.gpuLayers > 0) return { mode: 'flash', reason: 'auto: layers on the GPU' };
@@ -93,11 +104,13 @@ export function chooseAttention(option: AttentionOption, info: Pick<ModelInfo, '
   const heads = `head size ${info.headDimK}${info.headDimV !== info.headDimK ? ` / ${info.headDimV}` : ''}`;
   const dims = [info.headDimK, info.headDimV];
   if (dims.every((d) => d % step === 0)) return { mode: 'flash', reason: `auto: ${heads} is whole ${step}-wide F16 steps of this CPU` };
-  if (dims.some((d) => d < step)) {
-    return { mode: 'plain', reason: `auto: ${heads} is below this CPU's ${step}-wide F16 step (flash attention would run it element by element)` };
+  const below = dims.some((d) => d < step);
+  if (below && where.cpuBackend !== 'host') {
+    return { mode: 'plain', reason: `auto: ${heads} is below this CPU's ${step}-wide F16 step (the prebuilt CPU backend's flash attention would run it element by element)` };
   }
+  const what = below ? `is below this CPU's ${step}-wide F16 step` : `leaves a tail of this CPU's ${step}-wide F16 step`;
   const fill = windowFill(job.promptTokens, job.maxTokens);
   return fill >= 0.5
-    ? { mode: 'plain', reason: `auto: ${heads} leaves a tail of this CPU's ${step}-wide F16 step, and the windows fill ${fill.toFixed(2)} of their padding` }
-    : { mode: 'flash', reason: `auto: ${heads} leaves a tail of this CPU's ${step}-wide F16 step, but the windows fill only ${fill.toFixed(2)} of their padding` };
+    ? { mode: 'plain', reason: `auto: ${heads} ${what}, and the windows fill ${fill.toFixed(2)} of their padding` }
+    : { mode: 'flash', reason: `auto: ${heads} ${what}, but the windows fill only ${fill.toFixed(2)} of their padding` };
 }

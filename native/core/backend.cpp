@@ -25,20 +25,56 @@ void log_callback(ggml_log_level level, const char * text, void *) {
     }
 }
 
+bool file_exists(const std::string & path) {
+    FILE * f = std::fopen(path.c_str(), "rb");
+    if (f) std::fclose(f);
+    return f != nullptr;
+}
+
+// Registers the CPU backend built on this machine (scripts/cpu-backend.mjs) before any prebuilt variant.
+// False (with the reason appended to `log`) when it does not load: a missing file, a dynamic-linker error, an
+// ABI mismatch, or a CPU without a feature it was compiled for (its ggml_backend_score is 0).
+bool load_own_cpu(const std::string & path, std::string & log) {
+    clear_log_errors();
+    ggml_backend_reg_t reg = file_exists(path) ? ggml_backend_load(path.c_str()) : nullptr;
+    std::string why = take_log_errors();
+    if (reg != nullptr && ggml_backend_reg_by_name("CPU") != nullptr) return true;
+    if (!file_exists(path)) why = "no such file";
+    if (why.empty()) why = "this CPU lacks an instruction set it was built for, or it is not a CPU backend";
+    log += path + ": not loaded (" + why + "); using the prebuilt CPU variants\n";
+    return false;
+}
+
 }  // namespace
 
-bool backend_init(const std::string & lib_dir, std::string & err, const std::vector<std::string> & fallback_dirs, std::string * load_log) {
+bool backend_init(const std::string & lib_dir, std::string & err, const std::vector<std::string> & fallback_dirs, std::string * load_log,
+                  const std::string & cpu_backend, std::string * cpu_source) {
     static std::once_flag once;
     static std::string init_err;
     static std::string log;
-    std::call_once(once, [&lib_dir, &fallback_dirs]() {
+    static std::string source;
+    std::call_once(once, [&lib_dir, &fallback_dirs, &cpu_backend]() {
         const char * v = std::getenv("W2S_LLAMA_LOG");
         g_verbose = v != nullptr && v[0] != '\0' && v[0] != '0';
         llama_log_set(log_callback, nullptr);
         // Loading the plugins twice would register duplicate devices (native-notes.md).
+        source = "already-registered";
         if (ggml_backend_reg_by_name("CPU") == nullptr && !lib_dir.empty()) {
-            clear_log_errors();
-            ggml_backend_load_all_from_path(lib_dir.c_str());
+            source = "prebuilt";
+            if (!cpu_backend.empty() && load_own_cpu(cpu_backend, log)) {
+                source = "host";
+                // Not ggml_backend_load_all_from_path: it would register lib_dir's prebuilt CPU variant as a
+                // second CPU backend. The other plugins it knows, by path.
+                clear_log_errors();
+                for (const char * name : {"blas", "cuda", "hip", "vulkan", "opencl", "musa", "sycl", "rpc"}) {
+                    const std::string path = lib_dir + "/libggml-" + name + ".so";
+                    if (file_exists(path)) ggml_backend_load(path.c_str());
+                }
+                if (const char * extra = std::getenv("GGML_BACKEND_PATH")) ggml_backend_load(extra);
+            } else {
+                clear_log_errors();
+                ggml_backend_load_all_from_path(lib_dir.c_str());
+            }
             log += take_log_errors();
             if (!log.empty()) log += "\n";
             // ggml loads the plugins silently. A GPU plugin that did not register: try the fallback folders
@@ -46,17 +82,12 @@ bool backend_init(const std::string & lib_dir, std::string & err, const std::vec
             // copy once more to learn why it failed (typically a driver or runtime library: libcuda.so.1,
             // libcudart.so.12, libvulkan.so.1).
             const std::pair<const char *, const char *> gpu_plugins[] = {{"libggml-cuda.so", "CUDA"}, {"libggml-vulkan.so", "Vulkan"}};
-            auto exists = [](const std::string & path) {
-                FILE * f = std::fopen(path.c_str(), "rb");
-                if (f) std::fclose(f);
-                return f != nullptr;
-            };
             for (const auto & [file, reg] : gpu_plugins) {
-                if (!exists(lib_dir + "/" + file) || ggml_backend_reg_by_name(reg) != nullptr) continue;
+                if (!file_exists(lib_dir + "/" + file) || ggml_backend_reg_by_name(reg) != nullptr) continue;
                 std::vector<std::string> tried{lib_dir + "/" + file};
                 for (const std::string & dir : fallback_dirs) {
                     const std::string path = dir + "/" + file;
-                    if (!exists(path)) continue;
+                    if (!file_exists(path)) continue;
                     tried.push_back(path);
                     clear_log_errors();
                     ggml_backend_load(path.c_str());
@@ -81,6 +112,7 @@ bool backend_init(const std::string & lib_dir, std::string & err, const std::vec
     });
     err = init_err;
     if (load_log) *load_log = log;
+    if (cpu_source) *cpu_source = source;
     return init_err.empty();
 }
 

@@ -14,8 +14,11 @@ namespace w2s {
 // `fallback_dirs`: folders with other builds of a GPU plugin, tried when lib_dir's did not register (node-llama-cpp
 // ships libggml-cuda.so for CUDA 13 and, in linux-x64-cuda-ext/fallback, for CUDA 12).
 // `load_log`: why each GPU plugin that is present did not register (the dynamic linker's message).
+// `cpu_backend`: a libggml-cpu.so built for this machine (scripts/cpu-backend.mjs), registered instead of
+// lib_dir's prebuilt CPU variants when it loads. `cpu_source`: "host" (it did), "prebuilt" (lib_dir's best
+// variant), or "already-registered" (linked in, or another addon such as node-llama-cpp loaded one first).
 bool backend_init(const std::string & lib_dir, std::string & err, const std::vector<std::string> & fallback_dirs = {},
-                  std::string * load_log = nullptr);
+                  std::string * load_log = nullptr, const std::string & cpu_backend = "", std::string * cpu_source = nullptr);
 
 // Names of the registered ggml devices, e.g. "CPU" (for diagnostics).
 std::string backend_devices();

@@ -1,5 +1,5 @@
-// Child process of test/gpu-variants.test.ts: loads the addon variant the environment picks (W2S_VARIANT,
-// W2S_GPU) and prints, as one JSON line, where it came from and what sampling, scoring and one training step
+// Child process of test/gpu-variants.test.ts and test/cpu-backend.test.ts: loads the addon variant and CPU
+// backend the environment picks (W2S_VARIANT, W2S_GPU, W2S_CPU_BACKEND) and prints, as one JSON line, where it came from and what sampling, scoring and one training step
 // give on the model in argv[2]. argv[3] 'worker': also loads the addon in a worker_thread and reports its variant.
 import { Worker } from 'node:worker_threads';
 import { loadModel } from '../../lib/model.js';
@@ -12,6 +12,8 @@ const loc = addonLocation();
 const prompts = ['Question: What is 2 + 3?\nAnswer:', 'Hello'];
 const greedy = await m.sample(prompts, { temperature: 0, maxTokens: 16 });
 const seeded = await m.sample(prompts, { temperature: 1, n: 2, seed: 7, maxTokens: 12 });
+// Flash attention's per-token log-probs of a greedy run (the kernel whose code differs most between builds).
+const flash = await m.sample(prompts, { temperature: 0, maxTokens: 24, attention: 'flash', logprobs: true });
 const scores = await m.score([{ prompt: prompts[0]!, completion: ' 5. #### 5' }, { prompt: 'Hi', completion: ' there, friend' }]);
 m.dispose();
 const r = await trainSft({
@@ -30,6 +32,8 @@ if (process.argv[3] === 'worker') {
 }
 process.stdout.write(JSON.stringify({
   addon: loc.addonPath, libDir: loc.libDir, variant: loc.variant, reason: loc.reason, devices: loc.devices, loadLog: loc.loadLog,
+  cpuBackend: loc.cpuBackend, systemInfo: loc.systemInfo,
+  flash: flash.map((x) => ({ tokenIds: x.tokenIds, logprobs: Array.from(x.logprobs ?? []) })),
   greedy: greedy.map((s) => s.text), seeded: seeded.map((s) => s.text), logprobs: scores.flatMap((s) => Array.from(s.logprobs)),
   losses: r.history.map((h) => h.loss), backend: r.trainer.backend, workerVariant,
 }) + '\n');

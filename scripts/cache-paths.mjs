@@ -1,0 +1,28 @@
+// Where weak2strong caches what it builds or measures outside the clone (llama.cpp tools, the CPU backend
+// built for this machine, thread calibrations), and the CPU key those entries are tied to.
+// Node's own modules only: the install hook imports this before the dependencies are built.
+import crypto from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+
+/** W2S_CACHE_DIR, default ~/.cache/weak2strong. */
+export function cacheRoot() {
+  return process.env.W2S_CACHE_DIR || path.join(os.homedir(), ".cache", "weak2strong");
+}
+
+/** This CPU's feature flags (Linux /proc/cpuinfo), sorted; [] where they cannot be read. */
+export function cpuFlags() {
+  try {
+    const flags = fs.readFileSync("/proc/cpuinfo", "utf8").match(/^(?:flags|Features)\s*:(.*)$/m)?.[1] ?? "";
+    return flags.trim().split(/\s+/).filter(Boolean).sort();
+  } catch {
+    return [];
+  }
+}
+
+/** 12 hex digits of this CPU's feature set: a build tuned for another CPU could crash here. */
+export function cpuKey() {
+  const flags = cpuFlags();
+  return flags.length ? crypto.createHash("sha256").update(flags.join(" ")).digest("hex").slice(0, 12) : "unknown";
+}
