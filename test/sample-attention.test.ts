@@ -63,6 +63,10 @@ test("'auto' runs plain attention where a head is not whole F16 steps, and flash
   t.is(chooseAttention('auto', head(96), host, fewShot).mode, 'plain');
   t.is(chooseAttention('auto', head(64), host, fewShot).mode, 'flash');
   t.is(chooseAttention('auto', head(32), { ...host, cpuBackend: 'prebuilt' }, short).mode, 'plain');
+  const zeroShot = { promptTokens: 110, maxTokens: 256 }; // fills 0.65: flash on the build here, plain for a prebuilt tail
+  t.is(chooseAttention('auto', head(32), host, zeroShot).mode, 'flash');
+  t.is(chooseAttention('auto', head(96), host, zeroShot).mode, 'flash');
+  t.is(chooseAttention('auto', head(96), cpu(ZEN4), zeroShot).mode, 'plain');
   t.regex(chooseAttention('auto', head(32), host, short).reason, /below this CPU's 64-wide F16 step, but the windows fill only 0\.\d\d/);
 });
 
@@ -78,8 +82,9 @@ test('the model reports its head sizes and the kernel its jobs get on this machi
   t.is(model.info.headDimK, 16);
   t.is(model.info.headDimV, 16);
   const step = cpuF16Step(addonLocation().systemInfo);
-  t.log(`CPU backend F16 step: ${step ?? 'unknown'}; auto: ${JSON.stringify(model.attention())}`);
-  t.is(model.attention().mode, step === undefined || 16 % step === 0 ? 'flash' : 'plain');
+  const long = { promptTokens: 390, maxTokens: 128 }; // windows fill 0.87
+  t.log(`CPU backend F16 step: ${step ?? 'unknown'}; auto: ${JSON.stringify(model.attention('auto', long))}`);
+  t.is(model.attention('auto', long).mode, step === undefined || 16 % step === 0 ? 'flash' : 'plain');
   // Short windows (mostly padding): a CPU backend built here keeps flash attention below the step, the prebuilt one not.
   const source = addonLocation().cpuBackend.source;
   t.is(model.attention('auto', { promptTokens: 20, maxTokens: 20 }).mode, step === undefined || 16 % step === 0 || source === 'host' ? 'flash' : 'plain', source);

@@ -15,6 +15,7 @@ import { AbortError, InvalidArgumentError } from '../errors.js';
 import { createModel } from '../model/create.js';
 import { loadModel, type Model } from '../model.js';
 import { defaultParallel } from '../sample-options.js';
+import { addonLocation } from '../native.js';
 import { physicalCores } from '../threads.js';
 import { batchedBenchBinary, runBatchedBench, type BatchedBenchRow } from './peer-batched-bench.js';
 import { median, spread } from './stats.js';
@@ -100,6 +101,12 @@ export function batchedBenchRepeats(parallel: number, work: number, newTokens: n
   return Math.max(1, Math.min(Math.ceil(work / parallel), Math.floor(BB_TOKEN_CAP / (parallel * newTokens))));
 }
 
+/** Which ggml CPU backend our sampler runs on: built here (scripts/cpu-backend.mjs) or a prebuilt variant. */
+function cpuBackendLine(): string {
+  const b = addonLocation().cpuBackend;
+  return b.source === 'host' ? `built here (${b.path})` : `${b.source} (${b.note})`;
+}
+
 /** The benchmark model: llama, 10 layers, 256 wide, 8 heads (4 KV), ff 768, 32k vocabulary, q8_0 ≈ 24M parameters. */
 export async function benchModel(dir: string): Promise<string> {
   const file = path.join(dir, 'bench-llama-25m-32k-q8_0.gguf');
@@ -180,7 +187,7 @@ export async function runSampleBench(o: SampleBenchOptions = {}): Promise<Sample
   const model = await loadModel(modelFile);
   const promptTokens = prompts.map((p) => model.tokenize(p).length);
   log(`model ${modelFile}; ${prompts.length} prompts (${Math.min(...promptTokens)}–${Math.max(...promptTokens)} tokens) × ${n} samples × ${maxTokens} new tokens, ` +
-    `temperature 1; ${cores} physical cores; CPU ${os.cpus()[0]?.model ?? 'unknown'}`);
+    `temperature 1; ${cores} physical cores; CPU ${os.cpus()[0]?.model ?? 'unknown'}; our CPU backend: ${cpuBackendLine()}`);
   const byDefault = defaultParallel(model.info, prompts.length * n, maxTokens, Math.max(...promptTokens) + 1);
   const parallels = o.parallel ?? [byDefault];
   const attentions = o.attention ?? ['auto'];

@@ -28,6 +28,9 @@
 //   head 96, prebuilt:    few-shot 205, 195 / 414, 422; 16 × 4 × 64 new 646, 686 / 647, 687
 //   heads 64 and 128 (whole steps): the two builds within run-to-run noise, flash ahead on 16 × 4 × 64
 //   (829–977 / 622–829) and level on few-shot (431–566 / 438–500).
+// The crossover moves up on the build too: at head 32, 2 threads, zero-shot 16 × 10 × 256 new (windows fill
+// 0.65) ran flash 723, 731 / plain 648, 671, and few-shot 64 × 256 new (0.80) plain. So the tail's threshold
+// is a fill of 0.75 there, 0.5 on the prebuilt variants.
 import type { ModelInfo } from '../model.js';
 import { InvalidArgumentError } from '../errors.js';
 
@@ -110,7 +113,7 @@ export function chooseAttention(option: AttentionOption, info: Pick<ModelInfo, '
   }
   const what = below ? `is below this CPU's ${step}-wide F16 step` : `leaves a tail of this CPU's ${step}-wide F16 step`;
   const fill = windowFill(job.promptTokens, job.maxTokens);
-  return fill >= 0.5
+  return fill >= (where.cpuBackend === 'host' ? 0.75 : 0.5)
     ? { mode: 'plain', reason: `auto: ${heads} ${what}, and the windows fill ${fill.toFixed(2)} of their padding` }
     : { mode: 'flash', reason: `auto: ${heads} ${what}, but the windows fill only ${fill.toFixed(2)} of their padding` };
 }
