@@ -20,13 +20,14 @@
 //
 // Environment: W2S_CPU_BACKEND=prebuilt makes the addon ignore it; W2S_CACHE_DIR moves the cache;
 // W2S_BUILD_JOBS (default: all cores).
+import { execFileSync } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { cacheRoot, cpuFlags, cpuKey } from "./cache-paths.mjs";
-import { findPrebuiltLibDir } from "./llama-paths.mjs";
+import { findPrebuiltLibDir, findSourceBundle } from "./llama-paths.mjs";
 
 const BASE_LIB = "libggml-base.so";
 
@@ -103,7 +104,8 @@ export function cachedCpuBackend(libDir) {
  */
 export async function ensureCpuBackend({ libDir, log = (l) => void process.stderr.write(`${l}\n`), jobs = Number(process.env.W2S_BUILD_JOBS || os.availableParallelism()) } = {}) {
   const { llamaSource, run, withBuildLock } = await import("./llama-server.mjs");
-  libDir ??= findPrebuiltLibDir(path.resolve(path.dirname(fileURLToPath(import.meta.url)), ".."));
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+  libDir ??= findPrebuiltLibDir(root);
   if (!libDir) throw new Error("node-llama-cpp's prebuilt libraries were not found: run npm install first");
   const isa = ggmlIsaOptions();
   if (!isa) throw new Error(`a CPU backend is built here only on x86-64 Linux (this is ${process.platform}-${process.arch}); the prebuilt variants are used`);
@@ -112,7 +114,14 @@ export async function ensureCpuBackend({ libDir, log = (l) => void process.stder
   const p = cpuBackendPaths(libDir);
   return withBuildLock(p.dir, ready, async () => {
     const started = Date.now();
-    const src = llamaSource();
+    let src = llamaSource();
+    // The source must be the commit node-llama-cpp's libraries were built from (its bundle): deps/llama.cpp
+    // may lag behind after an upgrade (the install hook re-clones it only when it builds the addon).
+    const bundle = findSourceBundle(root);
+    if (src.dir && bundle) {
+      const head = execFileSync("git", ["bundle", "list-heads", bundle], { encoding: "utf8" }).trim().split(" ")[0];
+      if (head && head !== src.commit) src = { dir: undefined, commit: head, clone: bundle };
+    }
     let srcDir = src.dir;
     if (!srcDir) {
       srcDir = path.join(p.dir, "src");
