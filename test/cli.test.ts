@@ -276,3 +276,12 @@ test.serial('--lora applies an adapter in sample and logprob; an adapter for ano
   t.is(missing.code, 2);
   t.regex(missing.stderr, /no\.lora\.gguf does not exist/);
 });
+
+test('integer options say the bound they were given', async (t) => {
+  const { intArg } = await import('../lib/cli/args.js');
+  t.throws(() => intArg('--paired', 2)('1'), { message: 'Expected integer >= 2 for --paired but received "1"' });
+  t.throws(() => intArg('--steps', 1)('0'), { message: 'Expected positive integer for --steps but received "0"' });
+  t.throws(() => intArg('--seed', 0)('-1'), { message: 'Expected non-negative integer for --seed but received "-1"' });
+  t.throws(() => intArg('--n')('2.5'), { message: 'Expected integer for --n but received "2.5"' });
+  t.is(intArg('--paired', 2)('2'), 2);
+});

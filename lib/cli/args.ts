@@ -7,7 +7,8 @@ export function intArg(name: string, min = Number.MIN_SAFE_INTEGER) {
   return (raw: string): number => {
     const v = Number(raw);
     if (!/^-?\d+$/.test(raw.trim()) || !Number.isSafeInteger(v) || v < min) {
-      throw new CommanderArgError(`Expected ${min >= 1 ? 'positive ' : min === 0 ? 'non-negative ' : ''}integer for ${name} but received ${JSON.stringify(raw)}`);
+      const what = min > 1 ? `integer >= ${min}` : `${min === 1 ? 'positive ' : min === 0 ? 'non-negative ' : ''}integer`;
+      throw new CommanderArgError(`Expected ${what} for ${name} but received ${JSON.stringify(raw)}`);
     }
     return v;
   };
