@@ -307,7 +307,7 @@ function ownCpuBackend(libDir: string): { path?: string; note: string; required:
   if (mode === 'prebuilt') return { note: 'W2S_CPU_BACKEND=prebuilt', required: false };
   const c = cachedCpuBackend(libDir);
   if (c.lib === undefined && mode === 'host') {
-    throw new BackendUnavailableError(`W2S_CPU_BACKEND=host, but there is no CPU backend built for this machine: ${c.why}. Build it with: node ${path.join(packageRoot(), 'scripts', 'cpu-backend.mjs')}`);
+    throw new BackendUnavailableError(`W2S_CPU_BACKEND=host, but there is no CPU backend built for this machine: ${c.why}`);
   }
   return c.lib !== undefined ? { path: c.lib, note: `built for this CPU in ${c.stamp.seconds.toFixed(0)} s on ${c.stamp.builtAt}`, required: mode === 'host' } : { note: c.why, required: false };
 }

@@ -86,7 +86,7 @@ export function cpuBackendPaths(libDir) {
 export function cachedCpuBackend(libDir) {
   const p = cpuBackendPaths(libDir);
   if (!p) return { lib: undefined, why: `${libDir} has no ${BASE_LIB}` };
-  if (!fs.existsSync(p.stamp) || !fs.existsSync(p.lib)) return { lib: undefined, why: `not built (node scripts/cpu-backend.mjs builds it into ${p.dir})` };
+  if (!fs.existsSync(p.stamp) || !fs.existsSync(p.lib)) return { lib: undefined, why: `none built yet for this CPU and these libraries (\`w2s cpu-backend --build\` builds it into ${p.dir})` };
   try {
     const stamp = JSON.parse(fs.readFileSync(p.stamp, "utf8"));
     if (stamp.baseSha256 !== p.baseSha256) return { lib: undefined, why: `${p.stamp} was made for another ${BASE_LIB}` };
@@ -138,8 +138,13 @@ export async function ensureCpuBackend({ libDir, log = (l) => void process.stder
       "-DGGML_NATIVE=OFF", "-DGGML_CPU_ALL_VARIANTS=OFF", "-DCMAKE_PLATFORM_NO_VERSIONED_SONAME=ON", "-DCMAKE_SKIP_BUILD_RPATH=ON", "-DGGML_OPENMP=OFF", "-DGGML_CCACHE=OFF", "-DLLAMA_BUILD_TESTS=OFF",
       "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_TOOLS=OFF", "-DLLAMA_BUILD_SERVER=OFF", "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF",
       ...Object.entries(isa).map(([k, v]) => `-DGGML_${k}=${v ? "ON" : "OFF"}`)];
-    await run("nice", ["-n", "10", "cmake", ...args], log);
-    await run("nice", ["-n", "10", "cmake", "--build", build, "--target", "ggml-cpu", "-j", String(jobs)], log);
+    try {
+      await run("nice", ["-n", "10", "cmake", ...args], log);
+      await run("nice", ["-n", "10", "cmake", "--build", build, "--target", "ggml-cpu", "-j", String(jobs)], log);
+    } catch (err) {
+      fs.rmSync(build, { recursive: true, force: true }); // no stamp was written: nothing here is trusted, and nothing need stay
+      throw err;
+    }
     const built = [path.join(build, "bin", "libggml-cpu.so"), path.join(build, "ggml", "src", "libggml-cpu.so")].find((f) => fs.existsSync(f));
     if (!built) throw new Error(`the build finished but wrote no libggml-cpu.so under ${build}`);
     fs.copyFileSync(built, `${p.lib}.tmp`);

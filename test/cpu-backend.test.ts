@@ -149,3 +149,37 @@ test.serial('a damaged, foreign or unloadable build is never used: the prebuilt 
   t.not(bad.status, 0);
   t.regex(bad.stderr, /Expected 'auto', 'host' or 'prebuilt' for W2S_CPU_BACKEND/);
 });
+
+test.serial('`w2s cpu-backend` reports the build, or its absence, and a failed --build is a typed error that keeps the prebuilt variants', async (t) => {
+  const cli = path.join(here, '..', 'lib', 'cli', 'main.js');
+  const w2s = (env: Record<string, string>, ...args: string[]) => spawnSync(process.execPath, [cli, 'cpu-backend', ...args], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 120_000 });
+  if (!BUILT_HERE) {
+    const r = w2s({});
+    t.is(r.status, 0);
+    t.regex(r.stdout, /x86-64 Linux only/);
+    return;
+  }
+  const lib = await ensureCpuBackend({ libDir: findPrebuiltLibDir(packageRoot())!, log: (l: string) => t.log(l) });
+  const built = w2s({});
+  t.is(built.status, 0, built.stderr);
+  t.is(built.stdout.trim().split(' ')[1], lib);
+  const empty = path.join(TMP, 'cpu-cache-cli');
+  const none = w2s({ W2S_CACHE_DIR: empty });
+  t.is(none.status, 0, none.stderr);
+  t.regex(none.stdout, /^not built: none built yet .*w2s cpu-backend --build.*; the prebuilt variants run/);
+  // A machine without cmake: --build fails fast, says so, and leaves nothing a later run would trust.
+  const bin = path.join(TMP, 'bin-without-cmake');
+  fs.mkdirSync(bin, { recursive: true });
+  for (const tool of ['git', 'nice']) {
+    const at = spawnSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).stdout.trim();
+    if (at && !fs.existsSync(path.join(bin, tool))) fs.symlinkSync(at, path.join(bin, tool));
+  }
+  const failed = w2s({ W2S_CACHE_DIR: empty, PATH: bin }, '--build');
+  t.log(failed.stderr.trim().split('\n').at(-1));
+  t.is(failed.status, 2, 'a BackendUnavailableError is a user error');
+  t.false(fs.existsSync(path.join(empty, path.basename(path.dirname(lib)), 'build')), 'the failed build folder is removed');
+  t.false(fs.existsSync(path.join(empty, path.basename(path.dirname(lib)), 'build.json')));
+  t.regex(failed.stderr, /the CPU backend build failed \(the prebuilt variants keep running\).*cmake/s);
+  t.regex(failed.stderr, /ERR_W2S_BACKEND_UNAVAILABLE/);
+  t.regex(w2s({ W2S_CACHE_DIR: empty }).stdout, /^not built/);
+});

@@ -9,6 +9,7 @@ import { W2sError } from '../errors.js';
 import { parseGpu } from '../gpu.js';
 import { onAddonLoaded } from '../native.js';
 import { registerBenchCommands } from './commands-bench.js';
+import { registerCpuBackendCommand } from './commands-cpu-backend.js';
 import { registerDemoCommand } from './commands-demo.js';
 import { registerInferCommands } from './commands-infer.js';
 import { registerInfoCommand } from './commands-info.js';
@@ -38,6 +39,7 @@ registerRunCommand(program);
 registerDemoCommand(program);
 registerBenchCommands(program);
 registerInfoCommand(program);
+registerCpuBackendCommand(program);
 
 // --gpu on every command: it sets the process's default (W2S_GPU), which every model and trainer load without
 // its own `gpu` takes; the first load picks the addon variant (lib/gpu.ts).
