@@ -147,7 +147,8 @@ export class Model {
    * attention where ggml's CPU flash attention would compute this model's heads element by element.
    */
   attention(option: AttentionOption = 'auto', job: AttentionJob = { promptTokens: 256, maxTokens: 256 }): AttentionChoice {
-    return chooseAttention(parseAttentionOption(option), this.info, { gpuLayers: this.gpuLayers, systemInfo: addonLocation().systemInfo, cpuBackend: addonLocation().cpuBackend.source }, job);
+    const loc = addonLocation();
+    return chooseAttention(parseAttentionOption(option), this.info, { gpuLayers: this.gpuLayers, systemInfo: loc.systemInfo, cpuBackend: loc.cpuBackend.source }, job);
   }
 
   get disposed(): boolean {

@@ -110,7 +110,8 @@ export async function ensureCpuBackend({ libDir, log = (l) => void process.stder
   const isa = ggmlIsaOptions();
   if (!isa) throw new Error(`a CPU backend is built here only on x86-64 Linux (this is ${process.platform}-${process.arch}); the prebuilt variants are used`);
   const ready = () => cachedCpuBackend(libDir).lib;
-  if (ready()) return ready();
+  const cached = ready();
+  if (cached) return cached;
   const p = cpuBackendPaths(libDir);
   return withBuildLock(p.dir, ready, async () => {
     const started = Date.now();

@@ -159,7 +159,8 @@ export async function withBuildLock(dir, ready, build) {
         fs.rmSync(lock, { recursive: true, force: true });
         continue;
       }
-      if (ready()) return ready();
+      const done = ready();
+      if (done) return done;
       await sleep(2000);
     }
   }

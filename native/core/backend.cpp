@@ -71,6 +71,9 @@ bool backend_init(const std::string & lib_dir, std::string & err, const std::vec
                     if (file_exists(path)) ggml_backend_load(path.c_str());
                 }
                 if (const char * extra = std::getenv("GGML_BACKEND_PATH")) ggml_backend_load(extra);
+                // Silent like ggml_backend_load_all_from_path: a plugin that did not register is explained once,
+                // by the dlopen loop below.
+                take_log_errors();
             } else {
                 clear_log_errors();
                 ggml_backend_load_all_from_path(lib_dir.c_str());
