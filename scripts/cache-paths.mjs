@@ -5,6 +5,7 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 
 /** W2S_CACHE_DIR, default ~/.cache/weak2strong. */
 export function cacheRoot() {
@@ -25,4 +26,16 @@ export function cpuFlags() {
 export function cpuKey() {
   const flags = cpuFlags();
   return flags.length ? crypto.createHash("sha256").update(flags.join(" ")).digest("hex").slice(0, 12) : "unknown";
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+/** The package root: scripts/ in a clone, dist/scripts/ for the compiled copies; the first folder up with package.json. */
+export function packageRoot() {
+  let dir = here;
+  while (!fs.existsSync(path.join(dir, "package.json"))) {
+    const up = path.dirname(dir);
+    if (up === dir) return path.resolve(here, "..");
+    dir = up;
+  }
+  return dir;
 }

@@ -26,10 +26,26 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { cacheRoot, cpuFlags, cpuKey } from "./cache-paths.mjs";
+import { cacheRoot, cpuFlags, cpuKey, packageRoot } from "./cache-paths.mjs";
 import { findPrebuiltLibDir, findSourceBundle } from "./llama-paths.mjs";
 
 const BASE_LIB = "libggml-base.so";
+
+/**
+ * Our own kernels compiled into the backend (native/ggml-cpu/): each source file is copied into
+ * ggml/src/ggml-cpu/ under `as`, and ops-hook.patch makes ggml call them. Their hash is part of the cache key,
+ * so a changed kernel is a new build, never a stale one.
+ */
+export const KERNELS = [{ name: "flash_attn_decode", file: "flash_attn_decode.inc", as: "w2s_flash_attn_decode.inc" }];
+const KERNEL_DIR = path.join(packageRoot(), "native", "ggml-cpu");
+const HOOK_PATCH = path.join(KERNEL_DIR, "ops-hook.patch");
+
+/** sha256 over the kernel sources and the hook patch (hex). */
+export function kernelSha256() {
+  const h = crypto.createHash("sha256");
+  for (const f of [...KERNELS.map((k) => path.join(KERNEL_DIR, k.file)), HOOK_PATCH]) h.update(fs.readFileSync(f));
+  return h.digest("hex");
+}
 
 /**
  * The GGML_<ISA> cmake options for a set of x86 /proc/cpuinfo flags: each ON only when the CPU has every
@@ -73,7 +89,7 @@ export function cpuBackendPaths(libDir) {
   const base = path.join(libDir, BASE_LIB);
   if (!fs.existsSync(base)) return undefined;
   const baseSha256 = sha256File(base);
-  const dir = path.join(cacheRoot(), `ggml-cpu-${baseSha256.slice(0, 12)}-${cpuKey()}`);
+  const dir = path.join(cacheRoot(), `ggml-cpu-${baseSha256.slice(0, 12)}-${cpuKey()}-k${kernelSha256().slice(0, 8)}`);
   return { dir, lib: path.join(dir, "libggml-cpu.so"), stamp: path.join(dir, "build.json"), baseSha256 };
 }
 
@@ -90,6 +106,7 @@ export function cachedCpuBackend(libDir) {
   try {
     const stamp = JSON.parse(fs.readFileSync(p.stamp, "utf8"));
     if (stamp.baseSha256 !== p.baseSha256) return { lib: undefined, why: `${p.stamp} was made for another ${BASE_LIB}` };
+    if (stamp.kernelSha256 !== kernelSha256()) return { lib: undefined, why: `${p.stamp} was built from other kernel sources than native/ggml-cpu/ holds now` };
     if (stamp.libSha256 !== sha256File(p.lib)) return { lib: undefined, why: `${p.lib} is not the file its build wrote (truncated or replaced)` };
     return { lib: p.lib, stamp };
   } catch (err) {
@@ -104,7 +121,7 @@ export function cachedCpuBackend(libDir) {
  */
 export async function ensureCpuBackend({ libDir, log = (l) => void process.stderr.write(`${l}\n`), jobs = Number(process.env.W2S_BUILD_JOBS || os.availableParallelism()) } = {}) {
   const { llamaSource, run, withBuildLock } = await import("./llama-server.mjs");
-  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+  const root = packageRoot();
   libDir ??= findPrebuiltLibDir(root);
   if (!libDir) throw new Error("node-llama-cpp's prebuilt libraries were not found: run npm install first");
   const isa = ggmlIsaOptions();
@@ -123,18 +140,23 @@ export async function ensureCpuBackend({ libDir, log = (l) => void process.stder
       const head = execFileSync("git", ["bundle", "list-heads", bundle], { encoding: "utf8" }).trim().split(" ")[0];
       if (head && head !== src.commit) src = { dir: undefined, commit: head, clone: bundle };
     }
-    let srcDir = src.dir;
-    if (!srcDir) {
-      srcDir = path.join(p.dir, "src");
-      if (!fs.existsSync(path.join(srcDir, "CMakeLists.txt"))) {
-        fs.rmSync(srcDir, { recursive: true, force: true });
-        await run("git", ["-c", "advice.detachedHead=false", "clone", "--quiet", src.clone, srcDir], log);
-      }
-    }
-    const on = Object.entries(isa).filter(([, v]) => v).map(([k]) => k);
-    log(`weak2strong: building a ggml CPU backend for this CPU (${on.join(" ") || "baseline x86-64"}) from llama.cpp ${src.commit.slice(0, 12)} into ${p.dir} (-j${jobs}; about a minute on 2 cores, once)`);
+    // A private copy of the source (a local clone: hard links, about 2 s), since our kernels are patched in.
+    const srcDir = path.join(p.dir, "src");
     const build = path.join(p.dir, "build");
-    fs.rmSync(build, { recursive: true, force: true });
+    const cleanUp = () => { for (const d of [build, srcDir]) fs.rmSync(d, { recursive: true, force: true }); };
+    cleanUp();
+    const on = Object.entries(isa).filter(([, v]) => v).map(([k]) => k);
+    log(`weak2strong: building a ggml CPU backend for this CPU (${on.join(" ") || "baseline x86-64"}) from llama.cpp ${src.commit.slice(0, 12)} with our kernels (${KERNELS.map((k) => k.name).join(", ")}) into ${p.dir} (-j${jobs}; about a minute on 2 cores, once)`);
+    try {
+      await run("git", ["-c", "advice.detachedHead=false", "clone", "--quiet", src.dir ?? src.clone, srcDir], log);
+      await run("git", ["-c", "advice.detachedHead=false", "-C", srcDir, "checkout", "--quiet", src.commit], log);
+      for (const k of KERNELS) fs.copyFileSync(path.join(KERNEL_DIR, k.file), path.join(srcDir, "ggml", "src", "ggml-cpu", k.as));
+      // A patch that no longer applies (the pin moved) fails the build: a backend without its kernels is not built silently.
+      await run("git", ["-C", srcDir, "apply", "--whitespace=nowarn", HOOK_PATCH], log);
+    } catch (err) {
+      cleanUp();
+      throw new Error(`preparing the source failed (${err.message.split("\n")[0]}); native/ggml-cpu/ops-hook.patch must apply to llama.cpp ${src.commit.slice(0, 12)}`);
+    }
     const args = ["-S", srcDir, "-B", build, "-DCMAKE_BUILD_TYPE=Release", "-DBUILD_SHARED_LIBS=ON", "-DGGML_BACKEND_DL=ON",
       "-DGGML_NATIVE=OFF", "-DGGML_CPU_ALL_VARIANTS=OFF", "-DCMAKE_PLATFORM_NO_VERSIONED_SONAME=ON", "-DCMAKE_SKIP_BUILD_RPATH=ON", "-DGGML_OPENMP=OFF", "-DGGML_CCACHE=OFF", "-DLLAMA_BUILD_TESTS=OFF",
       "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_TOOLS=OFF", "-DLLAMA_BUILD_SERVER=OFF", "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF",
@@ -143,7 +165,7 @@ export async function ensureCpuBackend({ libDir, log = (l) => void process.stder
       await run("nice", ["-n", "10", "cmake", ...args], log);
       await run("nice", ["-n", "10", "cmake", "--build", build, "--target", "ggml-cpu", "-j", String(jobs)], log);
     } catch (err) {
-      fs.rmSync(build, { recursive: true, force: true }); // no stamp was written: nothing here is trusted, and nothing need stay
+      cleanUp(); // no stamp was written: nothing here is trusted, and nothing need stay
       throw err;
     }
     const built = [path.join(build, "bin", "libggml-cpu.so"), path.join(build, "ggml", "src", "libggml-cpu.so")].find((f) => fs.existsSync(f));
@@ -151,17 +173,18 @@ export async function ensureCpuBackend({ libDir, log = (l) => void process.stder
     fs.copyFileSync(built, `${p.lib}.tmp`);
     fs.renameSync(`${p.lib}.tmp`, p.lib);
     const seconds = (Date.now() - started) / 1000;
-    const stamp = { baseSha256: p.baseSha256, libSha256: sha256File(p.lib), commit: src.commit, isa: on, cpu: cpuKey(), seconds, builtAt: new Date().toISOString() };
+    const stamp = { baseSha256: p.baseSha256, libSha256: sha256File(p.lib), commit: src.commit, isa: on, cpu: cpuKey(),
+      kernels: KERNELS.map((k) => k.name), kernelSha256: kernelSha256(), seconds, builtAt: new Date().toISOString() };
     fs.writeFileSync(`${p.stamp}.tmp`, JSON.stringify(stamp, null, 2) + "\n");
     fs.renameSync(`${p.stamp}.tmp`, p.stamp);
-    fs.rmSync(build, { recursive: true, force: true });
+    cleanUp();
     log(`weak2strong: CPU backend built in ${seconds.toFixed(0)} s -> ${p.lib}`);
     return p.lib;
   });
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+  const root = packageRoot();
   if (process.argv.includes("--path")) {
     const libDir = findPrebuiltLibDir(root);
     const c = libDir ? cachedCpuBackend(libDir) : { why: "node-llama-cpp's prebuilt libraries were not found" };

@@ -13,22 +13,11 @@ import { execFileSync, spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { cacheRoot, cpuKey } from "./cache-paths.mjs";
+import { cacheRoot, cpuKey, packageRoot } from "./cache-paths.mjs";
 import { findSourceBundle } from "./llama-paths.mjs";
 
 export { cacheRoot };
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-// scripts/ in a clone; dist/scripts/ when compiled copies exist: the package root is the first folder up with package.json.
-function packageRoot() {
-  let dir = here;
-  while (!fs.existsSync(path.join(dir, "package.json"))) {
-    const up = path.dirname(dir);
-    if (up === dir) return path.resolve(here, "..");
-    dir = up;
-  }
-  return dir;
-}
 
 
 /** The llama.cpp source folder and its commit: deps/llama.cpp when present, else the bundle's head. */

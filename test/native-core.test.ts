@@ -7,6 +7,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { cachedCpuBackend } from '../scripts/cpu-backend.mjs';
+import { cpuFlags } from '../scripts/cache-paths.mjs';
+import { findPrebuiltLibDir } from '../scripts/llama-paths.mjs';
+
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 test('ctest: training graph vs llama.cpp, gradients vs finite differences, loss halves, the CPU kernels vs ggml', (t) => {
@@ -15,12 +19,18 @@ test('ctest: training graph vs llama.cpp, gradients vs finite differences, loss 
     cwd: root, env: { ...process.env, W2S_BUILD_DIR: dir }, encoding: 'utf8',
   });
   t.is(build.status, 0, build.stderr.slice(-2000));
-  const run = spawnSync('ctest', ['--output-on-failure', '--verbose'], { cwd: dir, encoding: 'utf8' });
+  // The CPU backend built on this machine, when there is one: the flash-attention kernel it adds is checked too.
+  const libDir = findPrebuiltLibDir(root);
+  const own = libDir ? cachedCpuBackend(libDir).lib : undefined;
+  const env = { ...process.env, ...(own ? { W2S_CPU_BACKEND_LIB: own } : {}) };
+  const run = spawnSync('ctest', ['--output-on-failure', '--verbose'], { cwd: dir, env, encoding: 'utf8' });
   const out = run.stdout + run.stderr;
-  for (const line of out.split('\n').filter((l) => /max \||worst relative|mean loss|passed, \d+ failed/.test(l))) t.log(line.replace(/^\d+: /, ''));
+  for (const line of out.split('\n').filter((l) => /max \||worst relative|mean loss|passed, \d+ failed|CPU backend:/.test(l))) t.log(line.replace(/^\d+: /, ''));
   t.is(run.status, 0, out.slice(-3000));
+  t.regex(out, own ? /CPU backend: host / : /CPU backend: prebuilt/);
   // 9 checks of the training graph and scoring, 3 of the sampler's vectorized softmax (one per temperature),
-  // 5 of the CPU OUT_PROD kernel and 14 of the CPU GEMM (one per shape and type).
-  t.regex(out, /\b31 passed, 0 failed/);
+  // 5 of the CPU OUT_PROD kernel, 14 of the CPU GEMM (one per shape and type) and 5 of flash attention.
+  t.regex(out, /\b36 passed, 0 failed/);
+  if (own && ['avx2', 'f16c', 'fma'].every((f) => cpuFlags().includes(f))) t.regex(out, /flash attention matches its float64 definition \(our kernel\)/);
   fs.rmSync(dir, { recursive: true, force: true });
 });

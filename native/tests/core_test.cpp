@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "backend.h"
 #include "cpu_gemm.h"
 #include "cpu_out_prod.h"
+#include "flash_attn_check.h"
 #include "ggml-alloc.h"
 #include "ggml-backend.h"
 #include "gguf.h"
@@ -245,16 +247,33 @@ void check_cpu_gemm() {
 
 }  // namespace
 
+// Whether the registered CPU backend reports every one of `names` among its features (ggml_backend_get_features).
+bool cpu_has_features(const std::vector<std::string> & names) {
+    ggml_backend_reg_t reg = ggml_backend_reg_by_name("CPU");
+    auto get = reg ? reinterpret_cast<ggml_backend_get_features_t>(ggml_backend_reg_get_proc_address(reg, "ggml_backend_get_features")) : nullptr;
+    if (!get) return false;
+    size_t found = 0;
+    for (const ggml_backend_feature * f = get(reg); f && f->name; ++f) {
+        if (std::find(names.begin(), names.end(), f->name) != names.end() && std::string(f->value) == "1") ++found;
+    }
+    return found == names.size();
+}
+
 int main(int argc, char ** argv) {
     if (argc < 2) {
         std::fprintf(stderr, "usage: w2s_core_test <folder with the ggml backend plugins>\n");
         return 2;
     }
     std::string & err = g_err;
-    if (!backend_init(argv[1], err)) {
+    // W2S_CPU_BACKEND_LIB: a libggml-cpu.so built on the machine (scripts/cpu-backend.mjs), registered before
+    // the plugin folder's variants, as the addon does; its flash-attention kernel is then the one checked.
+    const char * own_lib = std::getenv("W2S_CPU_BACKEND_LIB");
+    std::string cpu_source;
+    if (!backend_init(argv[1], err, {}, nullptr, own_lib ? own_lib : "", &cpu_source)) {
         std::fprintf(stderr, "backend: %s\n", err.c_str());
         return 1;
     }
+    std::printf("CPU backend: %s%s%s\n", cpu_source.c_str(), own_lib ? " " : "", own_lib ? own_lib : "");
     {
         // The sampler's vectorized softmax against std::exp in double: every probability and every block sum
         // within 5e-7 relative, across the whole range down to the clamp (logits spread over 200 nats).
@@ -312,6 +331,19 @@ int main(int argc, char ** argv) {
         ggml_backend_free(cpu);
     }
     check_cpu_gemm();
+    {
+        // Flash attention against its float64 definition. The kernel of the backend built here accumulates in
+        // F32 (1e-5 relative); ggml's own per-cell path accumulates V in F16 (about 1e-3).
+        ggml_backend_t cpu = ggml_backend_init_by_type(GGML_BACKEND_DEVICE_TYPE_CPU, nullptr);
+        const bool own_kernel = cpu_source == "host" && cpu_has_features({"AVX2", "F16C", "FMA"});
+        const double tol = own_kernel ? 2e-5 : 4e-3;
+        for (const flash_attn_result & r : check_flash_attention(cpu)) {
+            std::printf("     flash attention, %s: max |diff| %.2e (max |ref| %.2f)\n", r.what.c_str(), r.max_diff, r.max_ref);
+            check(r.max_ref > 0.05 && r.max_diff <= tol * std::max(1.0, r.max_ref),
+                  std::string("flash attention matches its float64 definition (") + (own_kernel ? "our kernel" : "ggml's kernel") + ")");
+        }
+        ggml_backend_free(cpu);
+    }
     const std::string path = "w2s_core_test_model.gguf";
     check(write_tiny_model(path, err), "write a tiny llama GGUF");
 
