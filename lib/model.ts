@@ -148,7 +148,7 @@ export class Model {
    */
   attention(option: AttentionOption = 'auto', job: AttentionJob = { promptTokens: 256, maxTokens: 256 }): AttentionChoice {
     const loc = addonLocation();
-    return chooseAttention(parseAttentionOption(option), this.info, { gpuLayers: this.gpuLayers, systemInfo: loc.systemInfo, cpuBackend: loc.cpuBackend.source }, job);
+    return chooseAttention(parseAttentionOption(option), this.info, { gpuLayers: this.gpuLayers, systemInfo: loc.systemInfo, cpuBackend: loc.cpuBackend.source, cpuKernels: loc.cpuBackend.kernels }, job);
   }
 
   get disposed(): boolean {

@@ -294,14 +294,18 @@ export interface AddonLocation extends NativeInitInfo {
   /** Why this variant: the gpu option and what was found (drivers, installed variants). */
   reason: string;
   /** The CPU backend in use and why (scripts/cpu-backend.mjs builds one for this machine). */
-  cpuBackend: { source: NativeInitInfo['cpuSource']; path?: string; note: string };
+  cpuBackend: {
+    source: NativeInitInfo['cpuSource']; path?: string; note: string;
+    /** Our own kernels compiled into the backend built here (scripts/cpu-backend.mjs KERNELS), e.g. 'flash_attn_decode'. */
+    kernels?: string[];
+  };
 }
 
 /**
  * The CPU backend built for this machine to offer init(), per W2S_CPU_BACKEND: unset or 'auto' (the build
  * when there is one for libDir's libraries and this CPU), 'prebuilt' (never), 'host' (required).
  */
-function ownCpuBackend(libDir: string): { path?: string; note: string; required: boolean } {
+function ownCpuBackend(libDir: string): { path?: string; note: string; required: boolean; kernels?: string[] } {
   const mode = process.env.W2S_CPU_BACKEND || 'auto';
   if (mode !== 'auto' && mode !== 'host' && mode !== 'prebuilt') throw InvalidArgumentError.expected("'auto', 'host' or 'prebuilt'", 'W2S_CPU_BACKEND', mode);
   if (mode === 'prebuilt') return { note: 'W2S_CPU_BACKEND=prebuilt', required: false };
@@ -309,7 +313,9 @@ function ownCpuBackend(libDir: string): { path?: string; note: string; required:
   if (c.lib === undefined && mode === 'host') {
     throw new BackendUnavailableError(`W2S_CPU_BACKEND=host, but there is no CPU backend built for this machine: ${c.why}`);
   }
-  return c.lib !== undefined ? { path: c.lib, note: `built for this CPU in ${c.stamp.seconds.toFixed(0)} s on ${c.stamp.builtAt}`, required: mode === 'host' } : { note: c.why, required: false };
+  if (c.lib === undefined) return { note: c.why, required: false };
+  const kernels = c.stamp.kernels ?? [];
+  return { path: c.lib, note: `built for this CPU in ${c.stamp.seconds.toFixed(0)} s on ${c.stamp.builtAt}${kernels.length ? `, with weak2strong's ${kernels.join(', ')} kernel` : ''}`, required: mode === 'host', kernels };
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -510,7 +516,7 @@ function loadVariant(root: string, variant: AddonVariant, reason: string): { add
     if (own.required && info.cpuSource !== 'host') {
       throw new BackendUnavailableError(`W2S_CPU_BACKEND=host, but ${own.path} did not register: ${note}${info.loadLog ? `: ${info.loadLog.trim()}` : ''}`);
     }
-    const cpuBackend = { source: info.cpuSource, ...(info.cpuSource === 'host' ? { path: own.path } : {}), note };
+    const cpuBackend = { source: info.cpuSource, ...(info.cpuSource === 'host' ? { path: own.path, kernels: own.kernels } : {}), note };
     loaded = { addon: mod, location: { addonPath: file, libDir, variant, reason, ...info, cpuBackend } };
     process.env.W2S_PROCESS_VARIANT = `${process.pid}:${variant}`;  // for this process's later worker_threads
     for (const fn of loadListeners.splice(0)) fn(loaded.location);

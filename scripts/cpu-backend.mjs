@@ -97,7 +97,7 @@ export function cpuBackendPaths(libDir) {
  * The built backend for `libDir`'s libraries if complete and made for them (the stamp, written last, names
  * the same libggml-base.so), else { lib: undefined, why }.
  * @param {string} libDir
- * @returns {{ lib: string, stamp: { seconds: number, builtAt: string, isa: string[], commit: string }, why?: undefined } | { lib: undefined, why: string, stamp?: undefined }}
+ * @returns {{ lib: string, stamp: { seconds: number, builtAt: string, isa: string[], commit: string, kernels?: string[] }, why?: undefined } | { lib: undefined, why: string, stamp?: undefined }}
  */
 export function cachedCpuBackend(libDir) {
   const p = cpuBackendPaths(libDir);

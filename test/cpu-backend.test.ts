@@ -10,6 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cachedCpuBackend, cpuBackendPaths, ensureCpuBackend, ggmlIsaOptions } from '../scripts/cpu-backend.mjs';
 import { findPrebuiltLibDir } from '../scripts/llama-paths.mjs';
+import { cpuFlags } from '../scripts/cache-paths.mjs';
 import { packageRoot } from '../lib/native.js';
 import { TMP, tinyModel } from './helpers/models.js';
 
@@ -18,9 +19,10 @@ const child = path.join(here, 'helpers', 'variant-child.js');
 const BUILT_HERE = process.platform === 'linux' && process.arch === 'x64';
 
 interface ChildResult {
-  cpuBackend: { source: string; path?: string; note: string }; loadLog: string; systemInfo: string;
+  cpuBackend: { source: string; path?: string; note: string; kernels?: string[] }; loadLog: string; systemInfo: string;
   greedy: string[]; seeded: string[]; logprobs: number[]; losses: number[];
   flash: Array<{ tokenIds: number[]; logprobs: number[] }>;
+  plain: Array<{ tokenIds: number[]; logprobs: number[] }>;
 }
 
 function runChild(model: string, env: Record<string, string>): { status: number | null; stderr: string; result?: ChildResult } {
@@ -77,7 +79,7 @@ test.serial('the addon registers the CPU backend built for this machine, with th
   t.is(forced.cpuBackend.source, 'host');
   // 'auto' may pick another attention kernel for each build (lib/model/attention.ts), so the default greedy
   // text can part where a random-weight model has near-ties; the same kernel must give the same numbers
-  // (here bit for bit: F16 -> F32 is exact whether converted in software or by F16C), checked below.
+  // (here bit for bit, flash attention aside: F16 -> F32 is exact whether converted in software or by F16C).
   const prefix = (a: string, b: string) => { let i = 0; while (i < a.length && a[i] === b[i]) i++; return i; };
   t.log(`greedy text: ${host.greedy.map((g, i) => `${prefix(g, prebuilt.greedy[i]!)} of ${g.length} chars`).join(', ')} the same`);
   t.true(host.greedy.every((g) => g.length > 0));
@@ -88,15 +90,28 @@ test.serial('the addon registers the CPU backend built for this machine, with th
   t.true(host.logprobs.length === prebuilt.logprobs.length && host.logprobs.length > 0);
   t.true(dl <= 1e-3);
   t.true(host.losses.length === prebuilt.losses.length && dloss <= 1e-3);
-  // Decode with flash attention: the two builds' tail code differs; compare while the greedy tokens agree.
-  let dflash = 0;
-  let compared = 0;
-  host.flash.forEach((h, i) => {
-    const p = prebuilt.flash[i]!;
-    for (let k = 0; k < h.tokenIds.length && h.tokenIds[k] === p.tokenIds[k]; k++, compared++) dflash = Math.max(dflash, Math.abs(h.logprobs[k]! - p.logprobs[k]!));
-  });
-  t.log(`flash-attention decode: max |Δ log p| ${dflash.toExponential(2)} over ${compared} greedy tokens both builds chose`);
-  t.true(compared >= 8 && dflash <= 1e-3);
+  // Decode with flash attention: the build here runs our kernel (native/ggml-cpu/flash_attn_decode.inc, F32
+  // accumulator), the prebuilt ggml's (F16 accumulator). Each is compared with plain attention of its own
+  // build (matrix products, a separate softmax), while the greedy tokens agree.
+  const flashVsPlain = (r: ChildResult) => {
+    let worst = 0;
+    let compared = 0;
+    r.flash.forEach((f, i) => {
+      const p = r.plain[i]!;
+      for (let k = 0; k < f.tokenIds.length && f.tokenIds[k] === p.tokenIds[k]; k++, compared++) worst = Math.max(worst, Math.abs(f.logprobs[k]! - p.logprobs[k]!));
+    });
+    return { worst, compared };
+  };
+  const ours = flashVsPlain(host);
+  const theirs = flashVsPlain(prebuilt);
+  const kernel = (host.cpuBackend.kernels ?? []).includes('flash_attn_decode') && ['avx2', 'f16c', 'fma'].every((f) => cpuFlags().includes(f));
+  t.log(`flash-attention decode against plain attention, max |Δ log p|: built here ${ours.worst.toExponential(2)} over ${ours.compared} tokens` +
+    `${kernel ? ' (our kernel)' : ''}, prebuilt ${theirs.worst.toExponential(2)} over ${theirs.compared} tokens`);
+  t.true(ours.compared >= 8 && theirs.compared >= 8);
+  // Plain attention rounds the softmax to F16 for its V product, so it is no exact reference either (this
+  // random model magnifies it: both builds differ from it by ~1.5e-2); test/sample-attention.test.ts checks
+  // against llama.cpp with an F32 KV cache, and native/tests/flash_attn_check.cpp against float64.
+  t.true(ours.worst <= theirs.worst + 1e-3 && ours.worst < 5e-2, 'the build here is no further from plain attention than the prebuilt');
 });
 
 test.serial('a damaged, foreign or unloadable build is never used: the prebuilt variants run and the reason is reported', async (t) => {

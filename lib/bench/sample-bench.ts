@@ -104,7 +104,8 @@ export function batchedBenchRepeats(parallel: number, work: number, newTokens: n
 /** Which ggml CPU backend our sampler runs on: built here (scripts/cpu-backend.mjs) or a prebuilt variant. */
 function cpuBackendLine(): string {
   const b = addonLocation().cpuBackend;
-  return b.source === 'host' ? `built here (${b.path})` : `${b.source} (${b.note})`;
+  const kernels = b.kernels?.length ? `, with weak2strong's ${b.kernels.join(', ')} kernel` : '';
+  return b.source === 'host' ? `built here (${b.path}${kernels})` : `${b.source} (${b.note})`;
 }
 
 /** The benchmark model: llama, 10 layers, 256 wide, 8 heads (4 KV), ff 768, 32k vocabulary, q8_0 ≈ 24M parameters. */

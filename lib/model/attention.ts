@@ -31,6 +31,16 @@
 // The crossover moves up on the build too: at head 32, 2 threads, zero-shot 16 × 10 × 256 new (windows fill
 // 0.65) ran flash 723, 731 / plain 648, 671, and few-shot 64 × 256 new (0.80) plain. So the tail's threshold
 // is a fill of 0.75 there, 0.5 on the prebuilt variants.
+//
+// Since 2026-12-03 (afternoon) the CPU backend built on the machine also carries weak2strong's own kernel for
+// this path (native/ggml-cpu/flash_attn_decode.inc: blocks of 128 cells, vectorized exp, F32 accumulator, the
+// heads of a grouped KV head together, 8-float vectors at any head size; compiled with AVX2 + F16C + FMA). On a
+// 2-vCPU AMD EPYC with AVX2 only, 1 thread, flash / plain, generation phase tokens/s:
+//   head 32:  few-shot (32 × ~390-token prompts, 128 new) 354, 356 / 279 (ggml's kernel on the prebuilt: 252);
+//             16 × 4 × 64 new 463 / 349
+//   head 64:  16 × 4 × 64 new 507 / 396
+//   head 128: few-shot 307 / 255
+// so there 'auto' is flash attention at every head size and window.
 import type { ModelInfo } from '../model.js';
 import { InvalidArgumentError } from '../errors.js';
 
@@ -98,10 +108,14 @@ export interface AttentionJob {
  * `where.cpuBackend`: the loaded CPU backend's source (AddonLocation.cpuBackend.source; 'host' = built here).
  */
 export function chooseAttention(option: AttentionOption, info: Pick<ModelInfo, 'headDimK' | 'headDimV'>,
-  where: { gpuLayers: number; systemInfo: string | undefined; cpuBackend?: string }, job: AttentionJob): AttentionChoice {
+  where: { gpuLayers: number; systemInfo: string | undefined; cpuBackend?: string; cpuKernels?: readonly string[] }, job: AttentionJob): AttentionChoice {
   if (job.highPrecision) return { mode: 'plain', reason: 'highPrecision (F32 KV cache)' };
   if (option !== 'auto') return { mode: option, reason: 'asked for' };
   if (where.gpuLayers > 0) return { mode: 'flash', reason: 'auto: layers on the GPU' };
+  if (where.cpuBackend === 'host' && where.cpuKernels?.includes('flash_attn_decode') && where.systemInfo !== undefined &&
+      ['AVX2', 'F16C', 'FMA'].every((f) => FEATURE(where.systemInfo!, f) === '1')) {
+    return { mode: 'flash', reason: "auto: the CPU backend built here runs weak2strong's flash-attention kernel (vectorized at any head size)" };
+  }
   const step = where.systemInfo === undefined ? undefined : cpuF16Step(where.systemInfo);
   if (step === undefined) return { mode: 'flash', reason: 'auto: no known F16 vector width for this CPU backend' };
   const heads = `head size ${info.headDimK}${info.headDimV !== info.headDimK ? ` / ${info.headDimV}` : ''}`;

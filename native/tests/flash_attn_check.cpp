@@ -129,6 +129,7 @@ std::vector<flash_attn_result> check_flash_attention(ggml_backend_t cpu) {
     const fa_case cases[] = {
         {"decode, head 32, 4 streams, 300 cells", 32, 32, 8, 8, 1, 4, 300, 0.0f, 0.0f, false},
         {"decode, head 40 (8-wide tail), 8 over 2 KV heads, split-KV path (1 stream, 600 cells)", 40, 40, 8, 2, 1, 1, 600, 0.0f, 0.0f, false},
+        {"decode, head 40, 8 over 2 KV heads (groups of 4), 3 streams, 333 cells", 40, 40, 8, 2, 1, 3, 333, 0.0f, 0.0f, false},
         {"3 queries, head 20 (scalar tail), ALiBi, soft-cap 30", 20, 20, 4, 4, 3, 2, 200, 8.0f, 30.0f, false},
         {"decode, head 128, sinks, 2 streams", 128, 128, 4, 2, 1, 2, 256, 0.0f, 0.0f, true},
         {"decode, K 64 / V 48, 6 heads, 1 KV head", 64, 48, 6, 1, 1, 3, 129, 0.0f, 0.0f, false},

@@ -14,6 +14,8 @@ const greedy = await m.sample(prompts, { temperature: 0, maxTokens: 16 });
 const seeded = await m.sample(prompts, { temperature: 1, n: 2, seed: 7, maxTokens: 12 });
 // Flash attention's per-token log-probs of a greedy run (the kernel whose code differs most between builds).
 const flash = await m.sample(prompts, { temperature: 0, maxTokens: 24, attention: 'flash', logprobs: true });
+// The same decode with plain attention (matrix products and a separate softmax): the reference for flash's.
+const plain = await m.sample(prompts, { temperature: 0, maxTokens: 24, attention: 'plain', logprobs: true });
 const scores = await m.score([{ prompt: prompts[0]!, completion: ' 5. #### 5' }, { prompt: 'Hi', completion: ' there, friend' }]);
 m.dispose();
 const r = await trainSft({
@@ -34,6 +36,7 @@ process.stdout.write(JSON.stringify({
   addon: loc.addonPath, libDir: loc.libDir, variant: loc.variant, reason: loc.reason, devices: loc.devices, loadLog: loc.loadLog,
   cpuBackend: loc.cpuBackend, systemInfo: loc.systemInfo,
   flash: flash.map((x) => ({ tokenIds: x.tokenIds, logprobs: Array.from(x.logprobs ?? []) })),
+  plain: plain.map((x) => ({ tokenIds: x.tokenIds, logprobs: Array.from(x.logprobs ?? []) })),
   greedy: greedy.map((s) => s.text), seeded: seeded.map((s) => s.text), logprobs: scores.flatMap((s) => Array.from(s.logprobs)),
   losses: r.history.map((h) => h.loss), backend: r.trainer.backend, workerVariant,
 }) + '\n');
