@@ -178,6 +178,7 @@ test.serial('`w2s cpu-backend` reports the build, or its absence, and a failed -
   const built = w2s({});
   t.is(built.status, 0, built.stderr);
   t.is(built.stdout.trim().split(' ')[1], lib);
+  t.regex(built.stdout, /with weak2strong's flash_attn_decode kernel/);
   const empty = path.join(TMP, 'cpu-cache-cli');
   const none = w2s({ W2S_CACHE_DIR: empty });
   t.is(none.status, 0, none.stderr);
@@ -193,6 +194,7 @@ test.serial('`w2s cpu-backend` reports the build, or its absence, and a failed -
   t.log(failed.stderr.trim().split('\n').at(-1));
   t.is(failed.status, 2, 'a BackendUnavailableError is a user error');
   t.false(fs.existsSync(path.join(empty, path.basename(path.dirname(lib)), 'build')), 'the failed build folder is removed');
+  t.false(fs.existsSync(path.join(empty, path.basename(path.dirname(lib)), 'src')), 'and the patched copy of the source');
   t.false(fs.existsSync(path.join(empty, path.basename(path.dirname(lib)), 'build.json')));
   t.regex(failed.stderr, /the CPU backend build failed \(the prebuilt variants keep running\).*cmake/s);
   t.regex(failed.stderr, /ERR_W2S_BACKEND_UNAVAILABLE/);
