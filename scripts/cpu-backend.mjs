@@ -89,8 +89,9 @@ export function cpuBackendPaths(libDir) {
   const base = path.join(libDir, BASE_LIB);
   if (!fs.existsSync(base)) return undefined;
   const baseSha256 = sha256File(base);
-  const dir = path.join(cacheRoot(), `ggml-cpu-${baseSha256.slice(0, 12)}-${cpuKey()}-k${kernelSha256().slice(0, 8)}`);
-  return { dir, lib: path.join(dir, "libggml-cpu.so"), stamp: path.join(dir, "build.json"), baseSha256 };
+  const kernelSha = kernelSha256();
+  const dir = path.join(cacheRoot(), `ggml-cpu-${baseSha256.slice(0, 12)}-${cpuKey()}-k${kernelSha.slice(0, 8)}`);
+  return { dir, lib: path.join(dir, "libggml-cpu.so"), stamp: path.join(dir, "build.json"), baseSha256, kernelSha256: kernelSha };
 }
 
 /**
@@ -106,7 +107,7 @@ export function cachedCpuBackend(libDir) {
   try {
     const stamp = JSON.parse(fs.readFileSync(p.stamp, "utf8"));
     if (stamp.baseSha256 !== p.baseSha256) return { lib: undefined, why: `${p.stamp} was made for another ${BASE_LIB}` };
-    if (stamp.kernelSha256 !== kernelSha256()) return { lib: undefined, why: `${p.stamp} was built from other kernel sources than native/ggml-cpu/ holds now` };
+    if (stamp.kernelSha256 !== p.kernelSha256) return { lib: undefined, why: `${p.stamp} was built from other kernel sources than native/ggml-cpu/ holds now` };
     if (stamp.libSha256 !== sha256File(p.lib)) return { lib: undefined, why: `${p.lib} is not the file its build wrote (truncated or replaced)` };
     return { lib: p.lib, stamp };
   } catch (err) {
@@ -147,15 +148,17 @@ export async function ensureCpuBackend({ libDir, log = (l) => void process.stder
     cleanUp();
     const on = Object.entries(isa).filter(([, v]) => v).map(([k]) => k);
     log(`weak2strong: building a ggml CPU backend for this CPU (${on.join(" ") || "baseline x86-64"}) from llama.cpp ${src.commit.slice(0, 12)} with our kernels (${KERNELS.map((k) => k.name).join(", ")}) into ${p.dir} (-j${jobs}; about a minute on 2 cores, once)`);
+    let step = "copying the llama.cpp source";
     try {
       await run("git", ["-c", "advice.detachedHead=false", "clone", "--quiet", src.dir ?? src.clone, srcDir], log);
       await run("git", ["-c", "advice.detachedHead=false", "-C", srcDir, "checkout", "--quiet", src.commit], log);
       for (const k of KERNELS) fs.copyFileSync(path.join(KERNEL_DIR, k.file), path.join(srcDir, "ggml", "src", "ggml-cpu", k.as));
       // A patch that no longer applies (the pin moved) fails the build: a backend without its kernels is not built silently.
+      step = `applying native/ggml-cpu/ops-hook.patch to llama.cpp ${src.commit.slice(0, 12)}`;
       await run("git", ["-C", srcDir, "apply", "--whitespace=nowarn", HOOK_PATCH], log);
     } catch (err) {
       cleanUp();
-      throw new Error(`preparing the source failed (${err.message.split("\n")[0]}); native/ggml-cpu/ops-hook.patch must apply to llama.cpp ${src.commit.slice(0, 12)}`);
+      throw new Error(`${step} failed: ${err.message.split("\n")[0]}`);
     }
     const args = ["-S", srcDir, "-B", build, "-DCMAKE_BUILD_TYPE=Release", "-DBUILD_SHARED_LIBS=ON", "-DGGML_BACKEND_DL=ON",
       "-DGGML_NATIVE=OFF", "-DGGML_CPU_ALL_VARIANTS=OFF", "-DCMAKE_PLATFORM_NO_VERSIONED_SONAME=ON", "-DCMAKE_SKIP_BUILD_RPATH=ON", "-DGGML_OPENMP=OFF", "-DGGML_CCACHE=OFF", "-DLLAMA_BUILD_TESTS=OFF",
@@ -174,7 +177,7 @@ export async function ensureCpuBackend({ libDir, log = (l) => void process.stder
     fs.renameSync(`${p.lib}.tmp`, p.lib);
     const seconds = (Date.now() - started) / 1000;
     const stamp = { baseSha256: p.baseSha256, libSha256: sha256File(p.lib), commit: src.commit, isa: on, cpu: cpuKey(),
-      kernels: KERNELS.map((k) => k.name), kernelSha256: kernelSha256(), seconds, builtAt: new Date().toISOString() };
+      kernels: KERNELS.map((k) => k.name), kernelSha256: p.kernelSha256, seconds, builtAt: new Date().toISOString() };
     fs.writeFileSync(`${p.stamp}.tmp`, JSON.stringify(stamp, null, 2) + "\n");
     fs.renameSync(`${p.stamp}.tmp`, p.stamp);
     cleanUp();

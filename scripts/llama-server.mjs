@@ -18,8 +18,6 @@ import { findSourceBundle } from "./llama-paths.mjs";
 
 export { cacheRoot };
 
-
-
 /** The llama.cpp source folder and its commit: deps/llama.cpp when present, else the bundle's head. */
 export function llamaSource(root = packageRoot()) {
   const deps = path.join(root, "deps", "llama.cpp");

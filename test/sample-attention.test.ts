@@ -1,7 +1,7 @@
 // The sampler's attention kernel (lib/model/attention.ts): the 'auto' rule, and flash and plain attention
 // both giving llama.cpp's own log-probs (node-llama-cpp, F32 KV) on the tokens they sampled.
 import test from 'ava';
-import { chooseAttention, cpuF16Step, windowFill } from '../lib/model/attention.js';
+import { chooseAttention, cpuF16Step, runsOwnFlashKernel, windowFill } from '../lib/model/attention.js';
 import { loadModel, type Model } from '../lib/model.js';
 import { addonLocation } from '../lib/native.js';
 import { PROMPTS, tinyModel } from './helpers/models.js';
@@ -78,13 +78,15 @@ test("'auto' runs plain attention where a head is not whole F16 steps, and flash
   t.is(chooseAttention('auto', head(32), { ...kernel, cpuBackend: 'prebuilt' }, fewShot).mode, 'plain', 'the kernel only counts in the build here');
   t.is(chooseAttention('auto', head(16), { ...kernel, systemInfo: 'CPU : SSE3 = 1 | AVX = 1 | LLAMAFILE = 1 |' }, fewShot).mode, 'plain', 'no AVX2: ggml\'s own kernel, and its rule');
   t.is(chooseAttention('plain', head(32), kernel, fewShot).mode, 'plain');
+  t.true(runsOwnFlashKernel(kernel));
+  t.false(runsOwnFlashKernel({ ...kernel, cpuKernels: [] }), 'a build here without the kernel');
+  t.false(runsOwnFlashKernel({ ...kernel, systemInfo: HASWELL.replace('FMA = 1', 'FMA = 0') }), 'FMA missing');
 });
 
 /** Whether this process's CPU backend runs weak2strong's flash-attention kernel (built here, with AVX2 + F16C + FMA). */
 function ourFlashKernel(): boolean {
-  const { source, kernels } = addonLocation().cpuBackend;
-  const info = addonLocation().systemInfo ?? '';
-  return source === 'host' && (kernels ?? []).includes('flash_attn_decode') && ['AVX2', 'F16C', 'FMA'].every((f) => info.includes(` ${f} = 1 `));
+  const loc = addonLocation();
+  return runsOwnFlashKernel({ systemInfo: loc.systemInfo, cpuBackend: loc.cpuBackend.source, cpuKernels: loc.cpuBackend.kernels });
 }
 
 let model: Model;

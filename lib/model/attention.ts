@@ -70,6 +70,17 @@ export function cpuF16Step(systemInfo: string): number | undefined {
   return undefined;
 }
 
+/**
+ * Whether flash attention on this CPU backend runs weak2strong's kernel: the backend built here
+ * (`cpuBackend` 'host') with 'flash_attn_decode' among its kernels, and the AVX2, F16C and FMA it is compiled
+ * with among its features (without them ggml's own code is compiled in its place).
+ */
+export function runsOwnFlashKernel(where: { systemInfo: string | undefined; cpuBackend?: string; cpuKernels?: readonly string[] }): boolean {
+  const info = where.systemInfo;
+  return where.cpuBackend === 'host' && (where.cpuKernels ?? []).includes('flash_attn_decode') && info !== undefined &&
+    ['AVX2', 'F16C', 'FMA'].every((f) => FEATURE(info, f) === '1');
+}
+
 export function parseAttentionOption(value: unknown): AttentionOption {
   if (value === undefined) return 'auto';
   if (value === 'auto' || value === 'flash' || value === 'plain') return value;
@@ -112,8 +123,7 @@ export function chooseAttention(option: AttentionOption, info: Pick<ModelInfo, '
   if (job.highPrecision) return { mode: 'plain', reason: 'highPrecision (F32 KV cache)' };
   if (option !== 'auto') return { mode: option, reason: 'asked for' };
   if (where.gpuLayers > 0) return { mode: 'flash', reason: 'auto: layers on the GPU' };
-  if (where.cpuBackend === 'host' && where.cpuKernels?.includes('flash_attn_decode') && where.systemInfo !== undefined &&
-      ['AVX2', 'F16C', 'FMA'].every((f) => FEATURE(where.systemInfo!, f) === '1')) {
+  if (runsOwnFlashKernel(where)) {
     return { mode: 'flash', reason: "auto: the CPU backend built here runs weak2strong's flash-attention kernel (vectorized at any head size)" };
   }
   const step = where.systemInfo === undefined ? undefined : cpuF16Step(where.systemInfo);

@@ -245,8 +245,6 @@ void check_cpu_gemm() {
     ggml_backend_free(cpu);
 }
 
-}  // namespace
-
 // Whether the registered CPU backend reports every one of `names` among its features (ggml_backend_get_features).
 bool cpu_has_features(const std::vector<std::string> & names) {
     ggml_backend_reg_t reg = ggml_backend_reg_by_name("CPU");
@@ -258,6 +256,8 @@ bool cpu_has_features(const std::vector<std::string> & names) {
     }
     return found == names.size();
 }
+
+}  // namespace
 
 int main(int argc, char ** argv) {
     if (argc < 2) {
