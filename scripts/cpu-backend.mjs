@@ -38,12 +38,17 @@ const BASE_LIB = "libggml-base.so";
  */
 export const KERNELS = [{ name: "flash_attn_decode", file: "flash_attn_decode.inc", as: "w2s_flash_attn_decode.inc" }];
 const KERNEL_DIR = path.join(packageRoot(), "native", "ggml-cpu");
-const HOOK_PATCH = path.join(KERNEL_DIR, "ops-hook.patch");
+/**
+ * Patches applied to the private source copy, in order: ops-hook.patch makes ggml call our kernels;
+ * amx-tile-config.patch fixes ggml's AMX tile setup, which GCC 12 compiles into a SIGILL on the first Q8_0
+ * matmul of every AMX CPU (Sapphire Rapids and later; seen 2026-12-04, see the patch).
+ */
+export const PATCHES = ["ops-hook.patch", "amx-tile-config.patch"];
 
-/** sha256 over the kernel sources and the hook patch (hex). */
+/** sha256 over the kernel sources and the patches (hex). */
 export function kernelSha256() {
   const h = crypto.createHash("sha256");
-  for (const f of [...KERNELS.map((k) => path.join(KERNEL_DIR, k.file)), HOOK_PATCH]) h.update(fs.readFileSync(f));
+  for (const f of [...KERNELS.map((k) => k.file), ...PATCHES]) h.update(fs.readFileSync(path.join(KERNEL_DIR, f)));
   return h.digest("hex");
 }
 
@@ -154,8 +159,10 @@ export async function ensureCpuBackend({ libDir, log = (l) => void process.stder
       await run("git", ["-c", "advice.detachedHead=false", "-C", srcDir, "checkout", "--quiet", src.commit], log);
       for (const k of KERNELS) fs.copyFileSync(path.join(KERNEL_DIR, k.file), path.join(srcDir, "ggml", "src", "ggml-cpu", k.as));
       // A patch that no longer applies (the pin moved) fails the build: a backend without its kernels is not built silently.
-      step = `applying native/ggml-cpu/ops-hook.patch to llama.cpp ${src.commit.slice(0, 12)}`;
-      await run("git", ["-C", srcDir, "apply", "--whitespace=nowarn", HOOK_PATCH], log);
+      for (const patch of PATCHES) {
+        step = `applying native/ggml-cpu/${patch} to llama.cpp ${src.commit.slice(0, 12)}`;
+        await run("git", ["-C", srcDir, "apply", "--whitespace=nowarn", path.join(KERNEL_DIR, patch)], log);
+      }
     } catch (err) {
       cleanUp();
       throw new Error(`${step} failed: ${err.message.split("\n")[0]}`);
