@@ -10,6 +10,7 @@
 // Environment: W2S_LLAMA_SERVER=/path/to/llama-server (W2S_LLAMA_BATCHED_BENCH for the other) uses that
 // binary and never builds; W2S_CACHE_DIR moves the cache (default ~/.cache/weak2strong); W2S_BUILD_JOBS (default 2).
 import { execFileSync, spawn } from "node:child_process";
+import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -32,12 +33,27 @@ export function llamaSource(root = packageRoot()) {
   return { dir: undefined, commit: head, clone: bundle };
 }
 
+/**
+ * Fixes applied to the tools' private source copy (native/ggml-cpu/): only the AMX tile setup, without which
+ * GCC's -march=native build dies with SIGILL on the first Q8_0 matmul of an AMX CPU. Our kernels are left
+ * out: the tools are llama.cpp's own engine, the peer our sampler is measured against.
+ */
+const TOOL_PATCHES = ["amx-tile-config.patch"];
+const PATCH_DIR = path.join(packageRoot(), "native", "ggml-cpu");
+
+/** sha256 over TOOL_PATCHES (hex): part of the cache key, so a build without a fix is never reused. */
+export function toolPatchSha256() {
+  const h = crypto.createHash("sha256");
+  for (const f of TOOL_PATCHES) h.update(fs.readFileSync(path.join(PATCH_DIR, f)));
+  return h.digest("hex");
+}
+
 const TOOL_ENV = { "llama-server": "W2S_LLAMA_SERVER", "llama-batched-bench": "W2S_LLAMA_BATCHED_BENCH" };
 
 export function toolPaths(tool = "llama-server", root = packageRoot()) {
   if (!TOOL_ENV[tool]) throw new Error(`unknown llama.cpp tool ${tool} (known: ${Object.keys(TOOL_ENV).join(", ")})`);
   const src = llamaSource(root);
-  const dir = path.join(cacheRoot(), `${tool}-${src.commit.slice(0, 12)}-${cpuKey()}`);
+  const dir = path.join(cacheRoot(), `${tool}-${src.commit.slice(0, 12)}-${cpuKey()}-p${toolPatchSha256().slice(0, 8)}`);
   return { tool, src, dir, binary: path.join(dir, "bin", tool), stamp: path.join(dir, "build.json") };
 }
 export const serverPaths = (root = packageRoot()) => toolPaths("llama-server", root);
@@ -93,20 +109,29 @@ export async function ensureLlamaTool(tool, { log = (l) => process.stderr.write(
   return withBuildLock(p.dir, cachedServer, async () => {
     const started = Date.now();
     log(`${tool}: not cached; building it from llama.cpp ${p.src.commit.slice(0, 12)} into ${p.dir} (CPU, -j${jobs}; a few minutes on 2 cores, once per commit)`);
-    let srcDir = p.src.dir;
-    if (!srcDir) {
-      srcDir = path.join(p.dir, "src");
-      if (!fs.existsSync(path.join(srcDir, "CMakeLists.txt"))) {
-        fs.rmSync(srcDir, { recursive: true, force: true });
-        await run("git", ["-c", "advice.detachedHead=false", "clone", "--quiet", p.src.clone, srcDir], log);
-      }
-    }
+    // A private copy of the source (a local clone: hard links, seconds), since TOOL_PATCHES are applied to it.
+    const srcDir = path.join(p.dir, "src");
     const build = path.join(p.dir, "build");
+    const cleanUp = () => { for (const d of [build, srcDir]) fs.rmSync(d, { recursive: true, force: true }); };
+    cleanUp();
+    try {
+      await run("git", ["-c", "advice.detachedHead=false", "clone", "--quiet", p.src.dir ?? p.src.clone, srcDir], log);
+      await run("git", ["-c", "advice.detachedHead=false", "-C", srcDir, "checkout", "--quiet", p.src.commit], log);
+      for (const patch of TOOL_PATCHES) await run("git", ["-C", srcDir, "apply", "--whitespace=nowarn", path.join(PATCH_DIR, patch)], log);
+    } catch (err) {
+      cleanUp();
+      throw new Error(`preparing the llama.cpp source for ${tool} failed: ${err.message.split("\n")[0]}`);
+    }
     // The web UI needs npm or a download: off (the API is all we use). OpenSSL off: loopback HTTP only.
-    await run("nice", ["-n", "10", "cmake", "-S", srcDir, "-B", build, "-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=ON", "-DBUILD_SHARED_LIBS=OFF",
-      "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_TOOLS=ON", "-DLLAMA_BUILD_SERVER=ON", "-DLLAMA_BUILD_APP=OFF",
-      "-DLLAMA_BUILD_UI=OFF", "-DLLAMA_USE_PREBUILT_UI=OFF", "-DLLAMA_OPENSSL=OFF", "-DGGML_CCACHE=OFF"], log);
-    await run("nice", ["-n", "10", "cmake", "--build", build, "--target", tool, "-j", String(jobs)], log);
+    try {
+      await run("nice", ["-n", "10", "cmake", "-S", srcDir, "-B", build, "-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=ON", "-DBUILD_SHARED_LIBS=OFF",
+        "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_TOOLS=ON", "-DLLAMA_BUILD_SERVER=ON", "-DLLAMA_BUILD_APP=OFF",
+        "-DLLAMA_BUILD_UI=OFF", "-DLLAMA_USE_PREBUILT_UI=OFF", "-DLLAMA_OPENSSL=OFF", "-DGGML_CCACHE=OFF"], log);
+      await run("nice", ["-n", "10", "cmake", "--build", build, "--target", tool, "-j", String(jobs)], log);
+    } catch (err) {
+      cleanUp(); // no stamp was written: nothing of this build is trusted
+      throw err;
+    }
     const built = path.join(build, "bin", tool);
     fs.mkdirSync(path.dirname(p.binary), { recursive: true });
     fs.copyFileSync(built, `${p.binary}.tmp`);
@@ -114,8 +139,8 @@ export async function ensureLlamaTool(tool, { log = (l) => process.stderr.write(
     fs.renameSync(`${p.binary}.tmp`, p.binary);
     const seconds = (Date.now() - started) / 1000;
     fs.writeFileSync(p.stamp, JSON.stringify({ commit: p.src.commit, cpu: cpuKey(), seconds, builtAt: new Date().toISOString() }, null, 2) + "\n");
-    // The objects are not needed any more (hundreds of MB); a rebuild for a new commit starts fresh anyway.
-    fs.rmSync(build, { recursive: true, force: true });
+    // The objects and the source copy are not needed any more (hundreds of MB); a rebuild starts fresh anyway.
+    cleanUp();
     log(`${tool}: built in ${seconds.toFixed(0)} s -> ${p.binary}`);
     return p.binary;
   });

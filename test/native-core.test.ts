@@ -25,12 +25,20 @@ test('ctest: training graph vs llama.cpp, gradients vs finite differences, loss 
   const env = { ...process.env, ...(own ? { W2S_CPU_BACKEND_LIB: own } : {}) };
   const run = spawnSync('ctest', ['--output-on-failure', '--verbose'], { cwd: dir, env, encoding: 'utf8' });
   const out = run.stdout + run.stderr;
-  for (const line of out.split('\n').filter((l) => /max \||worst relative|mean loss|passed, \d+ failed|CPU backend:/.test(l))) t.log(line.replace(/^\d+: /, ''));
+  for (const line of out.split('\n').filter((l) => /max \||worst relative|mean loss|passed, \d+ failed|CPU backend:|cases ran/.test(l))) t.log(line.replace(/^\d+: /, ''));
   t.is(run.status, 0, out.slice(-3000));
   t.regex(out, own ? /CPU backend: host / : /CPU backend: prebuilt/);
   // 9 checks of the training graph and scoring, 3 of the sampler's vectorized softmax (one per temperature),
-  // 5 of the CPU OUT_PROD kernel, 14 of the CPU GEMM (one per shape and type) and 6 of flash attention.
-  t.regex(out, /\b37 passed, 0 failed/);
+  // 5 of the CPU OUT_PROD kernel, 14 of the CPU GEMM (one per shape and type), 6 of flash attention, and one
+  // per repacked matmul that this CPU's buffer types take.
+  const repacked = Number(/repacked matmul: (\d+) cases ran/.exec(out)?.[1] ?? NaN);
+  t.true(Number.isInteger(repacked), 'the repacked-matmul check printed its count');
+  t.regex(out, new RegExp(`\\b${37 + repacked} passed, 0 failed`));
+  // The layouts this CPU must have run: AMX for Q8_0 (the bench's and most models' weights) where the CPU has
+  // it, x86's 8-row Q4_0 repack wherever there is AVX2.
+  const flags = cpuFlags();
+  if (flags.includes('amx_int8') && flags.includes('avx512_vnni')) t.regex(out, /repacked matmul, AMX q8_0 \[512 x 96\] by 64 columns/);
+  if (flags.includes('avx2')) t.regex(out, /repacked matmul, CPU_REPACK q4_0 \[512 x 96\] by 64 columns/);
   if (own && ['avx2', 'f16c', 'fma'].every((f) => cpuFlags().includes(f))) t.regex(out, /flash attention matches its float64 definition \(our kernel\)/);
   fs.rmSync(dir, { recursive: true, force: true });
 });

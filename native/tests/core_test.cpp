@@ -15,6 +15,7 @@
 #include "cpu_gemm.h"
 #include "cpu_out_prod.h"
 #include "flash_attn_check.h"
+#include "repack_check.h"
 #include "ggml-alloc.h"
 #include "ggml-backend.h"
 #include "gguf.h"
@@ -342,6 +343,19 @@ int main(int argc, char ** argv) {
             check(r.max_ref > 0.05 && r.max_diff <= tol * std::max(1.0, r.max_ref),
                   std::string("flash attention matches its float64 definition (") + (own_kernel ? "our kernel" : "ggml's kernel") + ")");
         }
+        ggml_backend_free(cpu);
+    }
+    {
+        // Weights in the repack buffers (AMX, CPU_REPACK) that the model loader uses by default. Both paths
+        // round X to 8 bits; the repacked one may do so in another order, never much worse than the plain one.
+        ggml_backend_t cpu = ggml_backend_init_by_type(GGML_BACKEND_DEVICE_TYPE_CPU, nullptr);
+        std::vector<std::string> skipped;
+        const std::vector<repack_result> rs = check_repacked_matmul(cpu, skipped);
+        for (const repack_result & r : rs) {
+            std::printf("     repacked matmul, %s: max |diff| %.2e (plain buffer %.2e, max |ref| %.2f)\n", r.what.c_str(), r.max_diff, r.plain_diff, r.max_ref);
+            check(r.max_ref > 1.0 && r.max_diff <= std::max(2.0 * r.plain_diff, 1e-3 * r.max_ref), "repacked matmul matches float64 as the plain buffer does");
+        }
+        std::printf("     repacked matmul: %zu cases ran, %zu declined by their buffer type on this CPU\n", rs.size(), skipped.size());
         ggml_backend_free(cpu);
     }
     const std::string path = "w2s_core_test_model.gguf";
