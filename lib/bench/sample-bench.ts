@@ -264,8 +264,10 @@ export async function runSampleBench(o: SampleBenchOptions = {}): Promise<Sample
     // Its sequences are all alike (one prompt length): the mean of ours, at each parallelism we ran.
     const meanPrompt = Math.round(promptTokens.reduce((a, b) => a + b, 0) / promptTokens.length);
     const parallelsRun = [...new Set(rows.filter((r) => r.engine === 'weak2strong').map((r) => Math.min(r.sequences, prompts.length * n)))];
-    // The kernels ours ran (lib/model/attention.ts): the peer runs the same ones, so the ratio compares engines.
-    const kernels = [...new Set(rows.filter((r) => r.engine === 'weak2strong').map((r) => r.attention ?? 'flash'))];
+    // Both of its kernels, whichever ours ran: the peer is llama.cpp at its best here. Since our CPU backend
+    // carries its own flash-attention kernel, "the same kernel" is no longer the same code (on an AVX-512 host
+    // ggml's flash attention ran the bench model 1.5–2× slower than its plain attention, 2026-12-04).
+    const kernels: ('flash' | 'plain')[] = ['flash', 'plain'];
     for (const attention of kernels) for (const threads of threadCounts) {
       try {
         const repeats = parallelsRun.map((p) => batchedBenchRepeats(p, prompts.length * n, maxTokens));
