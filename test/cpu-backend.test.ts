@@ -8,7 +8,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cachedCpuBackend, cpuBackendPaths, ensureCpuBackend, ggmlIsaOptions } from '../scripts/cpu-backend.mjs';
+import { PATCHES, cachedCpuBackend, cpuBackendPaths, ensureCpuBackend, ggmlIsaOptions, kernelSha256 } from '../scripts/cpu-backend.mjs';
+import { llamaSource, toolPaths, toolPatchSha256 } from '../scripts/llama-server.mjs';
 import { findPrebuiltLibDir } from '../scripts/llama-paths.mjs';
 import { runsOwnFlashKernel } from '../lib/model/attention.js';
 import { packageRoot } from '../lib/native.js';
@@ -56,6 +57,27 @@ test('the ISA options follow the CPU flags, each only with every instruction set
   t.is(ggmlIsaOptions(haswell, 'darwin', 'x64'), undefined);
   t.is(ggmlIsaOptions(haswell, 'linux', 'arm64'), undefined);
   t.is(ggmlIsaOptions([], 'linux', 'x64'), undefined);
+});
+
+test('the fixes to ggml apply to the pinned llama.cpp, and each cache key names what was patched in', (t) => {
+  const src = llamaSource(packageRoot());
+  // A private clone at the pinned commit (hard links; seconds), as the builds make: `git apply --check`
+  // against it fails when the pin moves and a patch no longer fits, before any build is tried.
+  const dir = path.join(TMP, 'patch-check-src');
+  fs.rmSync(dir, { recursive: true, force: true });
+  t.is(spawnSync('git', ['clone', '--quiet', '--no-checkout', String(src.dir ?? src.clone), dir]).status, 0);
+  t.is(spawnSync('git', ['-c', 'advice.detachedHead=false', '-C', dir, 'checkout', '--quiet', src.commit]).status, 0);
+  t.true(PATCHES.includes('amx-tile-config.patch'));
+  for (const patch of PATCHES) {
+    const r = spawnSync('git', ['-C', dir, 'apply', '--check', path.join(packageRoot(), 'native', 'ggml-cpu', patch)], { encoding: 'utf8' });
+    t.is(r.status, 0, `${patch}: ${r.stderr}`);
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
+  const libDir = findPrebuiltLibDir(packageRoot());
+  if (libDir && BUILT_HERE) t.true(path.basename(cpuBackendPaths(libDir)?.dir ?? "").endsWith(`-k${kernelSha256().slice(0, 8)}`));
+  // The llama.cpp tools (llama-server, llama-batched-bench) carry the AMX fix: a build from before it, which
+  // dies with SIGILL on an AMX CPU, has another key and is never reused.
+  for (const tool of ['llama-server', 'llama-batched-bench']) t.true(path.basename(toolPaths(tool, packageRoot()).dir).endsWith(`-p${toolPatchSha256().slice(0, 8)}`));
 });
 
 test.serial('the addon registers the CPU backend built for this machine, with the prebuilt variant\'s results', async (t) => {
