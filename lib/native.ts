@@ -315,7 +315,7 @@ function ownCpuBackend(libDir: string): { path?: string; note: string; required:
   }
   if (c.lib === undefined) return { note: c.why, required: false };
   const kernels = c.stamp.kernels ?? [];
-  return { path: c.lib, note: `built for this CPU in ${c.stamp.seconds.toFixed(0)} s on ${c.stamp.builtAt}${kernels.length ? `, with weak2strong's ${kernels.join(', ')} kernel` : ''}`, required: mode === 'host', kernels };
+  return { path: c.lib, note: `built for this CPU in ${c.stamp.seconds.toFixed(0)} s on ${c.stamp.builtAt}${kernels.length ? `, with weak2strong's ${kernels.join(', ')} kernel${kernels.length > 1 ? 's' : ''}` : ''}`, required: mode === 'host', kernels };
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));

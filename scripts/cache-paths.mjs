@@ -14,9 +14,13 @@ export function cacheRoot() {
 
 /** This CPU's feature flags (Linux /proc/cpuinfo), sorted; [] where they cannot be read. */
 export function cpuFlags() {
+  // W2S_CPU_FLAGS_OFF="avx512f avx_vnni": flags the builds treat as absent, so that the CPU backend is built
+  // (and cached under another key) as for a lesser CPU: to reproduce an AVX2-only host's kernels on a newer
+  // one, or to leave out an instruction set whose ggml path misbehaves here.
+  const off = new Set((process.env.W2S_CPU_FLAGS_OFF ?? "").split(/[\s,]+/).filter(Boolean));
   try {
     const flags = fs.readFileSync("/proc/cpuinfo", "utf8").match(/^(?:flags|Features)\s*:(.*)$/m)?.[1] ?? "";
-    return flags.trim().split(/\s+/).filter(Boolean).sort();
+    return flags.trim().split(/\s+/).filter((f) => f && !off.has(f)).sort();
   } catch {
     return [];
   }

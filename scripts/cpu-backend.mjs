@@ -36,14 +36,23 @@ const BASE_LIB = "libggml-base.so";
  * ggml/src/ggml-cpu/ under `as`, and ops-hook.patch makes ggml call them. Their hash is part of the cache key,
  * so a changed kernel is a new build, never a stale one.
  */
-export const KERNELS = [{ name: "flash_attn_decode", file: "flash_attn_decode.inc", as: "w2s_flash_attn_decode.inc" }];
+export const KERNELS = [
+  { name: "flash_attn_decode", file: "flash_attn_decode.inc", as: "w2s_flash_attn_decode.inc", runs: () => true },
+  // Picked by ggml's repack for Q8_0 only where the build has AVX2 but neither VNNI nor AVX-512 (q8_0-repack.patch):
+  // elsewhere tinyBLAS's VNNI path or AMX is the faster one.
+  { name: "q8_0_gemm", file: "q8_0_gemm.inc", as: "w2s_q8_0_gemm.inc", runs: (isa) => isa.AVX2 && isa.F16C && isa.FMA && !isa.AVX512 && !isa.AVX_VNNI },
+];
+
+/** The kernels that run in a build with these GGML_<ISA> options (the stamp's `kernels`). */
+export const activeKernels = (isa) => KERNELS.filter((k) => k.runs(isa)).map((k) => k.name);
 const KERNEL_DIR = path.join(packageRoot(), "native", "ggml-cpu");
 /**
  * Patches applied to the private source copy, in order: ops-hook.patch makes ggml call our kernels;
  * amx-tile-config.patch fixes ggml's AMX tile setup, which GCC 12 compiles into a SIGILL on the first Q8_0
- * matmul of every AMX CPU (Sapphire Rapids and later; seen 2026-12-04, see the patch).
+ * matmul of every AMX CPU (Sapphire Rapids and later; seen 2026-12-04, see the patch); q8_0-repack.patch
+ * lets AVX2 CPUs without VNNI repack Q8_0 weights for q8_0_gemm.inc.
  */
-export const PATCHES = ["ops-hook.patch", "amx-tile-config.patch"];
+export const PATCHES = ["ops-hook.patch", "amx-tile-config.patch", "q8_0-repack.patch"];
 
 /** sha256 over the kernel sources and the patches (hex). */
 export function kernelSha256() {
@@ -76,8 +85,9 @@ export function ggmlIsaOptions(flags = cpuFlags(), platform = process.platform, 
     AMX_INT8: has("amx_int8"),
     AMX_BF16: has("amx_bf16"),
   };
-  // The AVX-512 extensions are compiled only on top of the base set.
+  // The AVX-512 extensions are compiled only on top of the base set, and ggml's AMX code needs AVX-512 VNNI.
   for (const k of ["AVX512_VBMI", "AVX512_VNNI", "AVX512_BF16"]) isa[k] &&= isa.AVX512;
+  for (const k of ["AMX_TILE", "AMX_INT8", "AMX_BF16"]) isa[k] &&= isa.AVX512_VNNI;
   return isa;
 }
 
@@ -152,7 +162,7 @@ export async function ensureCpuBackend({ libDir, log = (l) => void process.stder
     const cleanUp = () => { for (const d of [build, srcDir]) fs.rmSync(d, { recursive: true, force: true }); };
     cleanUp();
     const on = Object.entries(isa).filter(([, v]) => v).map(([k]) => k);
-    log(`weak2strong: building a ggml CPU backend for this CPU (${on.join(" ") || "baseline x86-64"}) from llama.cpp ${src.commit.slice(0, 12)} with our kernels (${KERNELS.map((k) => k.name).join(", ")}) into ${p.dir} (-j${jobs}; about a minute on 2 cores, once)`);
+    log(`weak2strong: building a ggml CPU backend for this CPU (${on.join(" ") || "baseline x86-64"}) from llama.cpp ${src.commit.slice(0, 12)} with our kernels (${activeKernels(isa).join(", ")}) into ${p.dir} (-j${jobs}; about a minute on 2 cores, once)`);
     let step = "copying the llama.cpp source";
     try {
       await run("git", ["-c", "advice.detachedHead=false", "clone", "--quiet", src.dir ?? src.clone, srcDir], log);
@@ -184,7 +194,7 @@ export async function ensureCpuBackend({ libDir, log = (l) => void process.stder
     fs.renameSync(`${p.lib}.tmp`, p.lib);
     const seconds = (Date.now() - started) / 1000;
     const stamp = { baseSha256: p.baseSha256, libSha256: sha256File(p.lib), commit: src.commit, isa: on, cpu: cpuKey(),
-      kernels: KERNELS.map((k) => k.name), kernelSha256: p.kernelSha256, seconds, builtAt: new Date().toISOString() };
+      kernels: activeKernels(isa), kernelSha256: p.kernelSha256, seconds, builtAt: new Date().toISOString() };
     fs.writeFileSync(`${p.stamp}.tmp`, JSON.stringify(stamp, null, 2) + "\n");
     fs.renameSync(`${p.stamp}.tmp`, p.stamp);
     cleanUp();

@@ -8,9 +8,10 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { PATCHES, cachedCpuBackend, cpuBackendPaths, ensureCpuBackend, ggmlIsaOptions, kernelSha256 } from '../scripts/cpu-backend.mjs';
+import { PATCHES, activeKernels, cachedCpuBackend, cpuBackendPaths, ensureCpuBackend, ggmlIsaOptions, kernelSha256 } from '../scripts/cpu-backend.mjs';
 import { llamaSource, toolPaths, toolPatchSha256 } from '../scripts/llama-server.mjs';
 import { findPrebuiltLibDir } from '../scripts/llama-paths.mjs';
+import { cpuFlags, cpuKey } from '../scripts/cache-paths.mjs';
 import { runsOwnFlashKernel } from '../lib/model/attention.js';
 import { packageRoot } from '../lib/native.js';
 import { TMP, tinyModel } from './helpers/models.js';
@@ -52,11 +53,37 @@ test('the ISA options follow the CPU flags, each only with every instruction set
     ['AVX', 'AVX2', 'AVX512', 'AVX512_BF16', 'AVX512_VBMI', 'AVX512_VNNI', 'BMI2', 'F16C', 'FMA', 'SSE42']);
   // avx512f without avx512vl: GGML_AVX512 would emit VL instructions; and no extension without the base set.
   t.deepEqual(on([...haswell, 'avx512f', 'avx512cd', 'avx512dq', 'avx512bw', 'avx512vbmi', 'avx512_vnni']), ['AVX', 'AVX2', 'BMI2', 'F16C', 'FMA', 'SSE42']);
-  t.deepEqual(on([...haswell, 'avx_vnni', 'amx_tile', 'amx_int8']), ['AMX_INT8', 'AMX_TILE', 'AVX', 'AVX2', 'AVX_VNNI', 'BMI2', 'F16C', 'FMA', 'SSE42']);
+  // ggml's AMX code needs AVX-512 VNNI: without it, no AMX option.
+  t.deepEqual(on([...haswell, 'avx_vnni', 'amx_tile', 'amx_int8']), ['AVX', 'AVX2', 'AVX_VNNI', 'BMI2', 'F16C', 'FMA', 'SSE42']);
+  t.deepEqual(on([...haswell, ...avx512, 'avx512_vnni', 'amx_tile', 'amx_int8']),
+    ['AMX_INT8', 'AMX_TILE', 'AVX', 'AVX2', 'AVX512', 'AVX512_VNNI', 'BMI2', 'F16C', 'FMA', 'SSE42']);
+  // Our Q8_0 GEMM runs only where tinyBLAS has no VNNI path: AVX2 without AVX-VNNI or AVX-512.
+  const kernels = (flags: string[]) => activeKernels(ggmlIsaOptions(flags, 'linux', 'x64')!);
+  t.deepEqual(kernels(haswell), ['flash_attn_decode', 'q8_0_gemm']);
+  t.deepEqual(kernels([...haswell, 'avx_vnni']), ['flash_attn_decode']);
+  t.deepEqual(kernels([...haswell, ...avx512]), ['flash_attn_decode']);
+  t.deepEqual(kernels(['sse4_2', 'avx']), ['flash_attn_decode'], 'listed; it declines at run time without AVX2, F16C and FMA');
   t.deepEqual(on(['sse4_2']), ['SSE42']);
   t.is(ggmlIsaOptions(haswell, 'darwin', 'x64'), undefined);
   t.is(ggmlIsaOptions(haswell, 'linux', 'arm64'), undefined);
   t.is(ggmlIsaOptions([], 'linux', 'x64'), undefined);
+});
+
+test.serial('W2S_CPU_FLAGS_OFF builds as for a lesser CPU: the flags it names are absent, and the cache key differs', (t) => {
+  const before = process.env.W2S_CPU_FLAGS_OFF;
+  try {
+    delete process.env.W2S_CPU_FLAGS_OFF;
+    const all = cpuFlags();
+    const key = cpuKey();
+    if (all.length === 0) return t.pass('no /proc/cpuinfo flags here');
+    const drop = all.slice(0, 2);
+    process.env.W2S_CPU_FLAGS_OFF = `${drop[0]}, ${drop[1] ?? ''}`;
+    t.deepEqual(cpuFlags(), all.filter((f) => !drop.includes(f)));
+    t.not(cpuKey(), key);
+  } finally {
+    if (before === undefined) delete process.env.W2S_CPU_FLAGS_OFF;
+    else process.env.W2S_CPU_FLAGS_OFF = before;
+  }
 });
 
 test('the fixes to ggml apply to the pinned llama.cpp, and each cache key names what was patched in', (t) => {
@@ -200,7 +227,10 @@ test.serial('`w2s cpu-backend` reports the build, or its absence, and a failed -
   const built = w2s({});
   t.is(built.status, 0, built.stderr);
   t.is(built.stdout.trim().split(' ')[1], lib);
-  t.regex(built.stdout, /with weak2strong's flash_attn_decode kernel/);
+  // The kernels this CPU's build runs: flash attention everywhere, the Q8_0 GEMM on AVX2 without VNNI or AVX-512.
+  const names = activeKernels(ggmlIsaOptions()!);
+  t.true(names.includes('flash_attn_decode'));
+  t.regex(built.stdout, new RegExp(`with weak2strong's ${names.join(', ')} kernel${names.length > 1 ? 's' : ''}\\b`));
   const empty = path.join(TMP, 'cpu-cache-cli');
   const none = w2s({ W2S_CACHE_DIR: empty });
   t.is(none.status, 0, none.stderr);

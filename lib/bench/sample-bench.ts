@@ -104,7 +104,7 @@ export function batchedBenchRepeats(parallel: number, work: number, newTokens: n
 /** Which ggml CPU backend our sampler runs on: built here (scripts/cpu-backend.mjs) or a prebuilt variant. */
 function cpuBackendLine(): string {
   const b = addonLocation().cpuBackend;
-  const kernels = b.kernels?.length ? `, with weak2strong's ${b.kernels.join(', ')} kernel` : '';
+  const kernels = b.kernels?.length ? `, with weak2strong's ${b.kernels.join(', ')} kernel${b.kernels.length > 1 ? 's' : ''}` : '';
   return b.source === 'host' ? `built here (${b.path}${kernels})` : `${b.source} (${b.note})`;
 }
 

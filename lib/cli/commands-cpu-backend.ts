@@ -25,7 +25,7 @@ export function registerCpuBackendCommand(program: Command): void {
       }
       const found = cachedCpuBackend(libDir);
       if (found.lib !== undefined) {
-        process.stdout.write(`built: ${found.lib} (${found.stamp.isa.join(' ')}; llama.cpp ${found.stamp.commit.slice(0, 12)}${found.stamp.kernels?.length ? ` with weak2strong's ${found.stamp.kernels.join(', ')} kernel` : ''}; ${found.stamp.seconds.toFixed(0)} s on ${found.stamp.builtAt})\n`);
+        process.stdout.write(`built: ${found.lib} (${found.stamp.isa.join(' ')}; llama.cpp ${found.stamp.commit.slice(0, 12)}${found.stamp.kernels?.length ? ` with weak2strong's ${found.stamp.kernels.join(', ')} kernel${found.stamp.kernels.length > 1 ? 's' : ''}` : ''}; ${found.stamp.seconds.toFixed(0)} s on ${found.stamp.builtAt})\n`);
         return;
       }
       if (!o.build) {

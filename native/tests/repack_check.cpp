@@ -2,8 +2,9 @@
 // Why: the model loader puts quantized weights in these buffers by default (`repack`), and their kernels are
 // CPU-specific code that no other check reaches. ggml's AMX tile setup compiled by GCC 12 raised SIGILL on the
 // first Q8_0 matmul of an AMX CPU (native/ggml-cpu/amx-tile-config.patch); on such a CPU this check runs it.
-// Shapes: W [K = 512, N = 96] (whole AMX tiles and 8-row repack groups), X [K, M] for M = 1 (the vector
-// kernels), 5 (a ragged tile) and 64 (the sampler's decode batch).
+// Shapes: W [K = 512, N = 96] (whole AMX tiles and 8-row repack groups) and, for Q8_0, [256, 36] (an odd
+// number of 4-row tiles); X [K, M] for M = 1 (the vector kernels), 5 (a ragged tile) and 64 (the sampler's
+// decode batch).
 #include "repack_check.h"
 
 #include <algorithm>
@@ -62,8 +63,12 @@ std::vector<repack_result> check_repacked_matmul(ggml_backend_t cpu, std::vector
     auto get_extra = reinterpret_cast<ggml_backend_buffer_type_t * (*)(ggml_backend_dev_t)>(
         ggml_backend_reg_get_proc_address(reg, "ggml_backend_dev_get_extra_bufts"));
     if (!get_extra) return results;
-    const int64_t K = 512, N = 96;
-    for (const ggml_type type : {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K}) {
+    struct shape { ggml_type type; int64_t K, N; };
+    // N = 36: an odd number of 4-row weight tiles (q8_0_gemm.inc pairs them), below AMX's 32-row multiple.
+    for (const shape sh : {shape{GGML_TYPE_Q8_0, 512, 96}, shape{GGML_TYPE_Q8_0, 256, 36}, shape{GGML_TYPE_Q4_0, 512, 96},
+                           shape{GGML_TYPE_Q4_K, 512, 96}, shape{GGML_TYPE_Q6_K, 512, 96}}) {
+        const ggml_type type = sh.type;
+        const int64_t K = sh.K, N = sh.N;
         // W: uniform values quantized by ggml; the reference uses their dequantized values, so only the
         // kernels' own rounding (X to 8 bits, F32 sums) is measured.
         std::vector<float> wf(static_cast<size_t>(K * N));
