@@ -33,6 +33,12 @@ export interface SampleBenchOptions {
   parallel?: number[];
   /** Attention kernels to try for weak2strong (lib/model/attention.ts); defaults to 'auto' alone. */
   attention?: AttentionOption[];
+  /**
+   * weak2strong with quantized weights repacked for this CPU's kernels (true: `loadModel`'s default) and/or
+   * not (false: ggml's plain layout; for Q8_0 llamafile's tinyBLAS, what node-llama-cpp and llama.cpp run
+   * without AMX). Defaults to [true].
+   */
+  repack?: boolean[];
   /** Solved examples before each question (weak-ICL's long few-shot prompts). Defaults to 0. */
   fewShot?: number;
   /**
@@ -74,6 +80,8 @@ export interface SampleBenchRow {
   sequences: number;
   /** weak2strong: the attention kernel the job ran; llama-batched-bench: the one it was given (-fa). */
   attention?: 'flash' | 'plain';
+  /** weak2strong: false when the job ran with `repack: false` (unset: repacked, the default). */
+  repack?: boolean;
   /** Whether `sequences` was the sampler's default (not set by --parallel). */
   defaultParallel?: boolean;
   /** The run was stopped (it could not be the best, or the peer limit passed): tokensPerSecond is an upper bound. */
@@ -185,45 +193,60 @@ export async function runSampleBench(o: SampleBenchOptions = {}): Promise<Sample
   const threadCounts = o.threads ?? Array.from({ length: cores }, (_, i) => i + 1);
   const rows: SampleBenchRow[] = [];
 
-  const model = await loadModel(modelFile);
-  const promptTokens = prompts.map((p) => model.tokenize(p).length);
+  const first = await loadModel(modelFile, { repack: o.repack?.[0] ?? true });
+  const promptTokens = prompts.map((p) => first.tokenize(p).length);
   log(`model ${modelFile}; ${prompts.length} prompts (${Math.min(...promptTokens)}–${Math.max(...promptTokens)} tokens) × ${n} samples × ${maxTokens} new tokens, ` +
     `temperature 1; ${cores} physical cores; CPU ${os.cpus()[0]?.model ?? 'unknown'}; our CPU backend: ${cpuBackendLine()}`);
-  const byDefault = defaultParallel(model.info, prompts.length * n, maxTokens, Math.max(...promptTokens) + 1);
+  const byDefault = defaultParallel(first.info, prompts.length * n, maxTokens, Math.max(...promptTokens) + 1);
   const parallels = o.parallel ?? [byDefault];
   const attentions = o.attention ?? ['auto'];
-  try {
-    await model.sample(prompts.slice(0, 2), { n: 1, maxTokens: 4 }); // warm-up: page in the weights
-    for (const attention of attentions) {
-      const chosen = model.attention(attention, { promptTokens: Math.max(...promptTokens), maxTokens });
-      log(`weak2strong attention ${attention}: ${chosen.mode} (${chosen.reason})`);
-      for (const parallel of parallels) {
-        const label = `weak2strong     parallel ${parallel}${o.parallel === undefined ? ' (default)' : ''}${attentions.length > 1 ? ` ${chosen.mode}` : ''}`;
-        let best: SampleBenchRow | undefined;
-        for (const threads of threadCounts) {
-          // A thread count 25% slower than the best so far cannot be the best: stopped there, reported as a bound.
-          const t = await timedSample(model, prompts, { n, maxTokens, threads, parallel, attention, limitMs: best ? 1250 * best.seconds : undefined });
-          const row: SampleBenchRow = { engine: 'weak2strong', threads, generated: t.generated, seconds: t.seconds, tokensPerSecond: t.generated / t.seconds, sequences: parallel,
-            attention: chosen.mode, defaultParallel: o.parallel === undefined };
-          if (t.stopped) row.stopped = true;
-          rows.push(row);
-          log(t.stopped
-            ? `${label} threads ${threads}: stopped after ${t.seconds.toFixed(2)} s, 1.25× the best (< ${fmt(row.tokensPerSecond)} tokens/s)`
-            : `${label} threads ${threads}: ${t.generated} tokens in ${t.seconds.toFixed(2)} s = ${fmt(row.tokensPerSecond)} tokens/s end to end`);
-          if (!t.stopped && (!best || row.tokensPerSecond > best.tokensPerSecond)) best = row;
-        }
-        if (best && maxTokens > 1) {
-          // The generation phase of the best thread count: the same job with one new token per sample.
-          const short = await timedSample(model, prompts, { n, maxTokens: 1, threads: best.threads, parallel, attention });
-          if (best.seconds > short.seconds && best.generated > short.generated) {
-            best.generationTokensPerSecond = generationRate(best, short);
-            log(`${label} threads ${best.threads}: prompts + first tokens ${short.seconds.toFixed(2)} s; generation phase ${fmt(best.generationTokensPerSecond)} tokens/s`);
+  const repacks = [...new Set(o.repack ?? [true])];
+  for (const repack of repacks) {
+    const model = repack === repacks[0] ? first : await loadModel(modelFile, { repack });
+    try {
+      await model.sample(prompts.slice(0, 2), { n: 1, maxTokens: 4 }); // warm-up: page in the weights
+      for (const attention of attentions) {
+        const chosen = model.attention(attention, { promptTokens: Math.max(...promptTokens), maxTokens });
+        log(`weak2strong attention ${attention}: ${chosen.mode} (${chosen.reason})`);
+        for (const parallel of parallels) {
+          const label = `weak2strong     parallel ${parallel}${o.parallel === undefined ? ' (default)' : ''}${attentions.length > 1 ? ` ${chosen.mode}` : ''}${repack ? '' : ' repack off'}`;
+          let best: SampleBenchRow | undefined;
+          for (const threads of threadCounts) {
+            // A thread count 25% slower than the best so far cannot be the best: stopped there, reported as a bound.
+            const t = await timedSample(model, prompts, { n, maxTokens, threads, parallel, attention, limitMs: best ? 1250 * best.seconds : undefined });
+            const row: SampleBenchRow = { engine: 'weak2strong', threads, generated: t.generated, seconds: t.seconds, tokensPerSecond: t.generated / t.seconds, sequences: parallel,
+              attention: chosen.mode, defaultParallel: o.parallel === undefined, ...(repack ? {} : { repack: false }) };
+            if (t.stopped) row.stopped = true;
+            rows.push(row);
+            log(t.stopped
+              ? `${label} threads ${threads}: stopped after ${t.seconds.toFixed(2)} s, 1.25× the best (< ${fmt(row.tokensPerSecond)} tokens/s)`
+              : `${label} threads ${threads}: ${t.generated} tokens in ${t.seconds.toFixed(2)} s = ${fmt(row.tokensPerSecond)} tokens/s end to end`);
+            if (!t.stopped && (!best || row.tokensPerSecond > best.tokensPerSecond)) best = row;
+          }
+          if (best && maxTokens > 1) {
+            // The generation phase of the best thread count: the same job with one new token per sample.
+            const short = await timedSample(model, prompts, { n, maxTokens: 1, threads: best.threads, parallel, attention });
+            if (best.seconds > short.seconds && best.generated > short.generated) {
+              best.generationTokensPerSecond = generationRate(best, short);
+              log(`${label} threads ${best.threads}: prompts + first tokens ${short.seconds.toFixed(2)} s; generation phase ${fmt(best.generationTokensPerSecond)} tokens/s`);
+            }
           }
         }
       }
+    } finally {
+      model.dispose();
+  }
+  }
+  if (repacks.length > 1) {
+    // Repacked weights against ggml's plain layout, each at its best thread count: what this CPU's repack
+    // kernels (AMX, CPU_REPACK; for Q8_0 on AVX2 without VNNI our q8_0_gemm.inc) give over tinyBLAS.
+    for (const p of parallels) {
+      const best = (on: boolean) => rows.filter((r) => r.engine === 'weak2strong' && r.sequences === p && !r.stopped && (r.repack !== false) === on)
+        .reduce<SampleBenchRow | undefined>((b, r) => (!b || r.tokensPerSecond > b.tokensPerSecond ? r : b), undefined);
+      const on = best(true);
+      const off = best(false);
+      if (on && off) log(`parallel ${p}: repacked weights ${fmt(on.tokensPerSecond)} (${on.threads} t) vs the plain layout ${fmt(off.tokensPerSecond)} (${off.threads} t) tokens/s end to end: ${(on.tokensPerSecond / off.tokensPerSecond).toFixed(2)}×`);
     }
-  } finally {
-    model.dispose();
   }
   const oursBestSeconds = Math.min(...rows.filter((r) => !r.stopped).map((r) => r.seconds));
 
@@ -285,7 +308,7 @@ export async function runSampleBench(o: SampleBenchOptions = {}): Promise<Sample
   }
 
   if ((o.paired ?? 0) > 0 && (o.batchedBench ?? true)) {
-    rows.push(...await pairedRounds(o.paired!, { modelFile, prompts, n, maxTokens, promptTokens, rows, bin: await batchedBenchBinary(log), log }));
+    rows.push(...await pairedRounds(o.paired!, { modelFile, prompts, n, maxTokens, promptTokens, rows: rows.filter((r) => r.repack !== false), bin: await batchedBenchBinary(log), log }));
   }
 
   if (o.calibration ?? true) {
@@ -299,7 +322,8 @@ export async function runSampleBench(o: SampleBenchOptions = {}): Promise<Sample
     }
   }
 
-  for (const line of summarize(rows, prompts.length * n)) log(line);
+  // The verdicts judge the default, repacked weights (the plain layout's rows only feed the line above).
+  for (const line of summarize(rows.filter((r) => r.repack !== false), prompts.length * n)) log(line);
   return rows;
 }
 

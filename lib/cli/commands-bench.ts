@@ -19,6 +19,7 @@ export function registerBenchCommands(program: Command): void {
     .option('--threads <n...>', 'thread counts to try (default 1 … physical cores)')
     .option('--parallel <n...>', 'weak2strong sequences in flight to try (default: the sampler\'s default)')
     .addOption(new Option('--attention <kernel...>', 'weak2strong attention kernels to try (default: auto)').choices(['auto', 'flash', 'plain']))
+    .addOption(new Option('--repack <mode...>', "weak2strong with quantized weights repacked for this CPU's kernels (on, the default) and/or not (off)").choices(['on', 'off']))
     .option('--few-shot <k>', 'solved examples before each question (long prompts, as weak-ICL\'s)', intArg('--few-shot', 0), 0)
     .option('--distinct-demos', 'with --few-shot: each prompt opens with its own examples (no common prefix) instead of the same ones, as the pipeline\'s weak-ICL step has')
     .option('--long-questions', 'GSM8K-length questions (~100 tokens) instead of the short ones (~47)')
@@ -41,6 +42,7 @@ export function registerBenchCommands(program: Command): void {
         threads, paired: o.paired,
         parallel: o.parallel?.map((t: string) => intArg('--parallel', 1)(t)),
         attention: o.attention,
+        repack: o.repack?.map((m: string) => m === 'on'),
       });
       if (o.json) process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
     });
