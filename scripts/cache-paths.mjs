@@ -13,11 +13,12 @@ export function cacheRoot() {
 }
 
 /** This CPU's feature flags (Linux /proc/cpuinfo), sorted; [] where they cannot be read. */
-export function cpuFlags() {
+export function cpuFlags({ all = false } = {}) {
   // W2S_CPU_FLAGS_OFF="avx512f avx_vnni": flags the builds treat as absent, so that the CPU backend is built
   // (and cached under another key) as for a lesser CPU: to reproduce an AVX2-only host's kernels on a newer
   // one, or to leave out an instruction set whose ggml path misbehaves here.
-  const off = new Set((process.env.W2S_CPU_FLAGS_OFF ?? "").split(/[\s,]+/).filter(Boolean));
+  // `all`: the CPU's own flags (the llama.cpp tools are built -march=native, whatever this says).
+  const off = new Set(all ? [] : (process.env.W2S_CPU_FLAGS_OFF ?? "").split(/[\s,]+/).filter(Boolean));
   try {
     const flags = fs.readFileSync("/proc/cpuinfo", "utf8").match(/^(?:flags|Features)\s*:(.*)$/m)?.[1] ?? "";
     return flags.trim().split(/\s+/).filter((f) => f && !off.has(f)).sort();
@@ -27,8 +28,8 @@ export function cpuFlags() {
 }
 
 /** 12 hex digits of this CPU's feature set: a build tuned for another CPU could crash here. */
-export function cpuKey() {
-  const flags = cpuFlags();
+export function cpuKey({ all = false } = {}) {
+  const flags = cpuFlags({ all });
   return flags.length ? crypto.createHash("sha256").update(flags.join(" ")).digest("hex").slice(0, 12) : "unknown";
 }
 

@@ -53,7 +53,7 @@ const TOOL_ENV = { "llama-server": "W2S_LLAMA_SERVER", "llama-batched-bench": "W
 export function toolPaths(tool = "llama-server", root = packageRoot()) {
   if (!TOOL_ENV[tool]) throw new Error(`unknown llama.cpp tool ${tool} (known: ${Object.keys(TOOL_ENV).join(", ")})`);
   const src = llamaSource(root);
-  const dir = path.join(cacheRoot(), `${tool}-${src.commit.slice(0, 12)}-${cpuKey()}-p${toolPatchSha256().slice(0, 8)}`);
+  const dir = path.join(cacheRoot(), `${tool}-${src.commit.slice(0, 12)}-${cpuKey({ all: true })}-p${toolPatchSha256().slice(0, 8)}`);
   return { tool, src, dir, binary: path.join(dir, "bin", tool), stamp: path.join(dir, "build.json") };
 }
 export const serverPaths = (root = packageRoot()) => toolPaths("llama-server", root);
@@ -138,7 +138,7 @@ export async function ensureLlamaTool(tool, { log = (l) => process.stderr.write(
     fs.chmodSync(`${p.binary}.tmp`, 0o755);
     fs.renameSync(`${p.binary}.tmp`, p.binary);
     const seconds = (Date.now() - started) / 1000;
-    fs.writeFileSync(p.stamp, JSON.stringify({ commit: p.src.commit, cpu: cpuKey(), seconds, builtAt: new Date().toISOString() }, null, 2) + "\n");
+    fs.writeFileSync(p.stamp, JSON.stringify({ commit: p.src.commit, cpu: cpuKey({ all: true }), seconds, builtAt: new Date().toISOString() }, null, 2) + "\n");
     // The objects and the source copy are not needed any more (hundreds of MB); a rebuild starts fresh anyway.
     cleanUp();
     log(`${tool}: built in ${seconds.toFixed(0)} s -> ${p.binary}`);

@@ -75,11 +75,14 @@ test.serial('W2S_CPU_FLAGS_OFF builds as for a lesser CPU: the flags it names ar
     delete process.env.W2S_CPU_FLAGS_OFF;
     const all = cpuFlags();
     const key = cpuKey();
+    const tools = toolPaths('llama-server', packageRoot()).dir;
     if (all.length === 0) return t.pass('no /proc/cpuinfo flags here');
     const drop = all.slice(0, 2);
     process.env.W2S_CPU_FLAGS_OFF = `${drop[0]}, ${drop[1] ?? ''}`;
     t.deepEqual(cpuFlags(), all.filter((f) => !drop.includes(f)));
     t.not(cpuKey(), key);
+    // The llama.cpp tools are built -march=native: their key stays the CPU's own.
+    t.is(toolPaths('llama-server', packageRoot()).dir, tools);
   } finally {
     if (before === undefined) delete process.env.W2S_CPU_FLAGS_OFF;
     else process.env.W2S_CPU_FLAGS_OFF = before;
