@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { findPrebuiltLibDir, findVariantLibDir, findVariantRuntimeDir } from '../scripts/llama-paths.mjs';
-import { cachedCpuBackend } from '../scripts/cpu-backend.mjs';
+import { cachedCpuBackend, kernelsPhrase } from '../scripts/cpu-backend.mjs';
 import { backendName, defaultGpu, DRIVER_LIBRARY, findDriver, GPU_BACKENDS, type AddonVariant, type GpuOption } from './gpu.js';
 import {
   AbortError,
@@ -315,7 +315,7 @@ function ownCpuBackend(libDir: string): { path?: string; note: string; required:
   }
   if (c.lib === undefined) return { note: c.why, required: false };
   const kernels = c.stamp.kernels ?? [];
-  return { path: c.lib, note: `built for this CPU in ${c.stamp.seconds.toFixed(0)} s on ${c.stamp.builtAt}${kernels.length ? `, with weak2strong's ${kernels.join(', ')} kernel${kernels.length > 1 ? 's' : ''}` : ''}`, required: mode === 'host', kernels };
+  return { path: c.lib, note: `built for this CPU in ${c.stamp.seconds.toFixed(0)} s on ${c.stamp.builtAt}${kernels.length ? `, ${kernelsPhrase(kernels)}` : ''}`, required: mode === 'host', kernels };
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));

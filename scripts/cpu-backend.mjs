@@ -45,6 +45,9 @@ export const KERNELS = [
 
 /** The kernels that run in a build with these GGML_<ISA> options (the stamp's `kernels`). */
 export const activeKernels = (isa) => KERNELS.filter((k) => k.runs(isa)).map((k) => k.name);
+
+/** How `w2s info`, `w2s cpu-backend` and the bench name a build's kernels: "with weak2strong's a, b kernels" ('' for none). */
+export const kernelsPhrase = (names = []) => (names.length ? `with weak2strong's ${names.join(", ")} kernel${names.length > 1 ? "s" : ""}` : "");
 const KERNEL_DIR = path.join(packageRoot(), "native", "ggml-cpu");
 /**
  * Patches applied to the private source copy, in order: ops-hook.patch makes ggml call our kernels;

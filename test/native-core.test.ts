@@ -38,7 +38,7 @@ test('ctest: training graph vs llama.cpp, gradients vs finite differences, loss 
   // it, x86's 8-row Q4_0 repack wherever there is AVX2.
   const flags = cpuFlags();
   // (the build here follows cpuFlags(), which W2S_CPU_FLAGS_OFF may thin; a prebuilt variant the real CPU)
-  const amx = own ? ggmlIsaOptions()?.AMX_INT8 === true : fs.readFileSync('/proc/cpuinfo', 'utf8').includes(' amx_int8');
+  const amx = own ? ggmlIsaOptions()?.AMX_INT8 === true : cpuFlags({ all: true }).includes('amx_int8');
   if (amx) t.regex(out, /repacked matmul, AMX q8_0 \[512 x 96\] by 64 columns/);
   if (flags.includes('avx2')) t.regex(out, /repacked matmul, CPU_REPACK q4_0 \[512 x 96\] by 64 columns/);
   // Our Q8_0 GEMM (native/ggml-cpu/q8_0_gemm.inc) where the build carries it: AVX2 without VNNI or AVX-512.

@@ -16,6 +16,7 @@ import { createModel } from '../model/create.js';
 import { loadModel, type Model } from '../model.js';
 import { defaultParallel } from '../sample-options.js';
 import { addonLocation } from '../native.js';
+import { kernelsPhrase } from '../../scripts/cpu-backend.mjs';
 import { physicalCores } from '../threads.js';
 import { batchedBenchBinary, runBatchedBench, type BatchedBenchRow } from './peer-batched-bench.js';
 import { median, spread } from './stats.js';
@@ -112,7 +113,7 @@ export function batchedBenchRepeats(parallel: number, work: number, newTokens: n
 /** Which ggml CPU backend our sampler runs on: built here (scripts/cpu-backend.mjs) or a prebuilt variant. */
 function cpuBackendLine(): string {
   const b = addonLocation().cpuBackend;
-  const kernels = b.kernels?.length ? `, with weak2strong's ${b.kernels.join(', ')} kernel${b.kernels.length > 1 ? 's' : ''}` : '';
+  const kernels = b.kernels?.length ? `, ${kernelsPhrase(b.kernels)}` : '';
   return b.source === 'host' ? `built here (${b.path}${kernels})` : `${b.source} (${b.note})`;
 }
 
@@ -235,7 +236,7 @@ export async function runSampleBench(o: SampleBenchOptions = {}): Promise<Sample
       }
     } finally {
       model.dispose();
-  }
+    }
   }
   if (repacks.length > 1) {
     // Repacked weights against ggml's plain layout, each at its best thread count: what this CPU's repack

@@ -4,7 +4,7 @@
 // script npm skips, run this once. It never loads the addon, so the build it reports is the one the next
 // process registers.
 import type { Command } from 'commander';
-import { cachedCpuBackend, ensureCpuBackend, ggmlIsaOptions } from '../../scripts/cpu-backend.mjs';
+import { cachedCpuBackend, ensureCpuBackend, ggmlIsaOptions, kernelsPhrase } from '../../scripts/cpu-backend.mjs';
 import { findPrebuiltLibDir } from '../../scripts/llama-paths.mjs';
 import { BackendUnavailableError } from '../errors.js';
 import { packageRoot } from '../native.js';
@@ -25,7 +25,7 @@ export function registerCpuBackendCommand(program: Command): void {
       }
       const found = cachedCpuBackend(libDir);
       if (found.lib !== undefined) {
-        process.stdout.write(`built: ${found.lib} (${found.stamp.isa.join(' ')}; llama.cpp ${found.stamp.commit.slice(0, 12)}${found.stamp.kernels?.length ? ` with weak2strong's ${found.stamp.kernels.join(', ')} kernel${found.stamp.kernels.length > 1 ? 's' : ''}` : ''}; ${found.stamp.seconds.toFixed(0)} s on ${found.stamp.builtAt})\n`);
+        process.stdout.write(`built: ${found.lib} (${found.stamp.isa.join(' ')}; llama.cpp ${found.stamp.commit.slice(0, 12)}${found.stamp.kernels?.length ? ` ${kernelsPhrase(found.stamp.kernels)}` : ''}; ${found.stamp.seconds.toFixed(0)} s on ${found.stamp.builtAt})\n`);
         return;
       }
       if (!o.build) {
